@@ -1,0 +1,227 @@
+"""``inspect-app``: fit products, inspect images, evaluate, and run the demo.
+
+User errors (bad paths, unreadable images, missing or incompatible profiles) print one line
+and exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from inspect_app import __version__
+from inspect_app.errors import InspectAppError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Learn good parts from normal images, flag and locate defects.")
+console = Console(stderr=True)
+out = Console()
+
+ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
+
+
+def user_errors(func):
+    """Turn expected failures into one clear line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except InspectAppError as exc:
+            console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: nothing was saved[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar():
+    """A rich progress bar (counts, elapsed, ETA) exposed as the Inspector's progress callback."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, label: str) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"inspect-app {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                       help="Show the version and exit.")) -> None:
+    pass
+
+
+@app.command()
+@user_errors
+def fit(folder: Path = typer.Argument(..., help="Folder of good images of the product."),
+        product: str = typer.Option(..., "--product", help="Product name (profile folder name)."),
+        models_dir: Optional[Path] = ModelsDir,
+        k_shot: Optional[int] = typer.Option(None, "--k-shot", min=1, help="Use only K good images (few-shot)."),
+        seed: int = typer.Option(0, "--seed", help="Seed for the held-out split, coreset and k-shot draw."),
+        target_frr: float = typer.Option(0.01, "--target-frr", min=0.0001, max=0.49,
+                                         help="False-reject rate of good parts the threshold aims for."),
+        image_size: int = typer.Option(256, "--image-size", help="Encoder input size (multiple of 32)."),
+        defects: Optional[Path] = typer.Option(None, "--defects", help="Optional folder of a few labelled "
+                                               "defective images: threshold becomes F1-optimal."),
+        ) -> None:
+    """Fit a product profile on good images and calibrate its pass/fail threshold."""
+    from inspect_app.config import BackboneConfig, CalibrationConfig, InspectorConfig
+    from inspect_app.data.images import list_images
+    from inspect_app.inspector import Inspector
+    from inspect_app.profile import check_product_name
+
+    check_product_name(product)
+    images, skipped = list_images(folder)
+    if skipped:
+        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {', '.join(p.name for p in skipped[:5])}")
+    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
+                             calibration=CalibrationConfig(target_frr=target_frr))
+    inspector = Inspector(config, product=product)
+    defect_images = list_images(defects)[0] if defects else None
+    with progress_bar() as progress:
+        report = inspector.fit(images, progress=progress, defect_images=defect_images)
+    for reason in report.skipped:
+        console.print(f"[yellow]skipped:[/] {reason}")
+    path = inspector.save(models_dir)
+    cal = report.calibration
+    out.print(f"fitted [bold]{product}[/] on {report.n_images} good images in {report.seconds:.1f} s "
+              f"-> {path}")
+    out.print(f"threshold {cal.raw_threshold:.3f} ({cal.method}, {cal.holdout_method} on {cal.n_normal} "
+              f"normal scores); expected false-reject rate {cal.expected_frr:.2%}")
+    if report.n_images < 10:
+        console.print(f"[yellow]only {report.n_images} good image(s): the threshold is rough; 20 or more "
+                      "good images give a reliable one[/]")
+
+
+@app.command()
+@user_errors
+def predict(path: Path = typer.Argument(..., help="An image or a folder of images."),
+            product: str = typer.Option(..., "--product"),
+            models_dir: Optional[Path] = ModelsDir,
+            json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as a JSON list."),
+            overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
+            ) -> None:
+    """Inspect images with a fitted product; print a table of verdicts."""
+    from inspect_app.data.images import list_images
+    from inspect_app.errors import ImageLoadError
+    from inspect_app.inspector import Inspector
+
+    inspector = Inspector.load(product, models_dir)
+    if path.is_dir():
+        files, skipped = list_images(path)
+        if skipped:
+            console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
+                          f"{', '.join(p.name for p in skipped[:5])}")
+    elif path.exists():
+        files = [path]
+    else:
+        raise ImageLoadError(f"{path}: no such file or folder")
+    with progress_bar() as progress:
+        results = inspector.predict(files, progress=progress if len(files) > 1 else None)
+    table = Table(title=f"{product}: {len(results)} image(s)")
+    for col in ("file", "verdict", "score", "regions"):
+        table.add_column(col)
+    for res in results:
+        colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
+        where = ", ".join(f"{r.size} {r.shape} at {r.location}" for r in res.regions[:3]) or (res.error or "")
+        score = "" if res.score is None else f"{res.score:.3f}"
+        table.add_row(Path(res.file or "").name, f"[{colour}]{res.verdict}[/]", score, where)
+    out.print(table)
+    counts = {v: sum(r.verdict == v for r in results) for v in ("PASS", "FAIL", "ERROR")}
+    out.print(f"PASS {counts['PASS']}  FAIL {counts['FAIL']}  ERROR {counts['ERROR']}")
+    if overlays:
+        from inspect_app.visualize import save_overlay
+
+        for res in results:
+            if res.verdict != "ERROR":
+                save_overlay(res.file, res, overlays / f"{Path(res.file).stem}_overlay.png")
+        out.print(f"overlays written to {overlays}")
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps([r.to_dict() for r in results], indent=2))
+        out.print(f"results written to {json_out}")
+
+
+@app.command("eval")
+@user_errors
+def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folder in MVTec layout."),
+                 k_shot: Optional[int] = typer.Option(None, "--k-shot", min=1),
+                 seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat with seeds 0..N-1; report means."),
+                 json_out: Optional[Path] = typer.Option(None, "--json"),
+                 markdown: Optional[Path] = typer.Option(None, "--markdown",
+                                                         help="Markdown table path (default: next to --json)."),
+                 image_size: int = typer.Option(256, "--image-size"),
+                 ) -> None:
+    """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates."""
+    from inspect_app.config import BackboneConfig, InspectorConfig
+    from inspect_app.metrics.evaluate import evaluate, markdown_table
+
+    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot)
+    with progress_bar() as progress:
+        summary = evaluate(category_dir, config, seeds=seeds, progress=progress)
+    table = markdown_table([summary])
+    out.print(table)
+    if json_out:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2))
+        out.print(f"metrics written to {json_out}")
+    md_path = markdown or (json_out.with_suffix(".md") if json_out else None)
+    if md_path:
+        md_path.write_text(table)
+
+
+@app.command("list")
+@user_errors
+def list_cmd(models_dir: Optional[Path] = ModelsDir) -> None:
+    """List fitted product profiles."""
+    from inspect_app.profile import list_profiles, models_dir as resolve
+
+    names = list_profiles(models_dir)
+    out.print("\n".join(names) if names else f"no profiles in {resolve(models_dir)}")
+
+
+@app.command()
+@user_errors
+def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where overlays and results go."),
+         models_dir: Optional[Path] = ModelsDir,
+         dataset: str = typer.Option("auto", "--dataset",
+                                     help="auto (shared bottle set when present, else solar cells), bottle or elpv."),
+         ) -> None:
+    """Fit a product on real good images, inspect good and defective ones, write overlays."""
+    from inspect_app.demo import run_demo
+
+    run_demo(out_dir, models_dir, dataset, progress_factory=progress_bar, console=out)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover - outside a command
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

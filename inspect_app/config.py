@@ -1,0 +1,45 @@
+"""Typed configuration of a product's inspector (stored verbatim in its profile)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+
+class BackboneConfig(BaseModel):
+    """Which frozen image encoder to use and what it returns.
+
+    ``levels`` name the encoder stages (EfficientNet-Lite) or transformer blocks (OpenCLIP)
+    whose patch features are used.
+    """
+
+    name: Literal["efficientnet-lite", "openclip"] = "efficientnet-lite"
+    variant: str = "lite0"
+    pretrained: str | None = None
+    levels: tuple[int, ...] = (3, 5)
+    image_size: int = 256
+
+
+class ImageImageConfig(BaseModel):
+    """PatchCore-like memory of normal patches."""
+
+    coreset_ratio: float = Field(0.01, gt=0, le=1)
+    coreset_projection_dim: int = 64
+    aggregation_kernel: int = 3
+    blur_sigma: float = 4.0
+
+
+class CalibrationConfig(BaseModel):
+    """How the pass/fail threshold is chosen from normal images only."""
+
+    target_frr: float = Field(0.01, gt=0, lt=0.5)
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
+
+
+class InspectorConfig(BaseModel):
+    backbone: BackboneConfig = BackboneConfig()
+    image_image: ImageImageConfig = ImageImageConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
+    k_shot: int | None = Field(None, ge=1)
+    seed: int = 0

@@ -1,0 +1,1 @@
+"""Decoders turn encoder patch features into per-patch anomaly scores."""

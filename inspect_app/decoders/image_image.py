@@ -1,0 +1,105 @@
+"""Image-image decoder: distance of each patch to a memory of normal patches (PatchCore-like)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from inspect_app.decoders.coreset import greedy_coreset
+
+
+def aggregate_patches(levels: list[torch.Tensor], kernel: int = 3) -> torch.Tensor:
+    """Locally aware patch features: average each level over a ``kernel`` neighbourhood,
+    bring every level to the finest level's grid and concatenate -> [B, C, H, W]."""
+    size = levels[0].shape[-2:]
+    out = []
+    for feat in levels:
+        feat = feat.float()
+        if kernel > 1:
+            feat = F.avg_pool2d(feat, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+        if feat.shape[-2:] != size:
+            feat = F.interpolate(feat, size=size, mode="bilinear", align_corners=False)
+        out.append(feat)
+    return torch.cat(out, dim=1)
+
+
+def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None,
+                      chunk: int = 16384) -> torch.Tensor:
+    """Euclidean distance from each query row [M, C] to its nearest bank row [N, C]."""
+    if bank_sq is None:
+        bank_sq = (bank * bank).sum(1)
+    out = torch.empty(queries.shape[0])
+    for start in range(0, queries.shape[0], chunk):
+        q = queries[start:start + chunk]
+        d = torch.addmm(bank_sq.unsqueeze(0), q, bank.T, alpha=-2.0)
+        d = d.amin(1) + (q * q).sum(1)
+        out[start:start + chunk] = d.clamp_min_(0).sqrt_()
+    return out
+
+
+def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of [B, 1, H, W] maps (reflect padding)."""
+    if sigma <= 0:
+        return maps
+    radius = int(math.ceil(4 * sigma))
+    xs = torch.arange(-radius, radius + 1, dtype=maps.dtype)
+    kernel = torch.exp(-(xs**2) / (2 * sigma**2))
+    kernel = kernel / kernel.sum()
+    maps = F.pad(maps, (radius, radius, radius, radius), mode="reflect")
+    maps = F.conv2d(maps, kernel.view(1, 1, 1, -1))
+    return F.conv2d(maps, kernel.view(1, 1, -1, 1))
+
+
+class ImageImageDecoder:
+    """Memory bank of normal patch features; a patch's score is its distance to the nearest one.
+
+    Full-shot banks are reduced with a greedy coreset; few-shot banks (few images) keep every
+    patch, since they are small and each one matters.
+    """
+
+    def __init__(self, coreset_ratio: float = 0.01, projection_dim: int = 64, kernel: int = 3, seed: int = 0):
+        self.coreset_ratio, self.projection_dim, self.kernel, self.seed = coreset_ratio, projection_dim, kernel, seed
+        self.bank: torch.Tensor | None = None
+        self._bank_sq: torch.Tensor | None = None
+
+    @staticmethod
+    def flatten(patches: torch.Tensor) -> torch.Tensor:
+        """[B, C, H, W] -> [B*H*W, C]."""
+        return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).contiguous()
+
+    def _set_bank(self, bank: torch.Tensor) -> None:
+        self.bank = bank.contiguous()
+        self._bank_sq = (self.bank * self.bank).sum(1)
+
+    def fit(self, patches: torch.Tensor, n_images: int) -> None:
+        """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images."""
+        flat = self.flatten(patches)
+        if n_images <= 16 or self.coreset_ratio >= 1:
+            self._set_bank(flat)
+            return
+        n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
+        idx = greedy_coreset(flat, n_select, self.projection_dim, self.seed)
+        self._set_bank(flat[idx])
+
+    def extend(self, patches: torch.Tensor) -> None:
+        """Add more normal images' patches, continuing the greedy coreset from the current bank."""
+        assert self.bank is not None
+        flat = self.flatten(patches)
+        if self.coreset_ratio >= 1:
+            self._set_bank(torch.cat([self.bank, flat]))
+            return
+        n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
+        idx = greedy_coreset(flat, n_select, self.projection_dim, self.seed + 1, initial=self.bank)
+        self._set_bank(torch.cat([self.bank, flat[idx]]))
+
+    def load_bank(self, bank: torch.Tensor) -> None:
+        self._set_bank(bank.float())
+
+    def patch_scores(self, patches: torch.Tensor) -> torch.Tensor:
+        """Nearest-neighbour distance per patch: [B, C, H, W] -> [B, H, W]."""
+        if self.bank is None:
+            raise RuntimeError("ImageImageDecoder used before fit")
+        b, _, h, w = patches.shape
+        return nearest_distances(self.flatten(patches), self.bank, self._bank_sq).view(b, h, w)

@@ -1,0 +1,109 @@
+"""``inspect-app demo``: the main job end to end on real images that install with the package.
+
+With the shared MVTec bottle set present (``../shared/datasets``) the demo uses it; otherwise it
+uses the monocrystalline solar cells of the ``elpv-dataset`` wheel (defect probability 0 = good,
+1 = defective).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from inspect_app.errors import NotEnoughImagesError
+from inspect_app.inspector import Inspector
+from inspect_app.visualize import save_overlay, score_histogram
+
+ELPV_FIT_IMAGES = 150
+ELPV_SHOWN_PER_CLASS = 8
+
+
+def shared_datasets() -> Path | None:
+    """``$INSPECT_APP_DATASETS`` or a ``shared/datasets`` folder beside the working or project folder."""
+    candidates = [os.environ.get("INSPECT_APP_DATASETS")]
+    candidates += [Path.cwd().parent / "shared" / "datasets", Path(__file__).resolve().parents[2] / "shared" / "datasets"]
+    for cand in candidates:
+        if cand and (Path(cand) / "mvtec_ad" / "bottle" / "train" / "good").is_dir():
+            return Path(cand)
+    return None
+
+
+def elpv_cells() -> tuple[list[Path], list[Path]]:
+    """Good and defective monocrystalline cells from the elpv-dataset wheel (sorted, fixed)."""
+    spec = importlib.util.find_spec("elpv_dataset")
+    if spec is None or spec.origin is None:
+        raise NotEnoughImagesError("the elpv-dataset package is not installed: pip install elpv-dataset")
+    root = Path(spec.origin).parent / "data"
+    good, bad = [], []
+    for line in (root / "labels.csv").read_text().splitlines():
+        parts = line.split()
+        if len(parts) != 3 or parts[2] != "mono":
+            continue
+        prob = float(parts[1])
+        if prob == 0.0:
+            good.append(root / parts[0])
+        elif prob == 1.0:
+            bad.append(root / parts[0])
+    return good, bad
+
+
+def demo_sets(dataset: str) -> tuple[str, list[Path], list[Path], list[Path]]:
+    """(product, training images, good test images, defective test images)."""
+    shared = shared_datasets()
+    if dataset == "bottle" or (dataset == "auto" and shared is not None):
+        if shared is None:
+            raise NotEnoughImagesError("the shared bottle set was not found (set INSPECT_APP_DATASETS)")
+        root = shared / "mvtec_ad" / "bottle"
+        train = sorted((root / "train" / "good").glob("*.png"))
+        good = sorted((root / "test" / "good").glob("*.png"))[:6]
+        bad = [p for d in sorted((root / "test").iterdir()) if d.name != "good" for p in sorted(d.glob("*.png"))[:3]]
+        return "demo-bottle", train, good, bad
+    if dataset not in ("auto", "elpv"):
+        raise NotEnoughImagesError(f"unknown demo dataset {dataset!r}: choose auto, bottle or elpv")
+    good, bad = elpv_cells()
+    order = np.random.default_rng(0).permutation(len(good))
+    train = [good[i] for i in order[:ELPV_FIT_IMAGES]]
+    held = [good[i] for i in order[ELPV_FIT_IMAGES:ELPV_FIT_IMAGES + ELPV_SHOWN_PER_CLASS]]
+    bad = [bad[i] for i in np.random.default_rng(1).permutation(len(bad))[:ELPV_SHOWN_PER_CLASS]]
+    return "demo-solar-cell", train, held, bad
+
+
+def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_factory, console: Console) -> dict:
+    product, train, good, bad = demo_sets(dataset)
+    console.print(f"[bold]demo[/]: fitting [bold]{product}[/] on {len(train)} good images")
+    inspector = Inspector(product=product)
+    with progress_factory() as progress:
+        report = inspector.fit(train, progress=progress)
+    path = inspector.save(models_dir)
+    console.print(f"profile saved to {path} (fit {report.seconds:.1f} s)")
+    samples = [(p, "good") for p in good] + [(p, "defective") for p in bad]
+    results = inspector.predict([p for p, _ in samples])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = Table(title=f"{product}: verdicts on images not used for fitting")
+    for col in ("image", "truth", "verdict", "score", "where"):
+        table.add_column(col)
+    correct = 0
+    rows = []
+    for (src, truth), res in zip(samples, results):
+        expected = "PASS" if truth == "good" else "FAIL"
+        correct += res.verdict == expected
+        colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
+        where = ", ".join(f"{r.size} {r.shape} area at {r.location}" for r in res.regions[:2])
+        table.add_row(f"{src.parent.name}/{src.name}", truth, f"[{colour}]{res.verdict}[/]",
+                      f"{res.score:.3f}" if res.score is not None else "", where or (res.error or ""))
+        save_overlay(src, res, out_dir / f"{truth}_{src.parent.name}_{src.stem}.png")
+        rows.append({**res.to_dict(), "truth": truth})
+    console.print(table)
+    cal = inspector.calibration
+    assert cal is not None
+    score_histogram(cal.normal_scores, cal.raw_threshold, out_dir / "calibration_histogram.png",
+                    title=f"{product}: held-out good images and threshold")
+    (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
+    console.print(f"{correct}/{len(samples)} verdicts match the labels; overlays and results in {out_dir}/")
+    return {"product": product, "correct": correct, "total": len(samples)}

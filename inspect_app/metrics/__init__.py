@@ -1,0 +1,1 @@
+"""Evaluation on labelled data (MVTec layout) with anomalib's metric implementations."""

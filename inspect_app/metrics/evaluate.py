@@ -1,0 +1,116 @@
+"""Fit on ``train/good`` of an MVTec-layout category, inspect ``test/*``, and measure.
+
+Image and pixel AUROC and AUPRO (FPR <= 0.3) come from anomalib; false-reject and detection rates
+are taken at the threshold calibrated from normal images alone, i.e. what a line would see.
+Pixel metrics are computed at the model's input resolution (masks resized, nearest), as anomalib does.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from anomalib.metrics.aupro import _AUPRO
+from anomalib.metrics.auroc import _AUROC
+
+from inspect_app.config import InspectorConfig
+from inspect_app.data.mvtec import MVTecCategory
+from inspect_app.inspector import Inspector, Progress
+
+METRIC_KEYS = ["image_auroc", "pixel_auroc", "aupro", "frr", "detection_rate", "fit_seconds",
+               "predict_ms_p50", "images_per_second"]
+
+
+@dataclass
+class EvaluationRun:
+    category: str
+    k_shot: int | None
+    seed: int
+    image_auroc: float
+    pixel_auroc: float
+    aupro: float
+    frr: float
+    detection_rate: float
+    fit_seconds: float
+    predict_ms_p50: float
+    images_per_second: float
+    n_train: int
+    n_test_good: int
+    n_test_defective: int
+    detection_by_type: dict[str, float] = field(default_factory=dict)
+    threshold_method: str = ""
+
+
+def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None, seed: int = 0,
+                 progress: Progress | None = None, latency_samples: int = 20) -> EvaluationRun:
+    category = MVTecCategory(category_dir)
+    config = (config or InspectorConfig()).model_copy(update={"seed": seed})
+    inspector = Inspector(config, product=category.name)
+    report = inspector.fit(category.train_images(), progress=progress)
+    samples = category.test_samples()
+    paths = [s.path for s in samples]
+
+    t0 = time.perf_counter()
+    results = inspector.predict(paths, progress=progress)
+    images_per_second = len(paths) / (time.perf_counter() - t0)
+
+    inspector.predict(paths[0])  # warm-up
+    latencies = []
+    for path in paths[:latency_samples]:
+        t1 = time.perf_counter()
+        inspector.predict(path)
+        latencies.append((time.perf_counter() - t1) * 1000)
+
+    errors = [r for r in results if r.verdict == "ERROR"]
+    if errors:
+        raise RuntimeError(f"{len(errors)} test images could not be read, e.g. {errors[0].error}")
+    labels = torch.tensor([int(s.is_defective) for s in samples])
+    scores = torch.tensor([r.score for r in results], dtype=torch.float64)
+    image_auroc = _AUROC()
+    image_auroc.update(scores, labels)
+    size = inspector.backbone.image_size
+    maps = torch.from_numpy(np.stack([r.anomaly_map for r in results]).astype(np.float32))
+    masks = torch.from_numpy(np.stack([s.mask((size, size)) for s in samples]))
+    pixel_auroc = _AUROC()
+    pixel_auroc.update(maps.flatten(), masks.flatten())
+    aupro = _AUPRO(fpr_limit=0.3)
+    aupro.update(maps, masks)
+
+    fails = np.array([r.verdict == "FAIL" for r in results])
+    lab = labels.numpy().astype(bool)
+    by_type = {}
+    for dtype in sorted({s.defect_type for s in samples if s.is_defective}):
+        sel = np.array([s.defect_type == dtype for s in samples])
+        by_type[dtype] = round(float(fails[sel].mean()), 4)
+    return EvaluationRun(
+        category=category.name, k_shot=config.k_shot, seed=seed,
+        image_auroc=float(image_auroc.compute()), pixel_auroc=float(pixel_auroc.compute()),
+        aupro=float(aupro.compute()), frr=float(fails[~lab].mean()), detection_rate=float(fails[lab].mean()),
+        fit_seconds=report.seconds, predict_ms_p50=statistics.median(latencies),
+        images_per_second=images_per_second, n_train=report.n_images, n_test_good=int((~lab).sum()),
+        n_test_defective=int(lab.sum()), detection_by_type=by_type, threshold_method=report.calibration.method,
+    )
+
+
+def evaluate(category_dir: str | Path, config: InspectorConfig | None = None, seeds: int = 1,
+             progress: Progress | None = None) -> dict:
+    """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
+    runs = [evaluate_run(category_dir, config, seed, progress) for seed in range(seeds)]
+    summary = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}
+    summary.update(category=runs[0].category, k_shot=runs[0].k_shot, seeds=seeds,
+                   n_train=runs[0].n_train, n_test_good=runs[0].n_test_good,
+                   n_test_defective=runs[0].n_test_defective, runs=[asdict(r) for r in runs])
+    return summary
+
+
+def markdown_table(summaries: list[dict]) -> str:
+    header = "| category | k-shot | seeds | " + " | ".join(METRIC_KEYS) + " |"
+    lines = [header, "|" + "---|" * (3 + len(METRIC_KEYS))]
+    for s in summaries:
+        values = " | ".join(f"{s[k]:.4g}" for k in METRIC_KEYS)
+        lines.append(f"| {s['category']} | {s['k_shot'] or 'full'} | {s['seeds']} | {values} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,1 @@
+"""Turning raw anomaly maps into calibrated verdicts and region facts."""

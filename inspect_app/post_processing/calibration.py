@@ -1,0 +1,106 @@
+"""Choosing the pass/fail threshold from normal images alone.
+
+Held-out normal images give a sample of scores that good parts get. The threshold must sit
+beyond most of them, but a threshold at the sample maximum is as noisy as its largest value and
+ignores how many normals were seen. We fit a log-normal tail to the held-out scores and place the
+threshold at the one-sided prediction bound for the target false-reject rate (Student-t, so a
+small sample widens the bound); this extrapolates beyond the held-out maximum when the target
+rate is below 1/n. Scores are then mapped through a logistic so that 0.5 is the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from inspect_app.errors import NotEnoughImagesError
+
+
+@dataclass
+class Calibration:
+    """Everything needed to turn a raw score into a calibrated one (stored in the profile)."""
+
+    method: str  # "lognormal-prediction-bound" or "f1-optimal"
+    raw_threshold: float
+    log_scale: float  # logistic slope in log-score units (the held-out spread)
+    target_frr: float
+    expected_frr: float  # predicted false-reject rate of new normals at the threshold
+    holdout_method: str  # "holdout", "leave-one-out" or "augmented-views"
+    n_normal: int
+    pixel_threshold: float  # raw level bounding a region's extent (below the image threshold)
+    normal_scores: list[float] = field(default_factory=list)  # held-out raw scores, for histograms
+    defect_scores: list[float] = field(default_factory=list)
+
+    def normalize(self, raw: np.ndarray | float) -> np.ndarray | float:
+        """Map raw scores (or maps) to (0, 1) with 0.5 exactly at the threshold."""
+        raw_arr = np.maximum(np.asarray(raw, dtype=np.float64), 1e-12)
+        z = (np.log(raw_arr) - math.log(self.raw_threshold)) / self.log_scale
+        out = 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
+        return float(out) if np.ndim(raw) == 0 else out.astype(np.float32)
+
+    def frr_at(self, raw_threshold: float) -> float:
+        """Predicted false-reject rate of new normal parts at another raw threshold (same tail)."""
+        logs = np.log(np.maximum(self.normal_scores, 1e-12))
+        n = len(logs)
+        if n < 2:
+            return float("nan")
+        mu, sd = logs.mean(), max(logs.std(ddof=1), 1e-6)
+        t = (math.log(raw_threshold) - mu) / (sd * math.sqrt(1 + 1 / n))
+        return float(stats.t.sf(t, n - 1))
+
+    def with_sensitivity(self, target_frr: float) -> "Calibration":
+        """The same calibration, re-thresholded for another false-reject target."""
+        return calibrate_threshold(self.normal_scores, target_frr, self.holdout_method, self.pixel_threshold,
+                                   pixel_ratio=self.pixel_threshold / self.raw_threshold)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Calibration":
+        return cls(**data)
+
+
+def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method: str = "holdout",
+                        pixel_threshold: float | None = None, defect_scores=None,
+                        pixel_ratio: float | None = None) -> Calibration:
+    """Threshold for ``target_frr`` from held-out normal raw scores (log-normal prediction bound).
+
+    With ``defect_scores`` (a few labelled defective parts), the threshold instead maximises F1
+    over held-out normals and those defects.
+    """
+    scores = np.asarray(normal_scores, dtype=np.float64)
+    if scores.size < 2:
+        raise NotEnoughImagesError("calibration needs at least 2 held-out normal scores")
+    logs = np.log(np.maximum(scores, 1e-12))
+    n = logs.size
+    mu, sd = logs.mean(), max(logs.std(ddof=1), 1e-3 * max(abs(logs.mean()), 1e-6))
+    bound = mu + sd * stats.t.ppf(1 - target_frr, n - 1) * math.sqrt(1 + 1 / n)
+    threshold, method = math.exp(bound), "lognormal-prediction-bound"
+    defects = np.asarray(defect_scores if defect_scores is not None else [], dtype=np.float64)
+    if defects.size:
+        candidates = np.unique(np.concatenate([scores, defects]))
+        best = (-1.0, threshold)
+        for c in candidates:
+            tp = (defects >= c).sum()
+            fp = (scores >= c).sum()
+            fn = (defects < c).sum()
+            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
+            if f1 > best[0]:
+                best = (f1, c)
+        threshold, method = float(best[1]), "f1-optimal"
+    if pixel_ratio is not None:
+        pixel_threshold = threshold * pixel_ratio
+    if pixel_threshold is None or pixel_threshold >= threshold:
+        pixel_threshold = threshold * 0.9
+    cal = Calibration(
+        method=method, raw_threshold=float(threshold), log_scale=float(sd), target_frr=float(target_frr),
+        expected_frr=0.0, holdout_method=holdout_method, n_normal=int(n),
+        pixel_threshold=float(pixel_threshold), normal_scores=[float(s) for s in scores],
+        defect_scores=[float(s) for s in defects],
+    )
+    cal.expected_frr = cal.frr_at(cal.raw_threshold)
+    return cal

@@ -1,0 +1,101 @@
+"""Connected regions of a thresholded anomaly map, described by the facts people and later
+stages (explanations, UI, reports) use: where, how big, what shape, how strong."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+from skimage.filters import apply_hysteresis_threshold
+
+LOCATION_WORDS = [["top-left", "top", "top-right"], ["left", "centre", "right"],
+                  ["bottom-left", "bottom", "bottom-right"]]
+MAX_REGIONS = 10
+
+
+@dataclass
+class Region:
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 in original image pixels (x1, y1 exclusive)
+    area_fraction: float  # region area / part area
+    centroid: tuple[float, float]  # x, y in original image pixels
+    location: str  # one of LOCATION_WORDS, relative to the part
+    elongation: float  # major / minor axis length (1 = round)
+    shape: str  # "elongated" (elongation >= 3) or "compact"
+    size: str  # "small" (< 1 % of the part), "medium" (< 5 %) or "large"
+    peak_score: float  # calibrated score at the region's strongest pixel (> 0.5)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box of the part when it stands out from a plain background, else ``None``.
+
+    The background colour is the median of the image border; the part is the largest blob that
+    differs from it (Otsu threshold on the colour distance).
+    """
+    small = cv2.resize(image, (128, int(round(128 * image.shape[0] / image.shape[1]))) or (128, 128),
+                       interpolation=cv2.INTER_AREA).astype(np.float32)
+    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
+    bg = np.median(border, axis=0)
+    if np.median(np.abs(border - bg).sum(1)) > 30:  # textured border: no plain background
+        return None
+    dist = np.abs(small - bg).sum(2)
+    dist8 = np.clip(dist, 0, 255).astype(np.uint8)
+    level, mask = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    if level < 20:
+        return None
+    n, labels, st, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    if n <= 1:
+        return None
+    biggest = 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
+    x, y, w, h, area = st[biggest]
+    frac = area / mask.size
+    if frac < 0.05 or frac > 0.95:
+        return None
+    sx, sy = image.shape[1] / small.shape[1], image.shape[0] / small.shape[0]
+    return int(x * sx), int(y * sy), int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))
+
+
+def location_word(x: float, y: float, box: tuple[int, int, int, int]) -> str:
+    x0, y0, x1, y1 = box
+    col = min(2, max(0, int(3 * (x - x0) / max(x1 - x0, 1))))
+    row = min(2, max(0, int(3 * (y - y0) / max(y1 - y0, 1))))
+    return LOCATION_WORDS[row][col]
+
+
+def extract_regions(score_map: np.ndarray, image_size: tuple[int, int], low: float,
+                    part_box: tuple[int, int, int, int] | None = None, high: float = 0.5) -> list[Region]:
+    """Regions of a calibrated map (0.5 = threshold): seeded where the map exceeds ``high``,
+    extended down to ``low`` (hysteresis), reported in original-image coordinates."""
+    if float(score_map.max()) <= high:
+        return []
+    width, height = image_size
+    mask = apply_hysteresis_threshold(score_map, min(low, high), high).astype(np.uint8)
+    n, labels, st, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    sy, sx = height / score_map.shape[0], width / score_map.shape[1]
+    box = part_box or (0, 0, width, height)
+    part_area = max((box[2] - box[0]) * (box[3] - box[1]), 1)
+    regions = []
+    for label in range(1, n):
+        comp = labels == label
+        peak = float(score_map[comp].max())
+        x, y, w, h, area = st[label]
+        moments = cv2.moments(comp.astype(np.uint8), binaryImage=True)
+        mu20, mu02, mu11 = moments["mu20"], moments["mu02"], moments["mu11"]
+        common = np.sqrt(4 * mu11**2 + (mu20 - mu02) ** 2)
+        lam1, lam2 = (mu20 + mu02 + common) / 2, max((mu20 + mu02 - common) / 2, 1e-9)
+        elongation = float(np.sqrt(lam1 / lam2)) if area > 1 else 1.0
+        cx, cy = centroids[label][0] * sx, centroids[label][1] * sy
+        frac = float(area * sx * sy / part_area)
+        regions.append(Region(
+            bbox=(int(x * sx), int(y * sy), int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))),
+            area_fraction=round(frac, 5), centroid=(round(float(cx), 1), round(float(cy), 1)),
+            location=location_word(cx, cy, box), elongation=round(min(elongation, 100.0), 2),
+            shape="elongated" if elongation >= 3 else "compact",
+            size="small" if frac < 0.01 else "medium" if frac < 0.05 else "large",
+            peak_score=round(peak, 4),
+        ))
+    regions.sort(key=lambda r: r.peak_score, reverse=True)
+    return regions[:MAX_REGIONS]

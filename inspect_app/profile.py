@@ -1,0 +1,102 @@
+"""Product profiles on disk: ``models/<product>/profile.json`` + ``*.safetensors``.
+
+Writes go to a temporary sibling folder that is renamed into place, so a crash or Ctrl-C never
+leaves a half-written profile; loading checks format and encoder before anything is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from inspect_app import PROFILE_FORMAT
+from inspect_app.errors import ProfileError
+
+PRODUCT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+PROFILE_FILE = "profile.json"
+
+
+def models_dir(path: str | Path | None = None) -> Path:
+    """``path``, else ``$INSPECT_APP_MODELS_DIR``, else ``./models``."""
+    return Path(path or os.environ.get("INSPECT_APP_MODELS_DIR") or "models")
+
+
+def check_product_name(name: str) -> str:
+    if not PRODUCT_NAME.match(name or "") or name in ("adapters",):
+        raise ProfileError(
+            f"invalid product name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit"
+        )
+    return name
+
+
+def save_profile(folder: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Path:
+    """Atomically write ``meta`` as profile.json and ``tensors`` as safetensors files."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for name, tensor in tensors.items():
+            save_file({name: tensor.contiguous()}, str(tmp / f"{name}.safetensors"))
+        (tmp / PROFILE_FILE).write_text(json.dumps(meta, indent=2))
+        old = None
+        if folder.exists():
+            old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(folder, old)
+        os.replace(tmp, folder)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def load_profile(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """Read and sanity-check a profile folder; raise ``ProfileError`` with the fix on any problem."""
+    folder = Path(folder)
+    meta_path = folder / PROFILE_FILE
+    if not meta_path.is_file():
+        raise ProfileError(f"no profile for product {folder.name!r} in {folder.parent} "
+                           f"(fit one with: inspect-app fit FOLDER --product {folder.name})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ProfileError(f"profile {meta_path} is corrupt ({exc}); refit the product") from None
+    fmt = meta.get("format")
+    if fmt != PROFILE_FORMAT:
+        raise ProfileError(
+            f"profile {folder.name!r} has format {fmt} (written by inspect_app {meta.get('package_version', '?')}); "
+            f"this installation reads format {PROFILE_FORMAT}: refit the product"
+        )
+    tensors = {}
+    for name in meta.get("tensors", []):
+        path = folder / f"{name}.safetensors"
+        if not path.is_file():
+            raise ProfileError(f"profile {folder.name!r} is missing {path.name}; refit the product")
+        try:
+            tensors.update(load_file(str(path)))
+        except Exception as exc:  # safetensors raises several types for corrupt files
+            raise ProfileError(f"profile file {path} is corrupt ({exc}); refit the product") from None
+    return meta, tensors
+
+
+def list_profiles(root: str | Path | None = None) -> list[str]:
+    root = models_dir(root)
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / PROFILE_FILE).is_file())
+
+
+def delete_profile(product: str, root: str | Path | None = None) -> None:
+    folder = models_dir(root) / check_product_name(product)
+    if not (folder / PROFILE_FILE).is_file():
+        raise ProfileError(f"no profile for product {product!r} in {models_dir(root)}")
+    shutil.rmtree(folder)
