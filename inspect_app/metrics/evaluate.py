@@ -73,8 +73,12 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
     image_auroc = _AUROC()
     image_auroc.update(scores, labels)
     size = inspector.backbone.image_size
-    maps = torch.from_numpy(np.stack([r.anomaly_map for r in results]).astype(np.float32))
-    masks = torch.from_numpy(np.stack([s.mask((size, size)) for s in samples]))
+    masks_np = [s.mask((size, size)) for s in samples]
+    # Defective images without a localised mask (e.g. four magnetic-tile "uneven") count for
+    # image metrics only: their pixels would otherwise be scored as normal.
+    pixel_sel = [i for i, s in enumerate(samples) if not s.is_defective or masks_np[i].any()]
+    maps = torch.from_numpy(np.stack([results[i].anomaly_map for i in pixel_sel]).astype(np.float32))
+    masks = torch.from_numpy(np.stack([masks_np[i] for i in pixel_sel]))
     pixel_auroc = _AUROC()
     pixel_auroc.update(maps.flatten(), masks.flatten())
     aupro = _AUPRO(fpr_limit=0.3)

@@ -5,7 +5,9 @@ beyond most of them, but a threshold at the sample maximum is as noisy as its la
 ignores how many normals were seen. We fit a log-normal tail to the held-out scores and place the
 threshold at the one-sided prediction bound for the target false-reject rate (Student-t, so a
 small sample widens the bound); this extrapolates beyond the held-out maximum when the target
-rate is below 1/n. Scores are then mapped through a logistic so that 0.5 is the threshold.
+rate is below 1/n. Scores are then mapped through a logistic so that 0.5 is the threshold and a
+typical (median) good part scores about 0.1: steep enough to read, gentle enough that strong
+defects keep distinct values instead of saturating at 1.0.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from scipy import stats
 
 from inspect_app.errors import NotEnoughImagesError
 
+MEDIAN_NORMAL_LOGIT = math.log(9.0)  # the median held-out good part maps to a score of 0.1
+
 
 @dataclass
 class Calibration:
@@ -25,12 +29,11 @@ class Calibration:
 
     method: str  # "lognormal-prediction-bound" or "f1-optimal"
     raw_threshold: float
-    log_scale: float  # logistic slope in log-score units (the held-out spread)
+    log_scale: float  # logistic scale in log-score units
     target_frr: float
     expected_frr: float  # predicted false-reject rate of new normals at the threshold
     holdout_method: str  # "holdout", "leave-one-out" or "augmented-views"
     n_normal: int
-    pixel_threshold: float  # raw level bounding a region's extent (below the image threshold)
     normal_scores: list[float] = field(default_factory=list)  # held-out raw scores, for histograms
     defect_scores: list[float] = field(default_factory=list)
 
@@ -53,8 +56,7 @@ class Calibration:
 
     def with_sensitivity(self, target_frr: float) -> "Calibration":
         """The same calibration, re-thresholded for another false-reject target."""
-        return calibrate_threshold(self.normal_scores, target_frr, self.holdout_method, self.pixel_threshold,
-                                   pixel_ratio=self.pixel_threshold / self.raw_threshold)
+        return calibrate_threshold(self.normal_scores, target_frr, self.holdout_method)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,8 +67,7 @@ class Calibration:
 
 
 def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method: str = "holdout",
-                        pixel_threshold: float | None = None, defect_scores=None,
-                        pixel_ratio: float | None = None) -> Calibration:
+                        defect_scores=None) -> Calibration:
     """Threshold for ``target_frr`` from held-out normal raw scores (log-normal prediction bound).
 
     With ``defect_scores`` (a few labelled defective parts), the threshold instead maximises F1
@@ -92,14 +93,13 @@ def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method:
             if f1 > best[0]:
                 best = (f1, c)
         threshold, method = float(best[1]), "f1-optimal"
-    if pixel_ratio is not None:
-        pixel_threshold = threshold * pixel_ratio
-    if pixel_threshold is None or pixel_threshold >= threshold:
-        pixel_threshold = threshold * 0.9
+    scale = (math.log(threshold) - float(np.median(logs))) / MEDIAN_NORMAL_LOGIT
+    if not scale > 1e-4:
+        scale = sd
     cal = Calibration(
-        method=method, raw_threshold=float(threshold), log_scale=float(sd), target_frr=float(target_frr),
+        method=method, raw_threshold=float(threshold), log_scale=float(scale), target_frr=float(target_frr),
         expected_frr=0.0, holdout_method=holdout_method, n_normal=int(n),
-        pixel_threshold=float(pixel_threshold), normal_scores=[float(s) for s in scores],
+        normal_scores=[float(s) for s in scores],
         defect_scores=[float(s) for s in defects],
     )
     cal.expected_frr = cal.frr_at(cal.raw_threshold)

