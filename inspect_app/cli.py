@@ -15,6 +15,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -23,10 +24,22 @@ from inspect_app.errors import InspectAppError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Learn good parts from normal images, flag and locate defects.")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
+ModeOption = typer.Option("image-image", "--mode",
+                          help="image-image (memory bank), image-text (text-space decoder), fused, or zero-shot "
+                               "(OpenCLIP only).")
+
+
+def _mode(value: str) -> str:
+    from inspect_app.config import MODES
+    from inspect_app.errors import InspectAppError
+
+    if value not in MODES:
+        raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
+    return value
 
 
 def user_errors(func):
@@ -37,7 +50,7 @@ def user_errors(func):
         try:
             return func(*args, **kwargs)
         except InspectAppError as exc:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted: nothing was saved[/]")
@@ -86,6 +99,7 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         image_size: int = typer.Option(256, "--image-size", help="Encoder input size (multiple of 32)."),
         defects: Optional[Path] = typer.Option(None, "--defects", help="Optional folder of a few labelled "
                                                "defective images: threshold becomes F1-optimal."),
+        mode: str = ModeOption,
         ) -> None:
     """Fit a product profile on good images and calibrate its pass/fail threshold."""
     from inspect_app.config import BackboneConfig, CalibrationConfig, InspectorConfig
@@ -96,21 +110,22 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     check_product_name(product)
     images, skipped = list_images(folder)
     if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {', '.join(p.name for p in skipped[:5])}")
+        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {escape(', '.join(p.name for p in skipped[:5]))}")
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
-                             calibration=CalibrationConfig(target_frr=target_frr))
+                             calibration=CalibrationConfig(target_frr=target_frr), mode=_mode(mode))
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
     with progress_bar() as progress:
         report = inspector.fit(images, progress=progress, defect_images=defect_images)
     for reason in report.skipped:
-        console.print(f"[yellow]skipped:[/] {reason}")
+        console.print(f"[yellow]skipped:[/] {escape(reason)}")
     path = inspector.save(models_dir)
     cal = report.calibration
     out.print(f"fitted [bold]{product}[/] on {report.n_images} good images in {report.seconds:.1f} s "
               f"-> {path}")
-    out.print(f"threshold {cal.raw_threshold:.3f} ({cal.method}, {cal.holdout_method} on {cal.n_normal} "
-              f"normal scores); expected false-reject rate {cal.expected_frr:.2%}")
+    out.print(f"mode {inspector.mode} (profile supports: {', '.join(report.modes)}); threshold "
+              f"{cal.raw_threshold:.3f} ({cal.method}, {cal.holdout_method} on {cal.n_normal} normal scores); "
+              f"expected false-reject rate {cal.expected_frr:.2%}")
     if report.n_images < 10:
         console.print(f"[yellow]only {report.n_images} good image(s): the threshold is rough; 20 or more "
                       "good images give a reliable one[/]")
@@ -123,18 +138,19 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
             models_dir: Optional[Path] = ModelsDir,
             json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as a JSON list."),
             overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
+            mode: Optional[str] = typer.Option(None, "--mode", help="Decoder mode (default: the profile's)."),
             ) -> None:
     """Inspect images with a fitted product; print a table of verdicts."""
     from inspect_app.data.images import list_images
     from inspect_app.errors import ImageLoadError
     from inspect_app.inspector import Inspector
 
-    inspector = Inspector.load(product, models_dir)
+    inspector = Inspector.load(product, models_dir, mode=_mode(mode) if mode else None)
     if path.is_dir():
         files, skipped = list_images(path)
         if skipped:
             console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
-                          f"{', '.join(p.name for p in skipped[:5])}")
+                          f"{escape(', '.join(p.name for p in skipped[:5]))}")
     elif path.exists():
         files = [path]
     else:
@@ -146,7 +162,8 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
         table.add_column(col)
     for res in results:
         colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
-        where = ", ".join(f"{r.size} {r.shape} at {r.location}" for r in res.regions[:3]) or (res.error or "")
+        where = ", ".join(f"{r.defect_type + ' ' if r.defect_type else ''}{r.size} {r.shape} at {r.location}"
+                          for r in res.regions[:3]) or (res.error or "")
         score = "" if res.score is None else f"{res.score:.3f}"
         table.add_row(Path(res.file or "").name, f"[{colour}]{res.verdict}[/]", score, where)
     out.print(table)
@@ -174,12 +191,14 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
                  markdown: Optional[Path] = typer.Option(None, "--markdown",
                                                          help="Markdown table path (default: next to --json)."),
                  image_size: int = typer.Option(256, "--image-size"),
+                 mode: str = ModeOption,
                  ) -> None:
-    """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates."""
+    """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates
+    (and defect-type accuracy when the test folders map to defect kinds)."""
     from inspect_app.config import BackboneConfig, InspectorConfig
     from inspect_app.metrics.evaluate import evaluate, markdown_table
 
-    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot)
+    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=_mode(mode))
     with progress_bar() as progress:
         summary = evaluate(category_dir, config, seeds=seeds, progress=progress)
     table = markdown_table([summary])
@@ -191,6 +210,22 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
     md_path = markdown or (json_out.with_suffix(".md") if json_out else None)
     if md_path:
         md_path.write_text(table)
+
+
+@app.command("synth-gallery")
+@user_errors
+def synth_gallery(folder: Path = typer.Argument(..., help="Folder of good images to draw defects on."),
+                  out_png: Path = typer.Option(..., "--out", help="PNG file to write."),
+                  n: int = typer.Option(24, "--n", min=1, help="Number of examples."),
+                  seed: int = typer.Option(0, "--seed")) -> None:
+    """Draw a grid of synthesised defects (image, mask, label) so a person can judge them."""
+    from inspect_app.data.images import list_images
+    from inspect_app.synthesis.gallery import draw_gallery
+
+    images, _ = list_images(folder)
+    with progress_bar() as progress:
+        path = draw_gallery(images, out_png, n=n, seed=seed, progress=progress)
+    out.print(f"gallery written to {path}")
 
 
 @app.command("list")

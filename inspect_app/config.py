@@ -30,6 +30,17 @@ class ImageImageConfig(BaseModel):
     blur_sigma: float = 4.0
 
 
+class ImageTextConfig(BaseModel):
+    """Projections into the text space, trained on synthesised defects of the good images."""
+
+    text_encoder: Literal["auto", "minilm", "clip"] = "auto"  # auto: CLIP text for openclip, else MiniLM
+    synthetic_per_image: int = Field(4, ge=1)
+    max_synthetic: int = Field(800, ge=16)
+    epochs: int = Field(12, ge=1)
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(2e-3, gt=0)
+
+
 class CalibrationConfig(BaseModel):
     """How the pass/fail threshold is chosen from normal images only."""
 
@@ -37,9 +48,15 @@ class CalibrationConfig(BaseModel):
     holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
 
 
+Mode = Literal["image-image", "image-text", "fused", "zero-shot"]
+MODES: tuple[str, ...] = ("image-image", "image-text", "fused", "zero-shot")
+
+
 class InspectorConfig(BaseModel):
+    mode: Mode = "image-image"
     backbone: BackboneConfig = BackboneConfig()
     image_image: ImageImageConfig = ImageImageConfig()
+    image_text: ImageTextConfig = ImageTextConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     k_shot: int | None = Field(None, ge=1)
     seed: int = 0

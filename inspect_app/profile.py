@@ -36,15 +36,16 @@ def check_product_name(name: str) -> str:
     return name
 
 
-def save_profile(folder: Path, meta: dict, tensors: dict[str, torch.Tensor]) -> Path:
-    """Atomically write ``meta`` as profile.json and ``tensors`` as safetensors files."""
+def save_profile(folder: Path, meta: dict, tensors: dict[str, dict[str, torch.Tensor]]) -> Path:
+    """Atomically write ``meta`` as profile.json and each named group of ``tensors`` as
+    ``<group>.safetensors``."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = folder.parent / f".{folder.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for name, tensor in tensors.items():
-            save_file({name: tensor.contiguous()}, str(tmp / f"{name}.safetensors"))
+        for name, group in tensors.items():
+            save_file({k: v.detach().contiguous() for k, v in group.items()}, str(tmp / f"{name}.safetensors"))
         (tmp / PROFILE_FILE).write_text(json.dumps(meta, indent=2))
         for path in tmp.iterdir():
             path.chmod(0o644)  # readable by the station UI / line service running as another user
@@ -72,6 +73,8 @@ def load_profile(folder: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProfileError(f"profile {meta_path} is corrupt ({exc}); refit the product") from None
+    if not isinstance(meta, dict):
+        raise ProfileError(f"profile {meta_path} is corrupt (not a JSON object); refit the product")
     fmt = meta.get("format")
     if fmt != PROFILE_FORMAT:
         raise ProfileError(

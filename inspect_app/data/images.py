@@ -83,9 +83,13 @@ def load_image(source: ImageInput, name: str | None = None) -> np.ndarray:
         if not data:
             raise ImageLoadError(f"{label}: file is empty (0 bytes)")
         try:
-            image = Image.open(io.BytesIO(data))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own guard follows
+                image = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
             raise ImageLoadError(f"{label}: not a recognised image format") from None
+        except Image.DecompressionBombError as exc:
+            raise ImageLoadError(f"{label}: {exc} (decompression-bomb guard: limit {MAX_PIXELS:,} pixels)") from None
         except (OSError, ValueError) as exc:
             raise ImageLoadError(f"{label}: cannot read image ({exc})") from None
     width, height = image.size

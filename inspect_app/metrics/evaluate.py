@@ -20,6 +20,7 @@ from anomalib.metrics.auroc import _AUROC
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector, Progress
+from inspect_app.synthesis.vocabulary import kinds_for_folder
 
 METRIC_KEYS = ["image_auroc", "pixel_auroc", "aupro", "frr", "detection_rate", "fit_seconds",
                "predict_ms_p50", "images_per_second"]
@@ -43,6 +44,8 @@ class EvaluationRun:
     n_test_defective: int
     detection_by_type: dict[str, float] = field(default_factory=dict)
     threshold_method: str = ""
+    mode: str = "image-image"
+    defect_type_accuracy: float | None = None  # top region's kind vs the folder's kinds, when mapped
 
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None, seed: int = 0,
@@ -84,6 +87,11 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
     aupro = _AUPRO(fpr_limit=0.3)
     aupro.update(maps, masks)
 
+    typed = [(kinds_for_folder(s.defect_type), r) for s, r in zip(samples, results) if s.is_defective]
+    typed = [(kinds, r) for kinds, r in typed if kinds]
+    type_accuracy = None
+    if typed and inspector.image_text is not None:
+        type_accuracy = float(np.mean([bool(r.regions) and r.regions[0].defect_type in kinds for kinds, r in typed]))
     fails = np.array([r.verdict == "FAIL" for r in results])
     lab = labels.numpy().astype(bool)
     by_type = {}
@@ -97,6 +105,7 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
         fit_seconds=report.seconds, predict_ms_p50=statistics.median(latencies),
         images_per_second=images_per_second, n_train=report.n_images, n_test_good=int((~lab).sum()),
         n_test_defective=int(lab.sum()), detection_by_type=by_type, threshold_method=report.calibration.method,
+        mode=inspector.mode, defect_type_accuracy=type_accuracy,
     )
 
 
@@ -105,16 +114,20 @@ def evaluate(category_dir: str | Path, config: InspectorConfig | None = None, se
     """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
     runs = [evaluate_run(category_dir, config, seed, progress) for seed in range(seeds)]
     summary = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}
-    summary.update(category=runs[0].category, k_shot=runs[0].k_shot, seeds=seeds,
+    if runs[0].defect_type_accuracy is not None:
+        summary["defect_type_accuracy"] = round(statistics.fmean(r.defect_type_accuracy for r in runs), 4)
+    summary.update(category=runs[0].category, k_shot=runs[0].k_shot, seeds=seeds, mode=runs[0].mode,
                    n_train=runs[0].n_train, n_test_good=runs[0].n_test_good,
                    n_test_defective=runs[0].n_test_defective, runs=[asdict(r) for r in runs])
     return summary
 
 
 def markdown_table(summaries: list[dict]) -> str:
-    header = "| category | k-shot | seeds | " + " | ".join(METRIC_KEYS) + " |"
-    lines = [header, "|" + "---|" * (3 + len(METRIC_KEYS))]
+    header = "| category | mode | k-shot | seeds | " + " | ".join(METRIC_KEYS) + " | defect_type_accuracy |"
+    lines = [header, "|" + "---|" * (5 + len(METRIC_KEYS))]
     for s in summaries:
         values = " | ".join(f"{s[k]:.4g}" for k in METRIC_KEYS)
-        lines.append(f"| {s['category']} | {s['k_shot'] or 'full'} | {s['seeds']} | {values} |")
+        kind = s.get("defect_type_accuracy")
+        lines.append(f"| {s['category']} | {s.get('mode', '')} | {s['k_shot'] or 'full'} | {s['seeds']} | {values} | "
+                     f"{'' if kind is None else f'{kind:.3f}'} |")
     return "\n".join(lines) + "\n"

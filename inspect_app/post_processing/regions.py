@@ -23,6 +23,8 @@ class Region:
     shape: str  # "elongated" (elongation >= 3) or "compact"
     size: str  # "small" (< 1 % of the part), "medium" (< 5 %) or "large"
     peak_score: float  # calibrated score at the region's strongest pixel (> 0.5)
+    defect_type: str | None = None  # most likely defect kind (image-text decoder), if available
+    defect_probability: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -34,7 +36,7 @@ def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
     The background colour is the median of the image border; the part is the largest blob that
     differs from it (Otsu threshold on the colour distance).
     """
-    small = cv2.resize(image, (128, int(round(128 * image.shape[0] / image.shape[1]))) or (128, 128),
+    small = cv2.resize(image, (128, max(1, round(128 * image.shape[0] / image.shape[1]))),
                        interpolation=cv2.INTER_AREA).astype(np.float32)
     border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
     bg = np.median(border, axis=0)
@@ -42,9 +44,8 @@ def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
         return None
     dist = np.abs(small - bg).sum(2)
     dist8 = np.clip(dist, 0, 255).astype(np.uint8)
-    level, mask = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    if level < 20:
-        return None
+    level, _ = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    mask = (dist8 > max(level, 20)).astype(np.uint8)  # below 20 the part does not stand out
     n, labels, st, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     if n <= 1:
         return None
@@ -90,7 +91,7 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
         common = np.sqrt(4 * mu11**2 + (mu20 - mu02) ** 2)
         lam1, lam2 = (mu20 + mu02 + common) / 2, max((mu20 + mu02 - common) / 2, 1e-9)
         elongation = float(np.sqrt(lam1 / lam2)) if area > 1 else 1.0
-        cx, cy = centroids[label][0] * sx, centroids[label][1] * sy
+        cx, cy = (centroids[label][0] + 0.5) * sx, (centroids[label][1] + 0.5) * sy
         frac = float(area * sx * sy / part_area)
         regions.append(Region(
             bbox=(int(x * sx), int(y * sy), int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))),

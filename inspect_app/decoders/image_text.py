@@ -1,0 +1,221 @@
+"""Image-text decoder: each patch is compared with text embeddings of the normal state and of
+each defect kind.
+
+Per encoder level, a learned linear projection maps patch features into the text embedding
+space; cosine similarities with the state embeddings (over a learned temperature) give, per
+patch, a softmax over {normal} + defect kinds: an anomaly probability map (1 - p(normal)) and
+defect-kind posteriors. The projections are trained on good images with synthesised defects
+that carry a mask and a kind (focal + dice loss); the text embeddings stay frozen, so the
+kinds keep the meaning their descriptions give them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Progress = Callable[[int, int, str], None]
+
+
+class LayerNorm2d(nn.Module):
+    """LayerNorm over the channels of each patch of a [B, C, H, W] map."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = F.layer_norm(x, x.shape[-1:], self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class ImageTextDecoder(nn.Module):
+    """Patch-to-text scoring. ``text_embeddings`` [1 + K, D]: row 0 is the normal state."""
+
+    def __init__(self, channels: list[int], text_embeddings: torch.Tensor, kinds: list[str],
+                 kernel: int = 3):
+        super().__init__()
+        if text_embeddings.shape[0] != len(kinds) + 1:
+            raise ValueError("text_embeddings needs one row for 'normal' plus one per kind")
+        self.kinds = list(kinds)
+        self.kernel = kernel
+        dim = text_embeddings.shape[1]
+        self.register_buffer("text", F.normalize(text_embeddings.float(), dim=-1))
+        self.register_buffer("feature_mean", torch.zeros(sum(channels)))
+        self.register_buffer("feature_std", torch.ones(sum(channels)))
+        self.channels = list(channels)
+        self.projections = nn.ModuleList(nn.Sequential(LayerNorm2d(c), nn.Conv2d(c, dim, 1)) for c in channels)
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(0.07)))
+
+    def init_zero_shot(self, backbone) -> None:
+        """Start from the encoder's own patch-to-joint-space projection (OpenCLIP: ``ln_post`` and
+        ``proj``), so the decoder scores patches against the text before any training (WinCLIP-like)."""
+        if not hasattr(backbone, "joint_projection"):
+            raise ValueError("zero-shot scoring needs an encoder with a joint image-text space (OpenCLIP)")
+        self.feature_mean.zero_()
+        self.feature_std.fill_(1.0)
+        norm_weight, norm_bias, proj = backbone.joint_projection()  # [C], [C], [C, D]
+        for seq in self.projections:
+            seq[0].weight.data.copy_(norm_weight)
+            seq[0].bias.data.copy_(norm_bias)
+            seq[1].weight.data.copy_(proj.T.reshape(proj.shape[1], proj.shape[0], 1, 1))
+            seq[1].bias.data.zero_()
+        self.log_temperature.data.fill_(math.log(0.01))
+
+    def set_feature_stats(self, levels: list[torch.Tensor]) -> None:
+        """Per-channel standardisation from normal images (fixed, so training only moves projections)."""
+        means, stds = [], []
+        for feat in levels:
+            feat = feat.float()
+            means.append(feat.mean(dim=(0, 2, 3)))
+            stds.append(feat.std(dim=(0, 2, 3)).clamp_min(1e-4))
+        self.feature_mean.copy_(torch.cat(means))
+        self.feature_std.copy_(torch.cat(stds))
+
+    def _prepare(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        out, start = [], 0
+        for feat, c in zip(levels, self.channels):
+            feat = feat.float()
+            if self.kernel > 1:
+                feat = F.avg_pool2d(feat, self.kernel, stride=1, padding=self.kernel // 2)
+            mean = self.feature_mean[start:start + c].view(1, -1, 1, 1)
+            std = self.feature_std[start:start + c].view(1, -1, 1, 1)
+            out.append((feat - mean) / std)
+            start += c
+        return out
+
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Logits [B, 1 + K, H, W] on the finest level's grid (mean over levels)."""
+        size = levels[0].shape[-2:]
+        total = None
+        scale = self.log_temperature.exp()
+        for feat, proj in zip(self._prepare(levels), self.projections):
+            emb = F.normalize(proj(feat), dim=1)
+            logits = torch.einsum("bdhw,kd->bkhw", emb, self.text) / scale
+            if logits.shape[-2:] != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+            total = logits if total is None else total + logits
+        return total / len(self.projections)
+
+    @torch.inference_mode()
+    def maps(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anomaly probability [B, H, W], defect-kind posteriors [B, K, H, W])."""
+        probs = self.forward(levels).softmax(dim=1)
+        anomaly = 1.0 - probs[:, 0]
+        kinds = probs[:, 1:] / probs[:, 1:].sum(dim=1, keepdim=True).clamp_min(1e-8)
+        return anomaly, kinds
+
+
+@dataclass
+class TrainingSet:
+    """Encoded training samples: level features, patch-grid masks (soft) and kind targets."""
+
+    levels: list[torch.Tensor]  # each [N, C_l, H_l, W_l]
+    masks: torch.Tensor  # [N, H, W] fraction of each patch covered by the defect
+    kinds: torch.Tensor  # [N] index into decoder.kinds + 1 (0 = normal sample)
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Multi-class focal loss over [B, C, H, W] logits and [B, H, W] class targets."""
+    logp = F.log_softmax(logits, dim=1)
+    logp_t = logp.gather(1, target.unsqueeze(1)).squeeze(1)
+    return (-(1 - logp_t.exp()) ** gamma * logp_t).mean()
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Soft dice over the batch (defect-free samples contribute only through false positives)."""
+    inter = (prob * target).sum()
+    return 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
+
+
+def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, epochs: int = 30,
+                             batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+                             progress: Progress | None = None) -> list[float]:
+    """Train the projections (and temperature) with focal + dice loss; returns per-epoch loss."""
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in decoder.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    n = data.masks.shape[0]
+    steps = epochs * math.ceil(n / batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
+    history = []
+    decoder.train()
+    for epoch in range(epochs):
+        order = torch.randperm(n, generator=generator)
+        total = 0.0
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            levels = [lvl[idx] for lvl in data.levels]
+            mask = data.masks[idx]
+            target = torch.where(mask > 0.5, data.kinds[idx].view(-1, 1, 1), torch.zeros_like(data.kinds[idx]).view(-1, 1, 1))
+            logits = decoder(levels)
+            anomaly = 1 - logits.softmax(dim=1)[:, 0]
+            loss = focal_loss(logits, target) + dice_loss(anomaly, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            total += float(loss.detach()) * len(idx)
+        history.append(total / n)
+        if progress:
+            progress(epoch + 1, epochs, "training image-text decoder")
+    decoder.eval()
+    return history
+
+
+def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: Callable[[list], list[torch.Tensor]],
+                       synthesize: Callable[[object, object, str, object], tuple[object, object]],
+                       kinds: list[str], per_image: int, max_synthetic: int, seed: int,
+                       batch_size: int = 8, progress: Progress | None = None) -> TrainingSet:
+    """Synthesise defects on good images (kinds cycled for balance), encode them, and pair them
+    with the good images themselves as normal samples.
+
+    ``synthesize(image, donor, kind, rng) -> (defect_image, mask)``; ``encode(list of images) ->
+    levels``; ``normal_levels`` are the already-encoded good images.
+    """
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    n = len(images)
+    total = min(n * per_image, max_synthetic)
+    grid_h, grid_w = normal_levels[0].shape[-2:]
+    syn_levels: list[list[torch.Tensor]] = [[] for _ in normal_levels]
+    masks, targets = [], []
+    pending_images, pending_masks = [], []
+
+    def flush() -> None:
+        for store, feat in zip(syn_levels, encode(pending_images)):
+            store.append(feat)
+        for m in pending_masks:
+            masks.append(torch.from_numpy(cv2.resize(m.astype(np.float32), (grid_w, grid_h),
+                                                     interpolation=cv2.INTER_AREA)))
+        pending_images.clear()
+        pending_masks.clear()
+
+    for i in range(total):
+        src = int(rng.integers(n))
+        donor = images[int(rng.integers(n))] if n > 1 else images[src]
+        kind = kinds[i % len(kinds)]
+        image, mask = synthesize(images[src], donor, kind, rng)
+        pending_images.append(image)
+        pending_masks.append(mask)
+        targets.append(kinds.index(kind) + 1)
+        if len(pending_images) == batch_size:
+            flush()
+        if progress and ((i + 1) % batch_size == 0 or i + 1 == total):
+            progress(i + 1, total, "synthesising defects")
+    if pending_images:
+        flush()
+    levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels)]
+    normal_masks = torch.zeros(normal_levels[0].shape[0], grid_h, grid_w)
+    return TrainingSet(levels=levels, masks=torch.cat([normal_masks, torch.stack(masks)]),
+                       kinds=torch.tensor([0] * normal_levels[0].shape[0] + targets, dtype=torch.long))
