@@ -46,10 +46,9 @@ from inspect_app.backbones.efficientnet_lite import weights_path  # noqa: E402
 from inspect_app.config import MODES, BackboneConfig, InspectorConfig  # noqa: E402
 from inspect_app.data.images import load_image  # noqa: E402
 from inspect_app.data.mvtec import MVTecCategory, TestSample  # noqa: E402
-from inspect_app.demo import shared_datasets  # noqa: E402
+from common import CATEGORIES, datasets_root  # noqa: E402
 from inspect_app.inspector import Inspector  # noqa: E402
 
-CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
 BATCH_SIZE = 8  # both sides
 THREADS = 2
 MAPPING_TOLERANCE = 1e-3
@@ -286,9 +285,7 @@ def main() -> None:
         sys.exit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.latency_samples < 1:
         sys.exit("--latency-samples must be at least 1")
-    root = shared_datasets()
-    if root is None:
-        sys.exit("shared datasets not found: set INSPECT_APP_DATASETS or place them in ../shared/datasets")
+    root = datasets_root()
     missing = [str(root / CATEGORIES[c]) for c in names if not (root / CATEGORIES[c] / "train" / "good").is_dir()]
     if missing:
         sys.exit(f"dataset folder(s) missing: {', '.join(missing)}")

@@ -24,10 +24,9 @@ from scipy import stats
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
-from inspect_app.demo import shared_datasets
+from common import CATEGORIES, datasets_root
 from inspect_app.inspector import Inspector
 
-CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
 
 
 def rules(normal: np.ndarray, target: float) -> dict[str, float]:
@@ -48,9 +47,7 @@ def main() -> None:
     parser.add_argument("--target-frr", type=float, default=0.01)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/calibration.json"))
     args = parser.parse_args()
-    root = shared_datasets()
-    if root is None:
-        sys.exit("shared datasets not found (../shared/datasets or INSPECT_APP_DATASETS)")
+    root = datasets_root()
     torch.set_num_threads(2)
     rows = []
     for cat in args.categories.split(","):

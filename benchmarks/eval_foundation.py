@@ -19,10 +19,9 @@ from pathlib import Path
 import torch
 
 from inspect_app.config import InspectorConfig
-from inspect_app.demo import shared_datasets
+from common import CATEGORIES, datasets_root
 from inspect_app.metrics.evaluate import evaluate, markdown_table
 
-CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
 
 
 def log_progress(done: int, total: int, label: str) -> None:
@@ -38,9 +37,7 @@ def main() -> None:
     parser.add_argument("--shots", default="1,4")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    root = shared_datasets()
-    if root is None:
-        sys.exit("shared datasets not found (../shared/datasets or INSPECT_APP_DATASETS)")
+    root = datasets_root()
     torch.set_num_threads(2)
     summaries = []
     plan = [(c, None, 1) for c in args.full.split(",") if c]

@@ -23,10 +23,9 @@ import torch
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
-from inspect_app.demo import shared_datasets
+from common import CATEGORIES, datasets_root
 from inspect_app.inspector import Inspector
 
-CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
 
 
 def rss_mb() -> float:
@@ -42,9 +41,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,4,8,16")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
-    root = shared_datasets()
-    if root is None:
-        sys.exit("shared datasets not found (../shared/datasets or INSPECT_APP_DATASETS)")
+    root = datasets_root()
     torch.set_num_threads(2)
     category = MVTecCategory(root / CATEGORIES[args.category])
     train = category.train_images()

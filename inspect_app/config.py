@@ -36,9 +36,9 @@ class ImageTextConfig(BaseModel):
     text_encoder: Literal["auto", "minilm", "clip"] = "auto"  # auto: CLIP text for openclip, else MiniLM
     synthetic_per_image: int = Field(4, ge=1)
     max_synthetic: int = Field(800, ge=16)
-    epochs: int = Field(12, ge=1)
-    batch_size: int = Field(32, ge=1)
-    learning_rate: float = Field(2e-3, gt=0)
+    steps: int = Field(600, ge=1)
+    batch_size: int = Field(16, ge=1)
+    learning_rate: float = Field(1e-2, gt=0)
 
 
 class CalibrationConfig(BaseModel):

@@ -254,7 +254,7 @@ class Inspector:
 
         data = build_training_set(images, levels, self._encode, synthesize, kinds, cfg.synthetic_per_image,
                                   cfg.max_synthetic, self.config.seed, self.batch_size, progress)
-        history = train_image_text_decoder(decoder, data, cfg.epochs, cfg.batch_size, cfg.learning_rate,
+        history = train_image_text_decoder(decoder, data, cfg.steps, cfg.batch_size, cfg.learning_rate,
                                            self.config.seed, progress)
         self.image_text = decoder
         return history

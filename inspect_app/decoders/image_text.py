@@ -48,7 +48,10 @@ class ImageTextDecoder(nn.Module):
         self.kinds = list(kinds)
         self.kernel = kernel
         dim = text_embeddings.shape[1]
-        self.register_buffer("text", F.normalize(text_embeddings.float(), dim=-1))
+        # Prompt ensembles of one product share most of their direction ("a photo of a <product>
+        # ..."); centring on the states' mean keeps what tells the states apart.
+        text = text_embeddings.float()
+        self.register_buffer("text", F.normalize(text - text.mean(0, keepdim=True), dim=-1))
         self.register_buffer("feature_mean", torch.zeros(sum(channels)))
         self.register_buffer("feature_std", torch.ones(sum(channels)))
         self.channels = list(channels)
@@ -136,37 +139,42 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - (2 * inter + 1) / (prob.sum() + target.sum() + 1)
 
 
-def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, epochs: int = 30,
-                             batch_size: int = 32, lr: float = 2e-3, seed: int = 0,
+def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps: int = 600,
+                             batch_size: int = 16, lr: float = 1e-2, seed: int = 0,
                              progress: Progress | None = None) -> list[float]:
-    """Train the projections (and temperature) with focal + dice loss; returns per-epoch loss."""
+    """Train the projections (and temperature) with focal + dice loss for a fixed number of
+    steps (so small products get as much training as large ones); returns the loss per 50 steps."""
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in decoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     n = data.masks.shape[0]
-    steps = epochs * math.ceil(n / batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps)
-    history = []
+    history, window = [], []
     decoder.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=generator)
-        total = 0.0
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            levels = [lvl[idx] for lvl in data.levels]
-            mask = data.masks[idx]
-            target = torch.where(mask > 0.5, data.kinds[idx].view(-1, 1, 1), torch.zeros_like(data.kinds[idx]).view(-1, 1, 1))
-            logits = decoder(levels)
-            anomaly = 1 - logits.softmax(dim=1)[:, 0]
-            loss = focal_loss(logits, target) + dice_loss(anomaly, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            total += float(loss.detach()) * len(idx)
-        history.append(total / n)
-        if progress:
-            progress(epoch + 1, epochs, "training image-text decoder")
+    order = torch.randperm(n, generator=generator)
+    cursor = 0
+    for step in range(steps):
+        if cursor + batch_size > n:
+            order, cursor = torch.randperm(n, generator=generator), 0
+        idx = order[cursor:cursor + batch_size]
+        cursor += batch_size
+        levels = [lvl[idx] for lvl in data.levels]
+        mask = data.masks[idx]
+        kinds = data.kinds[idx].view(-1, 1, 1)
+        target = torch.where(mask > 0.5, kinds, torch.zeros_like(kinds))
+        logits = decoder(levels)
+        anomaly = 1 - logits.softmax(dim=1)[:, 0]
+        loss = focal_loss(logits, target) + dice_loss(anomaly, mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        window.append(float(loss.detach()))
+        if (step + 1) % 50 == 0 or step + 1 == steps:
+            history.append(sum(window) / len(window))
+            window = []
+            if progress:
+                progress(step + 1, steps, "training image-text decoder")
     decoder.eval()
     return history
 

@@ -54,18 +54,24 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
     config = (config or InspectorConfig()).model_copy(update={"seed": seed})
     inspector = Inspector(config, product=category.name)
     report = inspector.fit(category.train_images(), progress=progress)
+    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples)
+
+
+def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fit_seconds: float,
+                    progress: Progress | None = None, latency_samples: int = 20) -> EvaluationRun:
+    """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure."""
     samples = category.test_samples()
     paths = [s.path for s in samples]
 
     t0 = time.perf_counter()
-    results = inspector.predict(paths, progress=progress)
+    results = inspector.predict(paths, progress=progress, mode=mode)
     images_per_second = len(paths) / (time.perf_counter() - t0)
 
-    inspector.predict(paths[0])  # warm-up
+    inspector.predict(paths[0], mode=mode)  # warm-up
     latencies = []
     for path in paths[:latency_samples]:
         t1 = time.perf_counter()
-        inspector.predict(path)
+        inspector.predict(path, mode=mode)
         latencies.append((time.perf_counter() - t1) * 1000)
 
     errors = [r for r in results if r.verdict == "ERROR"]
@@ -90,7 +96,7 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
     typed = [(kinds_for_folder(s.defect_type), r) for s, r in zip(samples, results) if s.is_defective]
     typed = [(kinds, r) for kinds, r in typed if kinds]
     type_accuracy = None
-    if typed and inspector.image_text is not None:
+    if typed and mode != "image-image":
         type_accuracy = float(np.mean([bool(r.regions) and r.regions[0].defect_type in kinds for kinds, r in typed]))
     fails = np.array([r.verdict == "FAIL" for r in results])
     lab = labels.numpy().astype(bool)
@@ -99,13 +105,13 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
         sel = np.array([s.defect_type == dtype for s in samples])
         by_type[dtype] = round(float(fails[sel].mean()), 4)
     return EvaluationRun(
-        category=category.name, k_shot=config.k_shot, seed=seed,
+        category=category.name, k_shot=inspector.config.k_shot, seed=inspector.config.seed,
         image_auroc=float(image_auroc.compute()), pixel_auroc=float(pixel_auroc.compute()),
         aupro=float(aupro.compute()), frr=float(fails[~lab].mean()), detection_rate=float(fails[lab].mean()),
-        fit_seconds=report.seconds, predict_ms_p50=statistics.median(latencies),
-        images_per_second=images_per_second, n_train=report.n_images, n_test_good=int((~lab).sum()),
-        n_test_defective=int(lab.sum()), detection_by_type=by_type, threshold_method=report.calibration.method,
-        mode=inspector.mode, defect_type_accuracy=type_accuracy,
+        fit_seconds=fit_seconds, predict_ms_p50=statistics.median(latencies),
+        images_per_second=images_per_second, n_train=inspector.meta["training"]["count"], n_test_good=int((~lab).sum()),
+        n_test_defective=int(lab.sum()), detection_by_type=by_type, threshold_method=inspector.calibrations[mode].method,
+        mode=mode, defect_type_accuracy=type_accuracy,
     )
 
 
