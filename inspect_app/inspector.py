@@ -156,12 +156,14 @@ class Inspector:
         return ImageImageDecoder(cfg.coreset_ratio, cfg.coreset_projection_dim, cfg.aggregation_kernel,
                                  self.config.seed)
 
-    def _encode(self, images: Sequence[np.ndarray]) -> list[torch.Tensor]:
+    def _encode(self, images: Sequence[np.ndarray], progress: Progress | None = None) -> list[torch.Tensor]:
         """Encoder level features of decoded images, in batches."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
             chunk = self.backbone.prepare(list(images[start:start + self.batch_size]))
             chunks.append([lvl.float().contiguous() for lvl in self.backbone.encode(chunk).levels])
+            if progress:
+                progress(min(start + self.batch_size, len(images)), len(images), "encoding good images")
         return [torch.cat(parts) for parts in zip(*chunks)]
 
     def _upsample(self, maps: torch.Tensor) -> torch.Tensor:
@@ -169,14 +171,12 @@ class Inspector:
         maps = F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
         return gaussian_blur(maps, self.config.image_image.blur_sigma).squeeze(1)
 
-    def _maps(self, levels: list[torch.Tensor], decoders: Iterable[str],
-              image_image: ImageImageDecoder | None = None) -> _Maps:
+    def _maps(self, levels: list[torch.Tensor], decoders: Iterable[str]) -> _Maps:
         out = _Maps()
         for name in decoders:
             if name == "image-image":
-                decoder = image_image or self.image_image
-                patches = aggregate_patches(levels, decoder.kernel)
-                out.image_image = self._upsample(decoder.patch_scores(patches))
+                patches = aggregate_patches(levels, self.image_image.kernel)
+                out.image_image = self._upsample(self.image_image.patch_scores(patches))
             else:
                 anomaly, kinds = self.image_text.maps(levels)
                 out.image_text = self._upsample(anomaly)
@@ -275,12 +275,7 @@ class Inspector:
         decoders = MODE_DECODERS[self.mode]
         decoded, hashes, skipped = self._read_sources(images, progress)
         n = len(decoded)
-        levels = []
-        for s in range(0, n, self.batch_size):
-            levels.append(self._encode(decoded[s:s + self.batch_size]))
-            if progress:
-                progress(min(s + self.batch_size, n), n, "encoding good images")
-        levels = [torch.cat(parts) for parts in zip(*levels)]
+        levels = self._encode(decoded, progress)
 
         history: list[float] = []
         if n >= MIN_HOLDOUT_IMAGES:
@@ -349,21 +344,19 @@ class Inspector:
             views += _augmented_views(img, per_image, self.config.seed + i)
             sources += [i] * per_image
         view_levels = self._encode(views)
-        out = self._maps(view_levels, [d for d in decoders if d == "image-text"])
-        if "image-image" in decoders:
-            if n == 1:
-                out.image_image = self._maps(view_levels, ("image-image",)).image_image
-            else:
-                patches = aggregate_patches(levels, self.image_image.kernel)
-                view_patches = aggregate_patches(view_levels, self.image_image.kernel)
-                src = torch.tensor(sources)
-                size = self.backbone.image_size
-                maps = torch.empty(len(views), size, size)
-                for i in range(n):
-                    loo = ImageImageDecoder(1.0, kernel=self.image_image.kernel)
-                    loo.fit(torch.cat([patches[:i], patches[i + 1:]]), n - 1)
-                    maps[src == i] = self._upsample(loo.patch_scores(view_patches[src == i]))
-                out.image_image = maps
+        leave_one_out = n > 1 and "image-image" in decoders
+        out = self._maps(view_levels, [d for d in decoders if not (leave_one_out and d == "image-image")])
+        if leave_one_out:
+            patches = aggregate_patches(levels, self.image_image.kernel)
+            view_patches = aggregate_patches(view_levels, self.image_image.kernel)
+            src = torch.tensor(sources)
+            size = self.backbone.image_size
+            maps = torch.empty(len(views), size, size)
+            for i in range(n):
+                loo = ImageImageDecoder(1.0, kernel=self.image_image.kernel)
+                loo.fit(torch.cat([patches[:i], patches[i + 1:]]), n - 1)
+                maps[src == i] = self._upsample(loo.patch_scores(view_patches[src == i]))
+            out.image_image = maps
         return out
 
     # ------------------------------------------------------------------ prediction
@@ -473,12 +466,11 @@ class Inspector:
         """Write ``<models dir>/<product>/`` atomically."""
         if not self.is_fitted:
             raise ProfileError("the inspector is not fitted: nothing to save")
-        tensors: dict[str, torch.Tensor] = {}
+        groups: dict[str, dict[str, torch.Tensor]] = {}
         if self.image_image is not None:
-            tensors["memory_bank"] = self.image_image.bank
+            groups["memory_bank"] = {"memory_bank": self.image_image.bank}
         if self.image_text is not None:
-            for key, value in self.image_text.state_dict().items():
-                tensors[f"image_text.{key}"] = value.detach()
+            groups["image_text"] = {f"image_text.{k}": v for k, v in self.image_text.state_dict().items()}
         meta = {
             "format": PROFILE_FORMAT, "package_version": __version__, "product": self.product,
             "config": self.config.model_dump(mode="json"),
@@ -492,16 +484,9 @@ class Inspector:
             "part_frame": self.part_frame, "supported_modes": self.supported_modes,
             "decoder_stats": {k: v.to_dict() for k, v in self.stats.items()},
             "calibrations": {k: v.to_dict() for k, v in self.calibrations.items()},
-            "tensors": ["memory_bank"] if self.image_image is not None else [],
-            **self.meta,
+            "tensors": list(groups), **self.meta,
         }
-        if self.image_text is not None:
-            meta["tensors"].append("image_text")
-        folder = models_dir(root) / check_product_name(self.product or "")
-        groups = {"memory_bank": {"memory_bank": tensors.pop("memory_bank")}} if "memory_bank" in tensors else {}
-        if tensors:
-            groups["image_text"] = tensors
-        return save_profile(folder, meta, groups)
+        return save_profile(models_dir(root) / check_product_name(self.product or ""), meta, groups)
 
     @classmethod
     def load(cls, product: str, root: str | Path | None = None, mode: str | None = None) -> "Inspector":

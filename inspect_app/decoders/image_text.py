@@ -15,6 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import cv2
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -189,9 +191,6 @@ def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: 
     ``synthesize(image, donor, kind, rng) -> (defect_image, mask)``; ``encode(list of images) ->
     levels``; ``normal_levels`` are the already-encoded good images.
     """
-    import cv2
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     n = len(images)
     total = min(n * per_image, max_synthetic)

@@ -46,13 +46,10 @@ class Calibration:
 
     def frr_at(self, raw_threshold: float) -> float:
         """Predicted false-reject rate of new normal parts at another raw threshold (same tail)."""
-        logs = np.log(np.maximum(self.normal_scores, 1e-12))
-        n = len(logs)
-        if n < 2:
+        if len(self.normal_scores) < 2:
             return float("nan")
-        mu, sd = logs.mean(), max(logs.std(ddof=1), 1e-6)
-        t = (math.log(raw_threshold) - mu) / (sd * math.sqrt(1 + 1 / n))
-        return float(stats.t.sf(t, n - 1))
+        tail = LogNormalTail.fit(self.normal_scores)
+        return float(stats.t.sf((math.log(raw_threshold) - tail.mu) / tail.spread, tail.n - 1))
 
     def with_sensitivity(self, target_frr: float) -> "Calibration":
         """The same calibration, re-thresholded for another false-reject target."""
@@ -66,6 +63,29 @@ class Calibration:
         return cls(**data)
 
 
+@dataclass
+class LogNormalTail:
+    """Log-normal fit of held-out normal scores; ``spread`` is the prediction-interval scale."""
+
+    mu: float
+    sd: float
+    n: int
+
+    @classmethod
+    def fit(cls, scores) -> "LogNormalTail":
+        logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
+        return cls(float(logs.mean()), max(float(logs.std(ddof=1)), 1e-3 * max(abs(float(logs.mean())), 1e-6)),
+                   int(logs.size))
+
+    @property
+    def spread(self) -> float:
+        return self.sd * math.sqrt(1 + 1 / self.n)
+
+    def bound(self, target_frr: float) -> float:
+        """Raw score that a new normal exceeds with probability ``target_frr``."""
+        return math.exp(self.mu + self.spread * stats.t.ppf(1 - target_frr, self.n - 1))
+
+
 def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method: str = "holdout",
                         defect_scores=None) -> Calibration:
     """Threshold for ``target_frr`` from held-out normal raw scores (log-normal prediction bound).
@@ -76,11 +96,8 @@ def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method:
     scores = np.asarray(normal_scores, dtype=np.float64)
     if scores.size < 2:
         raise NotEnoughImagesError("calibration needs at least 2 held-out normal scores")
-    logs = np.log(np.maximum(scores, 1e-12))
-    n = logs.size
-    mu, sd = logs.mean(), max(logs.std(ddof=1), 1e-3 * max(abs(logs.mean()), 1e-6))
-    bound = mu + sd * stats.t.ppf(1 - target_frr, n - 1) * math.sqrt(1 + 1 / n)
-    threshold, method = math.exp(bound), "lognormal-prediction-bound"
+    tail = LogNormalTail.fit(scores)
+    threshold, method = tail.bound(target_frr), "lognormal-prediction-bound"
     defects = np.asarray(defect_scores if defect_scores is not None else [], dtype=np.float64)
     if defects.size:
         candidates = np.unique(np.concatenate([scores, defects]))
@@ -93,12 +110,12 @@ def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method:
             if f1 > best[0]:
                 best = (f1, c)
         threshold, method = float(best[1]), "f1-optimal"
-    scale = (math.log(threshold) - float(np.median(logs))) / MEDIAN_NORMAL_LOGIT
+    scale = (math.log(threshold) - float(np.median(np.log(np.maximum(scores, 1e-12))))) / MEDIAN_NORMAL_LOGIT
     if not scale > 1e-4:
-        scale = sd
+        scale = tail.sd
     cal = Calibration(
         method=method, raw_threshold=float(threshold), log_scale=float(scale), target_frr=float(target_frr),
-        expected_frr=0.0, holdout_method=holdout_method, n_normal=int(n),
+        expected_frr=0.0, holdout_method=holdout_method, n_normal=tail.n,
         normal_scores=[float(s) for s in scores],
         defect_scores=[float(s) for s in defects],
     )
