@@ -251,6 +251,20 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
     run_demo(out_dir, models_dir, dataset, progress_factory=progress_bar, console=out)
 
 
+# Commands of the later features live beside them: each module has ``register(app)``.
+FEATURE_COMMANDS: list[str] = []
+
+
+def _register_feature_commands() -> None:
+    import importlib
+
+    for name in FEATURE_COMMANDS:
+        importlib.import_module(name).register(app)
+
+
+_register_feature_commands()
+
+
 def main() -> None:
     try:
         app()

@@ -60,15 +60,22 @@ class InspectionResult:
     error: str | None = None
     product: str | None = None
     mode: str | None = None
+    profile_version: str | None = None  # the fitted profile that produced this result
+    explanation: str | None = None  # operator sentence, filled in later by the explainer
+    explanation_source: str | None = None  # what wrote it (language model, template, fallback reason)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "file": self.file, "product": self.product, "mode": self.mode, "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 6), "threshold": self.threshold,
             "raw_score": None if self.raw_score is None else round(self.raw_score, 6),
             "regions": [r.to_dict() for r in self.regions], "image_size": self.image_size,
+            "part_box": self.part_box, "profile_version": self.profile_version,
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}, "error": self.error,
         }
+        if self.explanation is not None:
+            out["explanation"], out["explanation_source"] = self.explanation, self.explanation_source
+        return out
 
 
 @dataclass
@@ -142,6 +149,11 @@ class Inspector:
     @property
     def supported_modes(self) -> list[str]:
         return [m for m in MODES if m in self.calibrations]
+
+    @property
+    def profile_version(self) -> str | None:
+        """The fitted profile's creation time (UTC): stored with every result it produces."""
+        return self.meta.get("created_at")
 
     @property
     def calibration(self) -> Calibration | None:
@@ -394,6 +406,7 @@ class Inspector:
                 for i, (arr, err) in zip(idx, loaded):
                     if arr is None:
                         results[i] = InspectionResult(names[i], "ERROR", error=err, product=self.product, mode=mode,
+                                                      profile_version=self.profile_version,
                                                       timings_ms={"load": load_ms})
                 if ok:
                     for i, res in zip([i for i, _ in ok], self._score([a for _, a in ok], load_ms, mode)):
@@ -439,7 +452,7 @@ class Inspector:
             out.append(InspectionResult(
                 file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,
                 regions=regions, anomaly_map=cal_map, image_size=(w, h), part_box=part_box, product=self.product,
-                mode=mode, timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms,
+                mode=mode, profile_version=self.profile_version, timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms,
                                        "total": load_ms + infer_ms + post_ms}))
         return out
 
