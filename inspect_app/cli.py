@@ -252,7 +252,9 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
 
 
 # Commands of the later features live beside them: each module has ``register(app)``.
-FEATURE_COMMANDS: list[str] = []
+FEATURE_COMMANDS: list[str] = ["inspect_app.store.commands", "inspect_app.api.commands",
+                                 "inspect_app.reports.commands", "inspect_app.line.commands",
+                                 "inspect_app.ui.commands"]
 
 
 def _register_feature_commands() -> None:
@@ -262,7 +264,8 @@ def _register_feature_commands() -> None:
         importlib.import_module(name).register(app)
 
 
-_register_feature_commands()
+if __name__ != "__main__":  # run as a script, the commands register on the importable module below
+    _register_feature_commands()
 
 
 def main() -> None:
@@ -273,4 +276,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inspect_app.cli import main as _main
+
+    _main()

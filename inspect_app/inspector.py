@@ -63,6 +63,11 @@ class InspectionResult:
     profile_version: str | None = None  # the fitted profile that produced this result
     explanation: str | None = None  # operator sentence, filled in later by the explainer
     explanation_source: str | None = None  # what wrote it (language model, template, fallback reason)
+    # Inputs of the explanation adapter (not serialised): defect-kind posteriors [K, h, w] on the
+    # patch grid (rows in ``Inspector.image_text.kinds`` order; None without an image-text decoder)
+    # and the encoder's features pooled over the image [C].
+    kind_maps: np.ndarray | None = field(default=None, repr=False)
+    embedding: np.ndarray | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict:
         out = {
@@ -431,8 +436,10 @@ class Inspector:
     def _score(self, arrays: list[np.ndarray], load_ms: float, mode: str) -> list[InspectionResult]:
         cal = self.calibrations[mode]
         t0 = time.perf_counter()
-        maps = self._maps(self._encode(arrays), MODE_DECODERS[mode])
+        levels = self._encode(arrays)
+        maps = self._maps(levels, MODE_DECODERS[mode])
         raw_maps = self._mode_map(maps, mode).numpy()
+        embeddings = torch.cat([lvl.mean(dim=(2, 3)) for lvl in levels], dim=1).numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
         kinds = self.image_text.kinds if self.image_text is not None else []
         out = []
@@ -453,7 +460,8 @@ class Inspector:
                 file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,
                 regions=regions, anomaly_map=cal_map, image_size=(w, h), part_box=part_box, product=self.product,
                 mode=mode, profile_version=self.profile_version, timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms,
-                                       "total": load_ms + infer_ms + post_ms}))
+                                       "total": load_ms + infer_ms + post_ms},
+                kind_maps=None if maps.kinds is None else maps.kinds[b].numpy(), embedding=embeddings[b]))
         return out
 
     @staticmethod
@@ -473,6 +481,16 @@ class Inspector:
             post = (posteriors[:, gy0:gy1, gx0:gx1] * weights).sum(axis=(1, 2)) / weights.sum()
             best = int(post.argmax())
             region.defect_type, region.defect_probability = kinds[best], round(float(post[best]), 4)
+
+    def set_target_frr(self, target_frr: float, mode: str | None = None) -> Calibration:
+        """Move a fitted mode's threshold to another false-reject target, re-using its held-out
+        good scores (an F1-optimal threshold becomes a prediction bound again). The profile gets
+        a new version, so stored results say which threshold judged them; ``save`` writes it."""
+        mode = mode or self.mode
+        self._require_fitted(mode)
+        self.calibrations[mode] = self.calibrations[mode].with_sensitivity(target_frr)
+        self.meta["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return self.calibrations[mode]
 
     # ------------------------------------------------------------------ persistence
     def save(self, root: str | Path | None = None) -> Path:

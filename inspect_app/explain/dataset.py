@@ -1,0 +1,158 @@
+"""Training data for the explanation adapter, product-agnostic: synthesised defects over good
+images of several products, run through the real Inspector, with the facts taken from the
+synthetic ground truth (kind, location, size, shape) so that targets and facts always agree.
+
+Each product gets a fused-mode Inspector fitted on part of its good images; defects are drawn on
+the other part, so the maps look like those of unseen parts. Only what the adapter needs is kept
+(anomaly map, kind posteriors, pooled embedding, the facts), in a safetensors file plus JSON, so
+training steps run only the adapter and the language model.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import cv2
+import numpy as np
+
+from inspect_app.explain.facts import Facts, RegionFact, sanitize_product
+
+Progress = Callable[[int, int, str], None]
+MAP_SIZE = 64  # anomaly map side the adapter sees
+GRID_SIZE = 32  # kind posterior side the adapter sees
+
+
+@dataclass
+class ProductSource:
+    name: str
+    images: list[Path]
+
+
+def shared_sources(datasets_dir: Path, max_per_product: int = 240) -> list[ProductSource]:
+    """Good images of the shared datasets (train/good) and the elpv-dataset normal cells."""
+    from inspect_app.data.images import list_images
+    from inspect_app.demo import elpv_cells
+
+    sources = []
+    for name, rel in (("bottle", "mvtec_ad/bottle"), ("magnetic tile", "magnetic_tile/tile"),
+                      ("cookie", "lookout_cookies/cookie")):
+        folder = datasets_dir / rel / "train" / "good"
+        if folder.is_dir():
+            sources.append(ProductSource(name, list_images(folder)[0]))
+    good_cells, _ = elpv_cells()
+    sources.append(ProductSource("solar cell", list(good_cells)))
+    rng = np.random.default_rng(0)
+    for src in sources:
+        if len(src.images) > max_per_product:
+            src.images = [src.images[i] for i in sorted(rng.choice(len(src.images), max_per_product, replace=False))]
+    return sources
+
+
+def resize_maps(anomaly_map: np.ndarray | None, kind_maps: np.ndarray | None, n_kinds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(anomaly [MAP, MAP], kinds [K, GRID, GRID]) at the adapter's fixed sizes; zeros when absent."""
+    anomaly = np.zeros((MAP_SIZE, MAP_SIZE), np.float32) if anomaly_map is None else \
+        cv2.resize(anomaly_map.astype(np.float32), (MAP_SIZE, MAP_SIZE), interpolation=cv2.INTER_AREA)
+    if kind_maps is None or kind_maps.shape[0] != n_kinds:
+        kinds = np.zeros((n_kinds, GRID_SIZE, GRID_SIZE), np.float32)
+    else:
+        kinds = np.stack([cv2.resize(k.astype(np.float32), (GRID_SIZE, GRID_SIZE), interpolation=cv2.INTER_AREA)
+                          for k in kind_maps])
+    return anomaly, kinds
+
+
+def _ground_truth_region(mask: np.ndarray, kind: str, kind_maps: np.ndarray | None, kinds: list[str],
+                         part_box) -> RegionFact | None:
+    """The synthetic defect's facts, measured with the same region logic as inspection."""
+    from inspect_app.post_processing.regions import extract_regions
+
+    h, w = mask.shape
+    regions = extract_regions(mask.astype(np.float32), (w, h), part_box, 0.5)
+    if not regions:
+        return None
+    biggest = max(regions, key=lambda r: r.area_fraction)
+    area = float(mask.sum()) / max((part_box[2] - part_box[0]) * (part_box[3] - part_box[1]), 1) if part_box \
+        else float(mask.mean())
+    size = "small" if area < 0.01 else "medium" if area < 0.05 else "large"
+    probability = None
+    if kind_maps is not None and kind in kinds:
+        small = cv2.resize(mask.astype(np.float32), kind_maps.shape[:0:-1], interpolation=cv2.INTER_AREA)
+        weight = small.sum()
+        if weight > 0:
+            probability = round(float((kind_maps[kinds.index(kind)] * small).sum() / weight), 2)
+    return RegionFact(biggest.location, size, biggest.shape, kind, probability)
+
+
+def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fit_share: float = 0.5,
+                  max_fit: int = 60, samples_per_product: int = 240, normal_share: float = 0.25,
+                  progress: Progress | None = None) -> Path:
+    """Fit, synthesise, inspect; write ``out`` (.safetensors) and ``out`` with .json (facts)."""
+    import torch
+    from safetensors.torch import save_file
+
+    from inspect_app.config import InspectorConfig
+    from inspect_app.data.images import load_image
+    from inspect_app.inspector import Inspector
+    from inspect_app.synthesis import DefectSynthesizer
+
+    rng = np.random.default_rng(seed)
+    anomaly_maps, kind_maps, embeddings, records = [], [], [], []
+    n_kinds = None
+    for p_index, source in enumerate(sources):
+        order = rng.permutation(len(source.images))
+        n_fit = min(max_fit, max(10, int(fit_share * len(order))))
+        fit_paths = [source.images[i] for i in order[:n_fit]]
+        synth_paths = [source.images[i] for i in order[n_fit:]] or fit_paths
+        inspector = Inspector(InspectorConfig(mode="fused", seed=seed), product=source.name.replace(" ", "-"))
+        inspector.fit(fit_paths, progress=progress)
+        kinds = list(inspector.image_text.kinds)
+        n_kinds = n_kinds or len(kinds)
+        synthesizer = DefectSynthesizer(seed=seed + p_index)
+        goods = [load_image(p) for p in synth_paths]
+        n_normal = int(samples_per_product * normal_share)
+        plan = [(i % len(goods), None) for i in range(min(n_normal, len(goods)))]
+        plan += [(int(rng.integers(len(goods))), "defect") for _ in range(samples_per_product - len(plan))]
+        for start in range(0, len(plan), 16):
+            chunk = plan[start:start + 16]
+            images, truths = [], []
+            for idx, what in chunk:
+                if what is None:
+                    images.append(goods[idx])
+                    truths.append(None)
+                else:
+                    donor = goods[int(rng.integers(len(goods)))]
+                    sample = synthesizer.synthesize(goods[idx], donor=donor, rng=rng)
+                    images.append(sample.image)
+                    truths.append(sample)
+            for result, truth in zip(inspector.predict(images), truths):
+                if truth is None and result.verdict != "PASS" or truth is not None and result.verdict != "FAIL":
+                    continue  # facts and verdict must agree; missed or false detections are left out
+                regions: tuple[RegionFact, ...] = ()
+                if truth is not None:
+                    region = _ground_truth_region(truth.mask, truth.kind, result.kind_maps, kinds, result.part_box)
+                    if region is None:
+                        continue
+                    regions = (region,)
+                facts = Facts(sanitize_product(source.name), result.verdict, round(result.score, 3), result.threshold,
+                              regions, len(regions))
+                anomaly, kmaps = resize_maps(result.anomaly_map, result.kind_maps, len(kinds))
+                anomaly_maps.append(anomaly.astype(np.float16))
+                kind_maps.append(kmaps.astype(np.float16))
+                embeddings.append(result.embedding.astype(np.float32))
+                records.append({"product": source.name, "facts": asdict(facts),
+                                "method": None if truth is None else truth.method})
+            if progress:
+                progress(min(start + 16, len(plan)), len(plan), f"synthesising and inspecting {source.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"anomaly": torch.from_numpy(np.stack(anomaly_maps)), "kinds": torch.from_numpy(np.stack(kind_maps)),
+               "embedding": torch.from_numpy(np.stack(embeddings))}, str(out))
+    out.with_suffix(".json").write_text(json.dumps({"seed": seed, "kinds": kinds, "records": records}))
+    return out
+
+
+def facts_from_record(record: dict) -> Facts:
+    f = dict(record["facts"])
+    f["regions"] = tuple(RegionFact(**r) for r in f["regions"])
+    return Facts(**f)

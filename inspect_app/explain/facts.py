@@ -1,0 +1,81 @@
+"""The measured facts an explanation may state, taken from an ``InspectionResult``.
+
+Everything a sentence says must come from here: the verdict and score come from the Inspector
+(never from a language model), the regions from its post-processing. The product name is
+user text that ends up in prompts, so it is reduced to a short, harmless word sequence.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY
+
+MAX_FACT_REGIONS = 3
+MAX_PRODUCT_CHARS = 40
+
+
+@dataclass(frozen=True)
+class RegionFact:
+    location: str  # a 3x3 location word relative to the part (post_processing.regions.LOCATION_WORDS)
+    size: str  # small / medium / large
+    shape: str  # elongated / compact
+    kind: str | None = None  # a defect kind of the vocabulary, when the profile has an image-text decoder
+    probability: float | None = None
+
+    @property
+    def kind_phrase(self) -> str:
+        return DEFECT_VOCABULARY[self.kind][0] if self.kind in DEFECT_VOCABULARY else "a defect"
+
+
+@dataclass(frozen=True)
+class Facts:
+    product: str
+    verdict: str  # PASS / FAIL / ERROR, always the Inspector's
+    score: float | None
+    threshold: float
+    regions: tuple[RegionFact, ...] = ()
+    n_regions: int = 0  # all regions found (``regions`` keeps the strongest few)
+    error: str | None = None
+
+    @property
+    def locations(self) -> set[str]:
+        return {r.location for r in self.regions}
+
+    @property
+    def sizes(self) -> set[str]:
+        return {r.size for r in self.regions}
+
+    @property
+    def kinds(self) -> set[str]:
+        return {r.kind for r in self.regions if r.kind}
+
+
+def sanitize_product(name: str | None) -> str:
+    """Letters, digits, spaces and hyphens only, at most 40 characters: a product name cannot
+    smuggle instructions or a verdict into a prompt, nor newlines into a sentence."""
+    text = re.sub(r"[^A-Za-z0-9 \-]+", " ", (name or "").replace("_", " "))
+    text = re.sub(r"\s+", " ", text).strip()[:MAX_PRODUCT_CHARS].strip()
+    return text or "part"
+
+
+def facts_from_result(result) -> Facts:
+    regions = tuple(RegionFact(r.location, r.size, r.shape, r.defect_type, r.defect_probability)
+                    for r in result.regions[:MAX_FACT_REGIONS])
+    return Facts(product=sanitize_product(result.product), verdict=result.verdict, score=result.score,
+                 threshold=result.threshold, regions=regions, n_regions=len(result.regions),
+                 error=result.error)
+
+
+def facts_text(facts: Facts) -> str:
+    """The facts as short ``key: value`` lines, the form prompts carry them in."""
+    lines = [f"product: {facts.product}", f"verdict: {facts.verdict}"]
+    if facts.score is not None:
+        relation = "above" if facts.score > facts.threshold else "below"
+        lines.append(f"score: {facts.score:.2f} ({relation} threshold {facts.threshold:.2f})")
+    for i, r in enumerate(facts.regions, 1):
+        kind = r.kind or "unknown kind"
+        prob = "" if r.probability is None else f" ({r.probability:.0%})"
+        lines.append(f"region {i}: {kind}{prob}, {r.location}, {r.size}, {r.shape}")
+    return "\n".join(lines)

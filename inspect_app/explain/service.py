@@ -1,0 +1,210 @@
+"""Explanations off the inspection path: a worker thread, a bounded queue and a deadline.
+
+``submit`` never blocks. A FAIL result goes to the language model when one is configured and
+loads; everything else, a full queue, a model that is missing or broken, a deadline that
+passes, and a generated text that fails validation all resolve to the deterministic sentence,
+and the ``Explanation`` records which of these happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+
+from inspect_app.explain.facts import Facts, facts_from_result
+from inspect_app.explain.template import template_from_facts
+from inspect_app.explain.validate import cut_to_sentences, validate
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("facts", "adapter", "template")
+SOURCES = {"facts": "language-model", "adapter": "adapter", "template": "template"}
+_VERDICT_PREFIX = re.compile(r"^\s*(pass|fail|error)\s*[:.\-]\s*", re.IGNORECASE)
+
+
+@dataclass
+class Explanation:
+    text: str
+    source: str  # "language-model", "adapter" or "template"
+    raw_text: str | None = None  # what the language model wrote, before validation
+    fallback_reason: str | None = None  # why the deterministic sentence replaced model text
+    seconds: float = 0.0
+
+
+class Generator(Protocol):
+    """Writes the raw sentence for a result (see ``explain.generator``)."""
+
+    source: str
+
+    def generate(self, result, image: np.ndarray | None = None, max_seconds: float | None = None) -> str: ...
+
+
+def finish(raw: str, facts: Facts, source: str, seconds: float) -> Explanation:
+    """The text to show for raw model output: cut to whole sentences, validated against the facts,
+    prefixed with the Inspector's verdict; the deterministic sentence when validation fails."""
+    body = _VERDICT_PREFIX.sub("", cut_to_sentences(raw)) if raw.strip() else ""
+    check = validate(body, facts)
+    if check.ok:
+        return Explanation(f"{facts.verdict}: {body}", source, raw, None, seconds)
+    return Explanation(template_from_facts(facts), "template", raw, f"validation: {check.reason}", seconds)
+
+
+@dataclass
+class _Job:
+    result: object
+    image: np.ndarray | None
+    facts: Facts
+    future: Future
+    started: float
+    deadline: float
+    timer: threading.Timer | None = None
+
+
+class ExplainerService:
+    """See module docstring. ``variant``: "adapter" (soft tokens from the maps + facts), "facts"
+    (facts-only prompt) or "template"; ``None`` is the default variant chosen by measurement."""
+
+    def __init__(self, models_dir: str | Path | None = None, language: str = "en", timeout_s: float = 10.0,
+                 max_queue: int = 8, variant: str | None = None, language_model: str | None = None,
+                 allow_download: bool = False, generator_factory: Callable[[], Generator] | None = None):
+        from inspect_app.explain.generator import DEFAULT_VARIANT, load_generator
+
+        self.variant = variant or DEFAULT_VARIANT
+        if self.variant not in VARIANTS:
+            raise ValueError(f"unknown explanation variant {self.variant!r}: choose one of {', '.join(VARIANTS)}")
+        self.language = language
+        self.timeout_s = timeout_s
+        self._factory = generator_factory or (lambda: load_generator(
+            self.variant, models_dir=models_dir, language=language, language_model=language_model,
+            allow_download=allow_download))
+        self._generator: Generator | None = None
+        self._load_error: str | None = None
+        self._loaded = self.variant == "template"
+        self._lock = threading.Lock()
+        self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
+        self._closed = False
+        self.counts = {"submitted": 0, "model": 0, "fallback": 0, "queue_full": 0, "timeout": 0}
+        self._worker = None
+        if self.variant != "template":
+            self._worker = threading.Thread(target=self._run, name="explainer", daemon=True)
+            self._worker.start()
+
+    # ------------------------------------------------------------------ public
+    def submit(self, result, image: np.ndarray | None = None) -> Future:
+        """A future resolving to an ``Explanation``; never blocks the caller."""
+        fut: Future = Future()
+        facts = facts_from_result(result)
+        start = time.perf_counter()
+        self.counts["submitted"] += 1
+        if self.variant == "template" or facts.verdict != "FAIL" or self._closed:
+            fut.set_result(Explanation(template_from_facts(facts), "template", seconds=time.perf_counter() - start))
+            return fut
+        if self._loaded and self._generator is None:
+            self._fallback_now(fut, facts, start, f"language model unavailable: {self._load_error}")
+            return fut
+        job = _Job(result, image, facts, fut, start, start + self.timeout_s)
+        try:
+            self._queue.put_nowait(job)
+        except queue.Full:
+            self.counts["queue_full"] += 1
+            self._fallback_now(fut, facts, start, "explanation queue full")
+            return fut
+        job.timer = threading.Timer(self.timeout_s, self._expire, args=(job,))
+        job.timer.daemon = True
+        job.timer.start()
+        return fut
+
+    def explain(self, result, image: np.ndarray | None = None) -> Explanation:
+        """Blocking convenience: submit and wait (the service's own deadline bounds the wait)."""
+        return self.submit(result, image).result(timeout=self.timeout_s + 5.0)
+
+    def close(self) -> None:
+        """Stop the worker; queued jobs resolve to the deterministic sentence."""
+        if self._closed:
+            return
+        self._closed = True
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                self._resolve(job, Explanation(template_from_facts(job.facts), "template",
+                                               fallback_reason="service closed"))
+        if self._worker is not None:
+            self._queue.put(None)
+            self._worker.join(timeout=self.timeout_s + 5.0)
+
+    def __enter__(self) -> "ExplainerService":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+    def _fallback_now(self, fut: Future, facts: Facts, start: float, reason: str) -> None:
+        self.counts["fallback"] += 1
+        fut.set_result(Explanation(template_from_facts(facts), "template", fallback_reason=reason,
+                                   seconds=time.perf_counter() - start))
+
+    def _resolve(self, job: _Job, expl: Explanation) -> bool:
+        with self._lock:
+            if job.future.done():
+                return False
+            if job.timer is not None:
+                job.timer.cancel()
+            expl.seconds = time.perf_counter() - job.started
+            if expl.fallback_reason:
+                self.counts["fallback"] += 1
+            else:
+                self.counts["model"] += 1
+            job.future.set_result(expl)
+            return True
+
+    def _expire(self, job: _Job) -> None:
+        if self._resolve(job, Explanation(template_from_facts(job.facts), "template",
+                                          fallback_reason=f"timeout after {self.timeout_s:g} s")):
+            self.counts["timeout"] += 1
+
+    def _ensure_generator(self) -> Generator | None:
+        if not self._loaded:
+            try:
+                self._generator = self._factory()
+            except Exception as exc:  # missing or corrupt model files: the station goes on with the template
+                self._load_error = f"{type(exc).__name__}: {exc}"
+                log.warning("explanations fall back to the deterministic sentence: %s", self._load_error)
+            self._loaded = True
+        return self._generator
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            if job.future.done():  # expired while queued
+                continue
+            generator = self._ensure_generator()
+            if generator is None:
+                self._resolve(job, Explanation(template_from_facts(job.facts), "template",
+                                               fallback_reason=f"language model unavailable: {self._load_error}"))
+                continue
+            remaining = job.deadline - time.perf_counter()
+            if remaining <= 0:
+                continue  # the timer resolves it
+            try:
+                raw = generator.generate(job.result, job.image, max_seconds=remaining)
+            except Exception as exc:  # one bad generation must not stop the worker
+                log.warning("explanation failed, using the deterministic sentence: %s", exc)
+                self._resolve(job, Explanation(template_from_facts(job.facts), "template",
+                                               fallback_reason=f"generation failed: {type(exc).__name__}: {exc}"))
+                continue
+            self._resolve(job, finish(raw, job.facts, generator.source, 0.0))

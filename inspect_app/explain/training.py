@@ -1,0 +1,145 @@
+"""Training the explanation adapter on cached, precomputed features (``explain.dataset``).
+
+Only the adapter learns; the language model stays frozen (a LoRA on top did not pay for its cost
+here, see the model card). Each step builds [prompt before, soft tokens, prompt after, target]
+embeddings per sample and takes the cross-entropy on the target tokens. Kind maps are zeroed for
+a fifth of the samples so the adapter also serves profiles without an image-text decoder.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter, soft_prompt_embeds
+from inspect_app.explain.dataset import facts_from_record
+from inspect_app.explain.generator import _ids, adapter_prompt
+from inspect_app.explain.language_model import LanguageModel
+from inspect_app.explain.targets import target_sentence
+
+Progress = Callable[[int, int, str], None]
+KIND_DROPOUT = 0.2
+
+
+@dataclass
+class CachedFeatures:
+    anomaly: torch.Tensor  # [N, 64, 64]
+    kinds: torch.Tensor  # [N, K, 32, 32]
+    embedding: torch.Tensor  # [N, E]
+    records: list[dict]
+    kind_names: list[str]
+
+    @classmethod
+    def load(cls, path: Path) -> "CachedFeatures":
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(path))
+        meta = json.loads(path.with_suffix(".json").read_text())
+        return cls(tensors["anomaly"].float(), tensors["kinds"].float(), tensors["embedding"].float(),
+                   meta["records"], meta["kinds"])
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+@dataclass
+class TrainingReport:
+    steps: int
+    seconds: float
+    n_train: int
+    n_val: int
+    losses: list[float] = field(default_factory=list)  # mean training loss per logging window
+    val_loss: float | None = None
+
+
+def _sample_embeds(lm: LanguageModel, adapter: ExplanationAdapter, data: CachedFeatures, idx: list[int],
+                   rng: np.random.Generator, training: bool):
+    """Padded input embeddings, attention mask and labels for a batch of cached samples."""
+    kinds = data.kinds[idx].clone()
+    if training:
+        drop = torch.from_numpy(rng.random(len(idx)) < KIND_DROPOUT)
+        kinds[drop] = 0
+    soft = adapter(data.anomaly[idx], kinds, data.embedding[idx])
+    end = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    rows, labels = [], []
+    for b, i in enumerate(idx):
+        facts = facts_from_record(data.records[i])
+        before, after = adapter_prompt(lm, facts)
+        target = _ids(lm, target_sentence(facts, rng))[0].tolist() + [end]
+        prompt = soft_prompt_embeds(lm, _ids(lm, before), _ids(lm, after), soft[b:b + 1])[0]
+        target_ids = torch.tensor(target)
+        rows.append(torch.cat([prompt, lm.embed(target_ids).to(prompt.dtype)]))
+        labels.append(torch.cat([torch.full((prompt.shape[0],), -100), target_ids]))
+    width = max(r.shape[0] for r in rows)
+    embeds = torch.zeros(len(rows), width, rows[0].shape[1], dtype=rows[0].dtype)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    lab = torch.full((len(rows), width), -100)
+    for b, (row, label) in enumerate(zip(rows, labels)):
+        embeds[b, :row.shape[0]], mask[b, :row.shape[0]], lab[b, :row.shape[0]] = row, 1, label
+    return embeds, mask, lab
+
+
+def _loss(lm: LanguageModel, embeds, mask, labels) -> torch.Tensor:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = lm.model(inputs_embeds=embeds, attention_mask=mask).logits
+    return F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1),
+                           ignore_index=-100)
+
+
+def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, batch_size: int = 4,
+                  lr: float = 2e-3, seed: int = 0, val_share: float = 0.1, progress: Progress | None = None,
+                  max_seconds: float | None = None) -> tuple[ExplanationAdapter, TrainingReport, list[int]]:
+    """Train a new adapter; returns it, the report and the held-out sample indices.
+
+    ``max_seconds`` stops early (cleanly, with the learning-rate schedule cut short) so a run fits
+    a time budget on a shared CPU."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(data))
+    n_val = max(1, int(round(val_share * len(data))))
+    val, train = order[:n_val].tolist(), order[n_val:].tolist()
+    for p in lm.model.parameters():
+        p.requires_grad_(False)
+    scale = float(lm.model.get_input_embeddings().weight.float().std())
+    adapter = ExplanationAdapter(AdapterConfig(hidden_size=lm.hidden_size, embedding_dim=data.embedding.shape[1],
+                                               n_kinds=data.kinds.shape[1], embedding_scale=scale))
+    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=1e-4)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) *
+                                                 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    report = TrainingReport(steps=0, seconds=0.0, n_train=len(train), n_val=len(val))
+    start, window = time.perf_counter(), []
+    adapter.train()
+    for step in range(steps):
+        idx = [train[int(i)] for i in rng.integers(len(train), size=batch_size)]
+        loss = _loss(lm, *_sample_embeds(lm, adapter, data, idx, rng, True))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        window.append(float(loss.detach()))
+        report.steps = step + 1
+        if (step + 1) % 25 == 0 or step + 1 == steps:
+            report.losses.append(round(sum(window) / len(window), 4))
+            window = []
+        if progress:
+            progress(step + 1, steps, "training explanation adapter")
+        if max_seconds is not None and time.perf_counter() - start > max_seconds:
+            break
+    adapter.eval()
+    with torch.no_grad():
+        val_rng = np.random.default_rng(seed + 1)
+        losses = [float(_loss(lm, *_sample_embeds(lm, adapter, data, val[i:i + batch_size], val_rng, False)))
+                  for i in range(0, len(val), batch_size)]
+    report.val_loss = round(sum(losses) / len(losses), 4)
+    report.seconds = round(time.perf_counter() - start, 1)
+    return adapter, report, val

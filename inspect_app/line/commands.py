@@ -1,0 +1,120 @@
+"""``inspect-app line``: run a station from a YAML file or from flags, until stopped.
+
+SIGTERM and Ctrl-C stop it gracefully: capture stops, queued frames are inspected and stored,
+and the final accounting is printed as one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    from inspect_app.cli import ModelsDir, user_errors
+
+    @app.command("line")
+    @user_errors
+    def line(config: Optional[Path] = typer.Option(None, "--config", help="Station YAML file (see data/station.example.yaml)."),
+             source: Optional[str] = typer.Option(None, "--source", help="Device index, rtsp:// or http(s):// URL, "
+                                                  "video file, watched folder, or 'push'."),
+             product: Optional[str] = typer.Option(None, "--product", help="Fitted product to inspect."),
+             store: Optional[str] = typer.Option(None, "--store", help="Results store URL (default "
+                                                 "$INSPECT_APP_STORE_URL or SQLite under ./data/store)."),
+             mqtt: Optional[str] = typer.Option(None, "--mqtt", help="MQTT broker HOST:PORT."),
+             max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
+                                                      help="Stop after N frames were inspected and stored."),
+             models_dir: Optional[Path] = ModelsDir,
+             station: Optional[str] = typer.Option(None, "--station", help="Station name (MQTT topics, store)."),
+             trigger: Optional[str] = typer.Option(None, "--trigger", help="continuous, external or part-present."),
+             fps: Optional[float] = typer.Option(None, "--fps", min=0.01,
+                                                 help="Continuous trigger: at most F inspections per second."),
+             api_port: Optional[int] = typer.Option(None, "--api-port", help="Also serve the REST API on this port."),
+             ) -> None:
+        """Run an inspection station on a camera, stream, video, folder or pushed images."""
+        from inspect_app.errors import InspectAppError
+        from inspect_app.line.config import MqttConfig, load_station_config, parse_station_config
+
+        data = load_station_config(config).model_dump(exclude_unset=True) if config else {}
+        if config is None and (source is None or product is None):
+            raise InspectAppError("give --config station.yaml, or at least --source SRC and --product NAME")
+        overrides = {"product": product, "models_dir": models_dir, "max_frames": max_frames, "name": station,
+                     "api_port": api_port}
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        if source is not None:
+            data["source"] = {**(data.get("source") or {}), "uri": source, "kind": "auto"}
+        if store is not None:
+            data.setdefault("store", {})["url"] = store
+        if mqtt is not None:
+            data["mqtt"] = {**(data.get("mqtt") or {}), **MqttConfig.from_address(mqtt).model_dump(include={"host", "port"})}
+        if trigger is not None:
+            data.setdefault("trigger", {})["mode"] = trigger
+        if fps is not None:
+            data.setdefault("trigger", {})["fps"] = fps
+        run_station(parse_station_config(data, str(config) if config else "command line"))
+
+
+def run_station(cfg) -> dict:
+    """Start the station (and the API when asked), log progress, stop on a signal or when done."""
+    import logging
+    import signal
+    import threading
+    import time
+
+    from inspect_app.cli import console, out
+    from inspect_app.line.station import Station
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    stop = threading.Event()
+
+    def request_stop(signum, _frame) -> None:
+        queued = len(station.queue)
+        console.print(f"[yellow]{signal.Signals(signum).name}: stopping; {queued} queued frame(s) are inspected "
+                      "and stored first[/]")
+        stop.set()
+
+    station = Station(cfg)
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    server = None
+    try:
+        station.start()
+        if cfg.api_port:
+            server = _serve_api(station, cfg.api_host, cfg.api_port)
+        last = 0.0
+        while not stop.wait(0.5):
+            if station.finished.is_set():
+                break
+            if time.monotonic() - last >= 5:
+                last = time.monotonic()
+                s = station.status()
+                console.print(f"{s['station']}: camera {s['camera']['state']}, {s['results']} results "
+                              f"(PASS {s['counts']['PASS']} FAIL {s['counts']['FAIL']} ERROR {s['counts']['ERROR']}), "
+                              f"{s['fps']:.1f} fps, queue {s['queues']['inspect']}, dropped {s['dropped_frames']}, "
+                              f"corrupt {s['corrupt_frames']}, rejected {s['rejected_parts']}"
+                              + (f" / max {cfg.max_frames}" if cfg.max_frames else ""))
+    finally:
+        final = station.stop()
+        if server is not None:
+            server.should_exit = True
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    out.print(json.dumps({"final": final}, default=str), soft_wrap=True, highlight=False, markup=False)
+    return final
+
+
+def _serve_api(station, host: str, port: int):
+    """The REST API (``inspect_app.api``) in a background thread, sharing the station's store."""
+    import threading
+
+    import uvicorn
+
+    from inspect_app.api import create_app
+
+    app = create_app(models_dir=station.config.models_dir, store=station.store, station=station)
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
+    threading.Thread(target=server.run, name="api", daemon=True).start()
+    return server

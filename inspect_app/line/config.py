@@ -1,0 +1,181 @@
+"""Station settings: one pydantic model, loaded from a YAML file or built from CLI flags.
+
+Every setting has a default that suits a small line, so a station needs only a product and a
+source. ``extra="forbid"`` makes a misspelt key an error instead of a silently ignored option.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from inspect_app.errors import InspectAppError
+
+SourceKind = Literal["auto", "device", "stream", "video", "folder", "push"]
+TriggerMode = Literal["continuous", "external", "part-present"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """Where frames come from. ``uri`` alone is enough: its form picks the kind (see ``resolve_kind``)."""
+
+    uri: str = "push"
+    kind: SourceKind = "auto"
+    fps: float | None = Field(None, gt=0, description="video replay pace (default: the file's own rate)")
+    loop: bool = False  # replay a video file forever
+    reconnect_initial_s: float = Field(0.5, gt=0)
+    reconnect_max_s: float = Field(10.0, gt=0)
+    read_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = camera lost")
+    settle_s: float = Field(0.5, ge=0, description="watched folder: a file unchanged this long is complete")
+    done_dir: Path | None = Field(None, description="watched folder: move each file here once read, so a restart "
+                                                    "does not inspect it again (default: leave it)")
+    poll_s: float = Field(0.1, gt=0)
+    push_queue: int = Field(32, ge=1, description="pushed images waiting for inspection")
+
+    def resolve_kind(self) -> str:
+        """integer -> device; rtsp:// -> stream (OpenCV); http(s):// -> stream (MJPEG);
+        "push" -> pushed images; an existing folder -> watched folder; anything else -> video file."""
+        if self.kind != "auto":
+            return self.kind
+        uri = self.uri.strip()
+        if uri.isdigit():
+            return "device"
+        if uri.lower().startswith(("rtsp://", "rtsps://", "http://", "https://")):
+            return "stream"
+        if uri == "push":
+            return "push"
+        if Path(uri).is_dir():
+            return "folder"
+        return "video"
+
+
+class TriggerConfig(_Strict):
+    """Which frames become inspections (streaming sources; every folder file or pushed image is a part)."""
+
+    mode: TriggerMode = "continuous"
+    fps: float | None = Field(None, gt=0, description="continuous: at most this many inspections/s (default: every frame)")
+    timeout_s: float = Field(2.0, gt=0, description="external: a trigger with no frame by then is rejected with an alarm")
+    reference: Path | None = Field(None, description="part-present: image of the empty belt (default: learned at start)")
+    reference_frames: int = Field(5, ge=1, description="part-present: frames averaged into the learned reference")
+    pixel_threshold: float = Field(25.0, gt=0, description="grey-level change (0-255) that makes a pixel count as changed")
+    present_fraction: float = Field(0.02, gt=0, lt=1, description="share of the view changed from the empty belt meaning 'part present'")
+    still_fraction: float = Field(0.005, ge=0, lt=1, description="share of the view changed since the last frame still counted as 'still'")
+    still_frames: int = Field(2, ge=1, description="consecutive still frames before the part is inspected")
+    empty_frames: int = Field(2, ge=1, description="consecutive empty frames before the next part can arrive")
+
+
+class PipelineConfig(_Strict):
+    queue_size: int = Field(16, ge=1, description="frames waiting for inspection")
+    batch_size: int = Field(4, ge=1, description="at most this many queued frames are inspected together")
+    backpressure_s: float = Field(5.0, ge=0, description="a triggered part waits this long for queue space, then is rejected with an alarm")
+    shutdown_timeout_s: float = Field(60.0, gt=0, description="how long stop() keeps flushing the queues")
+    heartbeat_s: float = Field(2.0, gt=0)
+
+
+class MqttConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "inspect"
+    client_id: str | None = None
+    keepalive_s: int = Field(30, ge=5)
+    max_queued: int = Field(10_000, ge=1, description="messages kept while the broker is unreachable")
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def from_address(cls, address: str) -> "MqttConfig":
+        host, _, port = address.rpartition(":") if ":" in address else (address, "", "1883")
+        if not host or not port.isdigit():
+            raise InspectAppError(f"--mqtt {address!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
+        return cls(host=host, port=int(port))
+
+
+class WebhookConfig(_Strict):
+    url: str
+    verdicts: list[Literal["PASS", "FAIL", "ERROR"]] = ["PASS", "FAIL", "ERROR"]
+    retries: int = Field(3, ge=0)
+    backoff_s: float = Field(0.5, gt=0)
+    timeout_s: float = Field(5.0, gt=0)
+    queue_size: int = Field(1000, ge=1)
+    dead_letter: Path = Path("data/line/webhook_dead_letter.jsonl")
+
+
+class CsvConfig(_Strict):
+    path: Path
+
+
+class StoreConfig(_Strict):
+    url: str | None = None  # default: $INSPECT_APP_STORE_URL, else the SQLite file under ./data/store
+    images_dir: Path | None = None
+
+
+class ExplainConfig(_Strict):
+    enabled: bool = True
+    language: str = "en"
+    timeout_s: float = Field(10.0, gt=0)
+    max_queue: int = Field(8, ge=1)
+
+
+class StationConfig(_Strict):
+    """One inspection station: a camera, a product, how parts are triggered, where results go."""
+
+    name: str = "station1"
+    product: str
+    models_dir: Path | None = None
+    mode: str | None = None  # decoder mode (default: the profile's)
+    lot: str | None = None
+    source: SourceConfig = SourceConfig()
+    trigger: TriggerConfig = TriggerConfig()
+    pipeline: PipelineConfig = PipelineConfig()
+    store: StoreConfig = StoreConfig()
+    mqtt: MqttConfig | None = None
+    webhook: WebhookConfig | None = None
+    csv: CsvConfig | None = None
+    explain: ExplainConfig = ExplainConfig()
+    api_port: int | None = Field(None, ge=1, le=65535, description="also serve the REST API (trigger, metrics)")
+    api_host: str = Field("127.0.0.1", description="0.0.0.0 to accept calls from the line network")
+    max_frames: int | None = Field(None, ge=1, description="stop after this many results are stored")
+
+    @field_validator("name")
+    @classmethod
+    def _topic_safe(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError("use letters, digits, '_', '-' or '.' (it is part of MQTT topics)")
+        return value
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_station_config(data: dict, origin: str = "station config") -> StationConfig:
+    try:
+        return StationConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InspectAppError(f"{origin}: {_validation_message(exc)}") from None
+
+
+def load_station_config(path: str | Path) -> StationConfig:
+    """Read a station YAML file; a missing file, bad YAML or a wrong key is one clear error."""
+    path = Path(path)
+    if not path.is_file():
+        raise InspectAppError(f"station config {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InspectAppError(f"station config {path}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise InspectAppError(f"station config {path}: expected a mapping of settings at the top level")
+    return parse_station_config(data, str(path))

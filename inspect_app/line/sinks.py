@@ -1,0 +1,259 @@
+"""Where results go besides the results store: MQTT (for the line's PLC gateway and dashboards),
+a webhook (HTTP POST with retries and a dead-letter file) and a CSV file.
+
+MQTT topics (``<prefix>`` defaults to ``inspect``):
+
+| topic | dir | QoS | retained | payload |
+|---|---|---|---|---|
+| ``<prefix>/<station>/result`` | out | 1 | no | every result: id, seq, verdict, score, regions, timings |
+| ``<prefix>/<station>/reject`` | out | 1 | no | FAIL and not-inspected parts, sent first, for the PLC |
+| ``<prefix>/<station>/explanation`` | out | 1 | no | the operator sentence of a FAIL, when ready |
+| ``<prefix>/<station>/status`` | out | 1 | yes | heartbeat; the last will says ``offline`` |
+| ``<prefix>/<station>/alarm`` | out | 1 | no | camera lost, queue full, disk full, ... |
+| ``<prefix>/<station>/trigger`` | in | 1 | - | any payload: inspect the next frame (external trigger) |
+| ``<prefix>/<station>/frame`` | in | 1 | - | an encoded image: one part (push source) |
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import queue
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import paho.mqtt.client as mqtt
+
+from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
+from inspect_app.line.metrics import StationMetrics
+
+log = logging.getLogger(__name__)
+
+
+def _utc(ts: float | None = None) -> str:
+    return datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc).isoformat(timespec="milliseconds")
+
+
+class MqttLink:
+    """One paho client per station. QoS 1 messages published while the broker is unreachable
+    wait in paho's own outbox (bounded by ``max_queued``) and go out after paho reconnects;
+    ``published`` counts broker acknowledgements, ``unacknowledged()`` what is still waiting."""
+
+    def __init__(self, cfg: MqttConfig, station: str, metrics: StationMetrics,
+                 on_trigger: Callable[[bytes], None] | None = None,
+                 on_frame: Callable[[bytes], None] | None = None):
+        self.cfg, self.station, self.metrics = cfg, station, metrics
+        self.on_trigger, self.on_frame = on_trigger, on_frame
+        base = f"{cfg.topic_prefix}/{station}"
+        self.topics = {k: f"{base}/{k}" for k in ("result", "reject", "explanation", "status", "alarm", "trigger", "frame")}
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"inspect-app-{station}",
+                                  clean_session=True)
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password)
+        self.client.max_queued_messages_set(cfg.max_queued)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.will_set(self.topics["status"], json.dumps({"station": station, "state": "offline",
+                                                                "reason": "connection lost"}), qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.status_payload: Callable[[], dict] | None = None
+        self.closing = False
+        self.published = 0  # acknowledged messages of every topic
+        self.published_results = 0  # acknowledged messages on the result topic
+        self.refused = 0  # outbox full: not queued
+        self._lock = threading.Lock()
+        self._waiting: dict[int, str] = {}  # mid -> topic key, not yet acknowledged
+        self._early: set[int] = set()  # acknowledged before publish() returned its mid
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
+        self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.warning("MQTT broker %s:%s refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            return
+        log.info("MQTT connected to %s:%s", self.cfg.host, self.cfg.port)
+        self.connected.set()
+        self.metrics.mqtt_connected.set(1)
+        client.subscribe([(self.topics["trigger"], 1), (self.topics["frame"], 1)])
+        if self.status_payload is not None:
+            self.publish("status", self.status_payload(), retain=True)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        if self.connected.is_set() and not self.closing:
+            log.warning("MQTT disconnected (%s): messages wait in the outbox until it reconnects", reason_code)
+        self.connected.clear()
+        self.metrics.mqtt_connected.set(0)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._lock:
+            key = self._waiting.pop(mid, None)
+            if key is None:
+                self._early.add(mid)
+                return
+            self._count(key)
+
+    def _count(self, key: str) -> None:
+        self.published += 1
+        self.metrics.mqtt_published.inc()
+        if key == "result":
+            self.published_results += 1
+
+    def _on_message(self, client, userdata, msg) -> None:
+        try:
+            if msg.topic == self.topics["trigger"] and self.on_trigger:
+                self.on_trigger(msg.payload)
+            elif msg.topic == self.topics["frame"] and self.on_frame:
+                self.on_frame(msg.payload)
+        except Exception:  # a bad message must not stop paho's network thread
+            log.exception("MQTT message on %s could not be handled", msg.topic)
+
+    def publish(self, key: str, payload: dict, retain: bool = False) -> bool:
+        """Queue a QoS 1 message; False (and counted) when the outbox is full."""
+        info = self.client.publish(self.topics[key], json.dumps(payload, default=str), qos=1, retain=retain)
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            self.refused += 1
+            self.metrics.sink_errors.labels("mqtt").inc()
+            return False
+        with self._lock:
+            if info.mid in self._early:
+                self._early.discard(info.mid)
+                self._count(key)
+            else:
+                self._waiting[info.mid] = key
+        return True
+
+    def unacknowledged(self) -> int:
+        with self._lock:
+            return len(self._waiting)
+
+    def wait_delivered(self, timeout: float) -> int:
+        """Wait until every queued message is acknowledged; returns how many are still waiting."""
+        deadline = time.monotonic() + timeout
+        while self.unacknowledged() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.unacknowledged()
+
+    def close(self, final_status: dict, timeout: float) -> int:
+        """Publish the final retained status, wait for acknowledgements, disconnect cleanly
+        (a clean disconnect does not fire the last will, hence the explicit status)."""
+        self.status_payload = None
+        self.publish("status", final_status, retain=True)
+        self.closing = True
+        left = self.wait_delivered(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+        return left
+
+
+class WebhookSink:
+    """POSTs result JSON to a URL from its own thread, retrying with exponential backoff; what
+    still fails (or finds the queue full) is appended to a dead-letter JSONL file, never lost."""
+
+    def __init__(self, cfg: WebhookConfig, metrics: StationMetrics):
+        self.cfg, self.metrics = cfg, metrics
+        self._queue: queue.Queue[dict | None] = queue.Queue(cfg.queue_size)
+        self.delivered = 0
+        self.dead_lettered = 0
+        self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
+        self._thread.start()
+
+    def submit(self, payload: dict) -> None:
+        if payload.get("verdict") not in self.cfg.verdicts:
+            return
+        try:
+            self._queue.put_nowait(payload)
+        except queue.Full:
+            self._dead_letter(payload, "webhook queue full")
+
+    def pending(self) -> int:
+        return self._queue.qsize()
+
+    def _post(self, payload: dict) -> None:
+        request = urllib.request.Request(self.cfg.url, data=json.dumps(payload, default=str).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
+            if resp.status >= 300:
+                raise urllib.error.HTTPError(self.cfg.url, resp.status, resp.reason, resp.headers, None)
+
+    def _run(self) -> None:
+        while True:
+            payload = self._queue.get()
+            if payload is None:
+                return
+            error = None
+            for attempt in range(self.cfg.retries + 1):
+                try:
+                    self._post(payload)
+                    self.delivered += 1
+                    error = None
+                    break
+                except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
+                    error = f"{type(exc).__name__}: {exc}"
+                    if attempt < self.cfg.retries:
+                        time.sleep(self.cfg.backoff_s * 2 ** attempt)
+            if error is not None:
+                self._dead_letter(payload, error)
+
+    def _dead_letter(self, payload: dict, error: str) -> None:
+        self.metrics.sink_errors.labels("webhook").inc()
+        self.dead_lettered += 1
+        path = self.cfg.dead_letter
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as fh:
+            fh.write(json.dumps({"time": _utc(), "url": self.cfg.url, "error": error, "payload": payload},
+                                default=str) + "\n")
+        log.warning("webhook delivery failed (%s): written to %s", error, path)
+
+    def close(self, timeout: float) -> int:
+        """Deliver what is queued (within ``timeout``); the rest goes to the dead-letter file."""
+        deadline = time.monotonic() + timeout
+        try:
+            self._queue.put(None, timeout=max(0.1, timeout))
+        except queue.Full:
+            pass
+        self._thread.join(max(0.1, deadline - time.monotonic()))
+        left = 0
+        while True:
+            try:
+                payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if payload is not None:
+                self._dead_letter(payload, "station stopped before delivery")
+                left += 1
+        return left
+
+
+CSV_FIELDS = ["time", "station", "seq", "id", "product", "lot", "trigger", "verdict", "score", "threshold",
+              "regions", "trigger_to_verdict_ms", "file", "error"]
+
+
+class CsvSink:
+    """Appends one row per result; writes the header when the file is new."""
+
+    def __init__(self, cfg: CsvConfig):
+        self.path = Path(cfg.path)
+        self._lock = threading.Lock()
+
+    def write(self, message: dict) -> None:
+        row = {k: message.get(k) for k in CSV_FIELDS}
+        row["regions"] = len(message.get("regions") or [])
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            new = not self.path.exists() or self.path.stat().st_size == 0
+            with self.path.open("a", newline="") as fh:
+                writer = csv.DictWriter(fh, CSV_FIELDS)
+                if new:
+                    writer.writeheader()
+                writer.writerow(row)

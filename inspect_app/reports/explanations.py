@@ -1,0 +1,66 @@
+"""Explanations for the failed parts of a report.
+
+The gallery's failed parts (the ones people read) go to the ``ExplainerService`` in batches no
+larger than its queue, so none is turned away for a full queue; the language model (when it is
+installed and loads) writes them. Every other failed part gets the deterministic sentence
+directly: it states the same validated facts, and a language model on a CPU would multiply the
+time of a large report. A fallback is recorded in the explanation source.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from inspect_app.inspector import InspectionResult
+from inspect_app.reports.scoring import Progress
+
+QUEUE = 8
+
+
+def _source(expl) -> str:
+    return f"template (fallback: {expl.fallback_reason})" if expl.fallback_reason else expl.source
+
+
+def explain_failures(results: Sequence[InspectionResult], gallery: set[int], models_dir: str | Path | None = None,
+                     progress: Progress | None = None, service=None) -> dict[str, int]:
+    """Fill ``explanation``/``explanation_source`` of FAIL results that have none; ``gallery``
+    holds the indices explained by the service (``service``: a running ``ExplainerService`` to
+    reuse, else one is started and closed here). Returns how many came from each source."""
+    from inspect_app.explain import ExplainerService, template_explanation
+
+    todo = [i for i, r in enumerate(results) if r.verdict == "FAIL" and not r.explanation]
+    modelled = [i for i in todo if i in gallery]
+    counts: dict[str, int] = {}
+    done = 0
+    fallback = "template"
+    owned = service is None and bool(modelled)
+    if owned:
+        try:
+            service = ExplainerService(models_dir=models_dir, max_queue=QUEUE)
+        except Exception as exc:  # a broken explainer must not cost the report
+            service, fallback = None, f"template (fallback: explainer unavailable: {type(exc).__name__}: {exc})"
+            modelled = []
+    if modelled:
+        try:
+            for start in range(0, len(modelled), QUEUE):
+                batch = modelled[start:start + QUEUE]
+                futures = [service.submit(results[i]) for i in batch]
+                for i, future in zip(batch, futures):
+                    expl = future.result(timeout=service.timeout_s * (len(batch) + 1))
+                    results[i].explanation, results[i].explanation_source = expl.text, _source(expl)
+                    counts[results[i].explanation_source] = counts.get(results[i].explanation_source, 0) + 1
+                done += len(batch)
+                if progress:
+                    progress(done, len(todo), "explaining failed parts")
+        finally:
+            if owned:
+                service.close()
+    for i in todo:
+        if results[i].explanation is None:
+            source = fallback if i in gallery else "template"
+            results[i].explanation, results[i].explanation_source = template_explanation(results[i]), source
+            counts[source] = counts.get(source, 0) + 1
+    if progress and todo:
+        progress(len(todo), len(todo), "explaining failed parts")
+    return counts

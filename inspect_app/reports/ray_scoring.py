@@ -1,0 +1,120 @@
+"""Scoring a folder on Ray Data: read the files, map batches through the one ``Inspector``
+(a callable class, so each worker loads the profile once), collect.
+
+Workers must see the images and the models folder at the same paths as the driver (a shared
+file system on a cluster). Results come back as ``to_dict()`` JSON plus the anomaly map, and
+are rebuilt into ``InspectionResult``s, so the report code after scoring is the same as in a
+single process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from inspect_app.inspector import InspectionResult
+from inspect_app.reports.rows import result_from_dict
+from inspect_app.reports.scoring import Progress, WorstKeeper
+
+BATCH = 8  # the Inspector's own batch size: same batches as a single process
+LOCAL_CPUS = 2
+READ_CPUS = 0.2
+
+
+class RayInspector:
+    """Ray Data callable class: loads the product profile once per worker."""
+
+    def __init__(self, product: str, models_dir: str | None, mode: str | None = None):
+        import torch
+
+        from inspect_app.inspector import Inspector
+
+        torch.set_num_threads(1)  # one core per worker; the workers share the machine
+        self.inspector = Inspector.load(product, models_dir, mode=mode)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        names = [str(p) for p in batch["path"]]
+        results = self.inspector.predict([bytes(b) for b in batch["bytes"]], names=names)
+        maps = [b"" if r.anomaly_map is None else np.ascontiguousarray(r.anomaly_map, np.float32).tobytes()
+                for r in results]
+        sides = [0 if r.anomaly_map is None else r.anomaly_map.shape[0] for r in results]
+        return {"path": np.array(names, dtype=object),
+                "result": np.array([json.dumps(r.to_dict()) for r in results], dtype=object),
+                "map": np.array(maps, dtype=object), "side": np.array(sides)}
+
+
+def _init_ray(address: str):
+    import ray
+
+    if ray.is_initialized():
+        return ray, False
+    for name in ("ray", "ray.data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+              "configure_logging": True}
+    if address == "local":
+        ray.init(num_cpus=LOCAL_CPUS, **kwargs)
+    else:
+        ray.init(address=address, **kwargs)
+    return ray, True
+
+
+def score_files_on_ray(product: str, models_dir: str | Path | None, files: Sequence[Path], address: str,
+                       keeper: WorstKeeper, mode: str | None = None,
+                       progress: Progress | None = None) -> list[InspectionResult]:
+    """Score ``files`` on Ray (``address`` or ``"local"``: a local instance with 2 CPUs), in
+    the files' order. Ray is shut down afterwards only if this call started it."""
+    from inspect_app.profile import models_dir as resolve_models_dir
+
+    if progress:
+        progress(0, len(files), "inspecting on Ray")
+    ray, started = _init_ray(address)
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        paths = [os.path.abspath(f) for f in files]  # not resolve(): repeated symlinks stay distinct
+        order = {p: i for i, p in enumerate(paths)}
+        n_workers = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        # Logical CPUs: one worker per core, each booking a core less the readers' share, so the
+        # light read tasks always fit beside them (booking whole cores deadlocks the reads).
+        ds = ray.data.read_binary_files(paths, include_paths=True, num_cpus=READ_CPUS,
+                                        override_num_blocks=min(len(paths), 4 * n_workers))
+        ds = ds.map_batches(RayInspector, batch_size=BATCH, num_cpus=1 - READ_CPUS,
+                            compute=ray.data.ActorPoolStrategy(size=n_workers),
+                            fn_constructor_kwargs={"product": product, "mode": mode,
+                                                   "models_dir": str(resolve_models_dir(models_dir))})
+        results: list[InspectionResult | None] = [None] * len(paths)
+        done = 0
+        for batch in ds.iter_batches(batch_size=BATCH, batch_format="numpy", prefetch_batches=2):
+            for path, text, raw_map, side in zip(batch["path"], batch["result"], batch["map"], batch["side"]):
+                index = order[_local_path(str(path), order)]
+                result = result_from_dict(json.loads(text))
+                result.file = str(files[index])
+                if side:
+                    result.anomaly_map = np.frombuffer(raw_map, np.float32).reshape(side, side).copy()
+                keeper.offer(index, result)
+                results[index] = result
+                done += 1
+            if progress:
+                progress(done, len(paths), "inspecting on Ray")
+    finally:
+        if started:
+            ray.shutdown()
+    missing = [str(files[i]) for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"Ray returned no result for {len(missing)} file(s), e.g. {missing[0]}")
+    return results  # type: ignore[return-value]
+
+
+def _local_path(path: str, order: dict[str, int]) -> str:
+    """Ray's file reader may prefix paths with a scheme; map them back to the paths we sent."""
+    if path in order:
+        return path
+    for prefix in ("local://", "file://"):
+        if path.startswith(prefix) and path[len(prefix):] in order:
+            return path[len(prefix):]
+    return path if path.startswith("/") else "/" + path

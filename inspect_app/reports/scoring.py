@@ -1,0 +1,56 @@
+"""Scoring a folder for a report: the one ``Inspector``, in this process or on Ray.
+
+Only the worst N parts keep their anomaly maps (for the gallery overlays); every other result
+drops its map as soon as it is scored, so a 100,000-image archive does not fill memory.
+"""
+
+from __future__ import annotations
+
+import heapq
+from pathlib import Path
+from typing import Callable, Sequence
+
+from inspect_app.inspector import InspectionResult, Inspector
+
+Progress = Callable[[int, int, str], None]
+CHUNK = 64  # images per predict call: bounds the anomaly maps held at once
+
+
+class WorstKeeper:
+    """Keeps the anomaly maps of the N highest-scoring results (ties: earlier file first), in
+    whatever order results arrive, so single-process and Ray runs pick the same gallery."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self._heap: list[tuple[float, int, InspectionResult]] = []  # min-heap of (score, -index, result)
+
+    def offer(self, index: int, result: InspectionResult) -> None:
+        if result.score is None or self.n <= 0:
+            result.anomaly_map = None
+            return
+        item = (result.score, -index, result)
+        if len(self._heap) < self.n:
+            heapq.heappush(self._heap, item)
+            return
+        if item[:2] > self._heap[0][:2]:
+            heapq.heapreplace(self._heap, item)[2].anomaly_map = None
+        else:
+            result.anomaly_map = None
+
+    def indices(self) -> list[int]:
+        """Indices of the kept results, worst first."""
+        return [-neg for _, neg, _ in sorted(self._heap, key=lambda t: t[:2], reverse=True)]
+
+
+def score_files(inspector: Inspector, files: Sequence[Path], keeper: WorstKeeper,
+                progress: Progress | None = None) -> list[InspectionResult]:
+    """``inspector.predict`` over ``files`` in chunks; unreadable files become ERROR results."""
+    results: list[InspectionResult] = []
+    for start in range(0, len(files), CHUNK):
+        chunk = [str(f) for f in files[start:start + CHUNK]]
+        for offset, result in enumerate(inspector.predict(chunk)):
+            keeper.offer(start + offset, result)
+            results.append(result)
+        if progress:
+            progress(len(results), len(files), "inspecting")
+    return results

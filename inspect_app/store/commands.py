@@ -1,0 +1,71 @@
+"""``inspect-app user add|list``: accounts for the station UI (engineers need a password)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional
+
+import typer
+
+from inspect_app.cli import console, out, user_errors
+
+StoreOption = typer.Option(None, "--store", help="Results store URL (default $INSPECT_APP_STORE_URL or "
+                                                 "sqlite:///data/store/results.db).")
+
+
+def _read_password(role: str, from_stdin: bool) -> str | None:
+    from inspect_app.store import StoreError
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        hint = " (empty: no password)" if role == "operator" else ""
+        password = typer.prompt(f"Password{hint}", default="" if role == "operator" else None, hide_input=True,
+                                confirmation_prompt=True, show_default=False)
+    if not password and role == "engineer":
+        raise StoreError("an engineer needs a password")
+    return password or None
+
+
+def register(app: typer.Typer) -> None:
+    users = typer.Typer(no_args_is_help=True, help="Station UI accounts: engineers (password) and operators.")
+    app.add_typer(users, name="user")
+
+    @users.command("add")
+    @user_errors
+    def add(name: str = typer.Argument(..., help="Login name."),
+            role: str = typer.Option(..., "--role", help="engineer or operator."),
+            password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                help="Read the password from the first line of stdin "
+                                                     "(an empty line: no password, operators only)."),
+            store_url: Optional[str] = StoreOption) -> None:
+        """Add a user; the password is prompted twice (operators may leave it empty)."""
+        from inspect_app.store import ROLES, ResultsStore, StoreError
+
+        if role not in ROLES:
+            raise StoreError(f"unknown role {role!r}: choose engineer or operator")
+        password = _read_password(role, password_stdin)
+        with ResultsStore(store_url) as store:
+            store.add_user(name, role, password, by="cli")
+        out.print(f"added {role} {name}" + ("" if password else " (no password)"))
+
+    @users.command("list")
+    @user_errors
+    def list_users(store_url: Optional[str] = StoreOption) -> None:
+        """List users and their roles."""
+        from rich.table import Table
+
+        from inspect_app.store import ResultsStore
+
+        with ResultsStore(store_url) as store:
+            rows = store.users()
+        if not rows:
+            console.print("no users yet: add one with inspect-app user add NAME --role engineer")
+            return
+        table = Table()
+        for col in ("name", "role", "password", "created (UTC)"):
+            table.add_column(col)
+        for user in rows:
+            table.add_row(user.name, user.role, "yes" if user.has_password else "no",
+                          user.created.strftime("%Y-%m-%d %H:%M"))
+        out.print(table)

@@ -1,0 +1,93 @@
+"""The Inspect page's work, free of widgets: bytes in, results out (stored, explanations started).
+
+Kept apart from the page so the same path serves uploads, camera snapshots and line-camera
+grabs, and so tests can drive it with plain bytes.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from inspect_app.inspector import InspectionResult, Inspector
+from inspect_app.ui.uploads import Upload, check_image
+
+
+@dataclass
+class InspectedPart:
+    """One uploaded image and what became of it."""
+
+    upload: Upload
+    image: np.ndarray | None
+    result: InspectionResult | None = None
+    error: str | None = None  # refused before inspection (too large, not an image)
+    stored_id: int | None = None
+    store_error: str | None = None
+    explanation_future: Future | None = field(default=None, repr=False)
+    explanation_seconds: float | None = None
+    verdict_ms: float | None = None  # wall time from receiving the bytes to the verdict
+
+    @property
+    def explanation_pending(self) -> bool:
+        return self.explanation_future is not None and self.result is not None and self.result.explanation is None
+
+
+def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store=None, station: str = "ui",
+                    lot: str | None = None, explainer=None) -> list[InspectedPart]:
+    """Check, inspect (one batch), store, and start explanations; never waits for an explanation.
+
+    Every result goes to ``explainer`` (an ``ExplainerService``): a FAIL's future resolves later,
+    PASS and ERROR get the deterministic sentence at once. ``explainer=None``: explanations off.
+    """
+    start = time.perf_counter()
+    parts = []
+    for upload in uploads:
+        checked = check_image(upload, max_bytes)
+        parts.append(InspectedPart(upload, checked.image, error=checked.error))
+    ok = [p for p in parts if p.image is not None]
+    if ok:
+        results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok])
+        elapsed = (time.perf_counter() - start) * 1000
+        for part, result in zip(ok, results):
+            part.result, part.verdict_ms = result, elapsed
+    for part in ok:
+        result = part.result
+        if store is not None:
+            try:
+                part.stored_id = store.add_result(result, station=station, lot=lot or None, image=part.image)
+            except Exception as exc:  # an unreachable store must not hide the verdict
+                part.store_error = str(exc)
+        if explainer is not None:
+            part.explanation_future = explainer.submit(result, part.image)
+            collect_explanation(part, store)  # PASS and ERROR resolve at once with the deterministic sentence
+    return parts
+
+
+def finish_explanation(part: InspectedPart, text: str, source: str, seconds: float, store=None) -> None:
+    """Attach an explanation to the result (and its stored row)."""
+    part.result.explanation, part.result.explanation_source = text, source
+    part.explanation_seconds = seconds
+    if store is not None and part.stored_id is not None:
+        try:
+            store.set_explanation(part.stored_id, text, source)
+        except Exception as exc:
+            part.store_error = str(exc)
+
+
+def collect_explanation(part: InspectedPart, store=None) -> bool:
+    """Take a finished explanation from its future; True once the part has its explanation."""
+    if not part.explanation_pending:
+        return True
+    future = part.explanation_future
+    if not future.done():
+        return False
+    try:
+        expl = future.result()
+        source = expl.source if not expl.fallback_reason else f"{expl.source} ({expl.fallback_reason})"
+        finish_explanation(part, expl.text, source, expl.seconds, store)
+    except Exception as exc:  # the verdict stands without a sentence
+        finish_explanation(part, f"(no explanation: {type(exc).__name__}: {exc})", "error", 0.0)
+    return True

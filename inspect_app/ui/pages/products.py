@@ -1,0 +1,196 @@
+"""Products: the onboarding wizard (good images -> fit in the background -> calibration -> save),
+and the list of profiles with delete."""
+
+import json
+
+import streamlit as st
+
+from inspect_app.config import CalibrationConfig, InspectorConfig
+from inspect_app.data.images import list_images
+from inspect_app.errors import InspectAppError
+from inspect_app.post_processing.calibration import Calibration
+from inspect_app.profile import PROFILE_FILE, check_product_name, delete_profile
+from inspect_app.ui import auth, resources
+from inspect_app.ui.inspection import inspect_uploads
+from inspect_app.ui.jobs import BackgroundJob
+from inspect_app.ui.uploads import Upload, save_images
+from inspect_app.ui.widgets import calibration_histogram, verdict_banner
+
+JOB_KEY = "products_fit_job"
+FIT_MODES = {"image-image": "image-image (memory of normal patches; fastest, best measured)",
+             "fused": "fused (image-image + image-text; also names defect kinds)",
+             "image-text": "image-text (text-space decoder; names defect kinds)"}
+
+cfg = auth.page_start("Products")
+if st.session_state.get("products_saved"):
+    st.success(st.session_state.pop("products_saved"))
+
+
+def profile_rows() -> list[dict]:
+    rows = []
+    for name in resources.products(cfg):
+        row = {"product": name}
+        try:
+            meta = json.loads((cfg.models_dir / name / PROFILE_FILE).read_text())
+            cal = meta["calibrations"][meta["config"]["mode"]]
+            row.update({"fitted (UTC)": meta.get("created_at"), "mode": meta["config"]["mode"],
+                        "good images": meta.get("training", {}).get("count"),
+                        "threshold (raw)": round(cal["raw_threshold"], 4),
+                        "target FRR": cal["target_frr"], "expected FRR": round(cal["expected_frr"], 4),
+                        "status": "ok"})
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            row["status"] = f"corrupt profile ({type(exc).__name__}: {exc}); refit"
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- the profiles
+st.header("Profiles")
+rows = profile_rows()
+if rows:
+    st.dataframe(rows, hide_index=True)
+    usable = [r["product"] for r in rows if r["status"] == "ok"]
+    with st.expander("Calibration of a profile"):
+        shown = st.selectbox("Profile", usable, index=None, placeholder="Choose a profile", key="products_show_name")
+        if shown:
+            meta = json.loads((cfg.models_dir / shown / PROFILE_FILE).read_text())
+            saved = Calibration.from_dict(meta["calibrations"][meta["config"]["mode"]])
+            st.image(calibration_histogram(saved.normal_scores, saved.raw_threshold, f"{shown}: held-out good parts"),
+                     caption=f"{saved.n_normal} held-out good scores ({saved.holdout_method}); threshold "
+                             f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
+                             f"{saved.expected_frr:.2%}")
+    with st.expander("Delete a profile"):
+        victim = st.selectbox("Profile", [r["product"] for r in rows], key="products_delete_name")
+        sure = st.checkbox(f"Yes, delete {victim} (its good-images folder is kept)", key="products_delete_sure")
+        if st.button("Delete profile", key="products_delete", disabled=not sure):
+            if auth.require_engineer(cfg, "delete a profile"):
+                try:
+                    delete_profile(victim, cfg.models_dir)
+                    resources.forget_inspectors()
+                    auth.audit(cfg, "product.delete", {"product": victim})
+                    st.success(f"Deleted profile {victim}.")
+                    st.rerun()
+                except InspectAppError as exc:
+                    st.error(str(exc))
+else:
+    st.info(f"No product profiles in {cfg.models_dir} yet: create one below.")
+
+# ---------------------------------------------------------------- the wizard
+st.header("New product or refit")
+st.markdown("**1. Name the product** (a refit of an existing name replaces its profile when saved)")
+cols = st.columns(3)
+name = cols[0].text_input("Product name", key="products_name").strip()
+mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=FIT_MODES.get, key="products_mode")
+target_frr = cols[2].number_input("Target false-reject rate", min_value=0.001, max_value=0.2, value=0.01,
+                                  step=0.005, format="%.3f", key="products_target_frr")
+
+st.markdown("**2. Good images** (good parts only; 20 or more give a reliable threshold)")
+source = st.radio("Source", ["Upload images or a zip", "A folder on this PC"], horizontal=True,
+                  key="products_source")
+good_folder = cfg.good_images_dir / name if name else None
+if source == "Upload images or a zip":
+    files = st.file_uploader("Good images or a .zip of them", accept_multiple_files=True, key="products_files")
+    if good_folder is not None:
+        kept = len(list_images(good_folder, min_count=0)[0]) if good_folder.is_dir() else 0
+        st.caption(f"Uploads are kept in {good_folder} ({kept} image(s) there now, including false rejects "
+                   "added from History); the fit uses every image in that folder.")
+else:
+    files = None
+    folder_text = st.text_input("Folder of good images", key="products_folder")
+
+st.markdown("**3. Fit**")
+job: BackgroundJob | None = st.session_state.get(JOB_KEY)
+busy = job is not None and job.running
+if st.button("Fit", key="products_fit", type="primary", disabled=busy):
+    user = auth.require_engineer(cfg, "fit a product")
+    if user:
+        try:
+            check_product_name(name)
+            if source == "Upload images or a zip":
+                uploads = [Upload(f.name, f.getvalue()) for f in files or []]
+                written, refused = save_images(uploads, good_folder, cfg.max_upload_bytes,
+                                               int(cfg.max_zip_mb * 1024 * 1024))
+                for reason in refused:
+                    st.warning(f"Not used: {reason}")
+                images = list_images(good_folder, min_count=0)[0] if good_folder.is_dir() else []
+            else:
+                images = list_images(folder_text.strip(), min_count=0)[0] if folder_text.strip() else []
+            if not images:
+                raise InspectAppError(f"product {name!r} has no good images: upload some or choose a folder "
+                                      "that holds them")
+            config = InspectorConfig(mode=mode, calibration=CalibrationConfig(target_frr=target_frr))
+
+            def fit(progress, images=images, name=name, config=config):
+                from inspect_app.inspector import Inspector
+
+                inspector = Inspector(config, product=name)
+                return inspector, inspector.fit(images, progress=progress)
+
+            st.session_state[JOB_KEY] = job = BackgroundJob(name, fit)
+            auth.audit(cfg, "product.fit", {"product": name, "images": len(images), "mode": mode,
+                                            "target_frr": target_frr})
+        except InspectAppError as exc:
+            st.error(str(exc))
+
+
+@st.fragment(run_every=0.5)
+def fit_progress() -> None:
+    """Polls the background fit; the rest of the app stays usable meanwhile."""
+    current = st.session_state.get(JOB_KEY)
+    if current is None or not current.running:
+        st.rerun(scope="app")
+    st.progress(current.fraction, text=f"Fitting {current.name}: {current.status}")
+
+
+if job is not None and job.running:
+    fit_progress()
+elif job is not None and job.error:
+    st.error(f"Fitting {job.name} failed: {job.error}")
+elif job is not None:
+    inspector, report = job.result
+    cal = report.calibration
+    st.success(f"Fitted {report.product} on {report.n_images} good images in {report.seconds:.1f} s.")
+    for reason in report.skipped:
+        st.warning(f"Skipped: {reason}")
+    if report.n_images < 10:
+        st.warning(f"Only {report.n_images} good image(s): the threshold is rough; 20 or more give a reliable one.")
+    st.markdown("**4. Calibration**")
+    metric_cols = st.columns(4)
+    metric_cols[0].metric("Held-out good scores", cal.n_normal, help=cal.holdout_method)
+    metric_cols[1].metric("Raw threshold", f"{cal.raw_threshold:.4g}")
+    metric_cols[2].metric("Expected false-reject rate", f"{cal.expected_frr:.2%}")
+    metric_cols[3].metric("Target", f"{cal.target_frr:.2%}")
+    st.image(calibration_histogram(cal.normal_scores, cal.raw_threshold, f"{report.product}: held-out good parts"),
+             caption="Scores of held-out good images and the threshold (dashed)")
+
+    st.markdown("**5. Optionally try a few defective samples** (not saved, not used for the threshold)")
+    samples = st.file_uploader("Defective samples", accept_multiple_files=True, key="products_samples")
+    if samples:
+        uploads = [Upload(f.name, f.getvalue()) for f in samples]
+        key = (id(inspector), tuple(u.digest for u in uploads))
+        if st.session_state.get("products_tried", (None,))[0] != key:
+            st.session_state["products_tried"] = (key, inspect_uploads(inspector, uploads, cfg.max_upload_bytes))
+        for part in st.session_state["products_tried"][1]:
+            if part.error:
+                st.error(part.error)
+            else:
+                verdict_banner(part.result.verdict, f"{part.upload.name}: score {part.result.score:.3f}")
+
+    st.markdown("**6. Save**")
+    save_cols = st.columns(2)
+    if save_cols[0].button("Save profile", key="products_save", type="primary"):
+        if auth.require_engineer(cfg, "save a profile"):
+            try:
+                path = inspector.save(cfg.models_dir)
+                resources.forget_inspectors()
+                auth.audit(cfg, "product.save", {"product": report.product, "path": str(path),
+                                                 "profile_version": inspector.profile_version,
+                                                 "raw_threshold": cal.raw_threshold})
+                del st.session_state[JOB_KEY]
+                st.session_state["products_saved"] = f"Saved profile {report.product} to {path}."
+                st.rerun()
+            except InspectAppError as exc:
+                st.error(str(exc))
+    if save_cols[1].button("Discard", key="products_discard"):
+        del st.session_state[JOB_KEY]
+        st.rerun()

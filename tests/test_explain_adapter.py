@@ -1,0 +1,125 @@
+"""The adapter and the language-model path with a tiny random-init Llama (no download, no GGUF):
+soft-token shapes, the inputs_embeds generation path, a training step that lowers the loss, and
+the GGUF reader's de-quantisation."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter
+from inspect_app.explain.facts import Facts, RegionFact
+from inspect_app.explain.language_model import LanguageModel
+from inspect_app.inspector import InspectionResult
+from inspect_app.post_processing.regions import Region
+
+CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def tiny_lm() -> LanguageModel:
+    """A 2-layer Llama with a byte-level tokenizer built here (nothing read from disk or the hub)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {t: i for i, t in enumerate(["<|endoftext|>", "<|im_start|>", "<|im_end|>"] + sorted(alphabet))}
+    backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  additional_special_tokens=["<|im_start|>", "<|im_end|>"])
+    tok.chat_template = CHAT
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                         eos_token_id=2, pad_token_id=0, bos_token_id=1)
+    return LanguageModel(LlamaForCausalLM(config).eval(), tok, "tiny")
+
+
+def result(kind_maps=True) -> InspectionResult:
+    rng = np.random.default_rng(0)
+    region = Region((0, 0, 20, 20), 0.004, (10.0, 10.0), "top-left", 4.0, "elongated", "small", 0.9, "crack", 0.8)
+    return InspectionResult(file="x.png", verdict="FAIL", score=0.8, product="bottle", regions=[region],
+                            anomaly_map=rng.random((256, 256)).astype(np.float32),
+                            kind_maps=rng.random((7, 32, 32)).astype(np.float32) if kind_maps else None,
+                            embedding=rng.random(152).astype(np.float32))
+
+
+def test_adapter_token_shapes_and_missing_inputs():
+    adapter = ExplanationAdapter(AdapterConfig(hidden_size=32, embedding_dim=152))
+    tokens = adapter(*adapter.inputs(result()))
+    assert tokens.shape == (1, 18, 32) and torch.isfinite(tokens).all()
+    no_kinds = adapter.inputs(result(kind_maps=False))
+    assert no_kinds[1].abs().sum() == 0  # no image-text decoder: zero kind maps
+    batch = adapter(torch.rand(3, 64, 64), torch.rand(3, 7, 32, 32), torch.rand(3, 152))
+    assert batch.shape == (3, 18, 32)
+    wrong = result()
+    wrong.embedding = np.zeros(10, np.float32)
+    with pytest.raises(ValueError, match="embedding of width 152"):
+        adapter.inputs(wrong)
+
+
+def test_adapter_save_load_roundtrip(tmp_path):
+    adapter = ExplanationAdapter(AdapterConfig(hidden_size=32, embedding_dim=152))
+    path = adapter.save(tmp_path / "a.safetensors", {"seed": 3})
+    loaded, info = ExplanationAdapter.load(path)
+    assert info == {"seed": 3}
+    args = adapter.inputs(result())
+    assert torch.allclose(adapter.eval()(*args), loaded(*args))
+    (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(Exception):
+        ExplanationAdapter.load(tmp_path / "bad.safetensors")
+
+
+def test_generation_through_inputs_embeds(tiny_lm):
+    from inspect_app.explain.generator import LanguageModelGenerator
+
+    adapter = ExplanationAdapter(AdapterConfig(hidden_size=32, embedding_dim=152))
+    for gen in (LanguageModelGenerator(tiny_lm, adapter, max_new_tokens=8),
+                LanguageModelGenerator(tiny_lm, None, max_new_tokens=8)):
+        text = gen.generate(result())
+        assert isinstance(text, str)
+    assert LanguageModelGenerator(tiny_lm, adapter).source == "adapter"
+
+
+def test_training_step_lowers_the_loss(tiny_lm, tmp_path):
+    from safetensors.torch import save_file
+
+    from inspect_app.explain.training import CachedFeatures, train_adapter
+
+    n = 12
+    facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top-left", "small", "elongated", "crack", 0.8),), 1)
+    records = [{"product": "bottle", "facts": {**facts.__dict__, "regions": [r.__dict__ for r in facts.regions]}}] * n
+    path = tmp_path / "feat.safetensors"
+    save_file({"anomaly": torch.rand(n, 64, 64), "kinds": torch.rand(n, 7, 32, 32), "embedding": torch.rand(n, 152)},
+              str(path))
+    path.with_suffix(".json").write_text(json.dumps({"seed": 0, "kinds": list("abcdefg"), "records": records}))
+    data = CachedFeatures.load(path)
+    adapter, report, val = train_adapter(tiny_lm, data, steps=30, batch_size=2, lr=5e-3)
+    assert report.steps == 30 and len(val) == 1
+    assert report.losses[-1] < report.losses[0]
+    assert all(not p.requires_grad for p in tiny_lm.model.parameters())  # the language model stays frozen
+
+
+def test_gguf_dequantisation_matches_the_formats():
+    from inspect_app.explain.gguf import _dequantize, _unpermute
+
+    # Q4_1: d=0.5, m=-1, nibbles 0..15 then 15..0
+    d, m = np.float16(0.5).tobytes(), np.float16(-1.0).tobytes()
+    low, high = np.arange(16), np.arange(16)[::-1]
+    block = np.frombuffer(d + m + bytes((low | (high << 4)).astype(np.uint8)), np.uint8)
+    out = _dequantize(3, block.copy(), 32)
+    assert np.allclose(out[:16], low * 0.5 - 1) and np.allclose(out[16:], high * 0.5 - 1)
+    # Q8_0: d=0.25, values -16..15
+    q = np.arange(-16, 16, dtype=np.int8)
+    out = _dequantize(8, np.frombuffer(np.float16(0.25).tobytes() + q.tobytes(), np.uint8).copy(), 32)
+    assert np.allclose(out, q * 0.25)
+    # llama.cpp's permutation of the rotary halves is undone
+    w = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
+    permuted = w.reshape(2, 2, 2, 3).swapaxes(1, 2).reshape(8, 3)
+    assert np.array_equal(_unpermute(permuted, 2), w)
