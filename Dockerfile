@@ -11,6 +11,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     INSPECT_APP_MODELS_DIR=/models
 
+# Pango (and a font) for WeasyPrint's PDF reports; everything else comes from PyPI wheels.
+RUN apt-get update && \
+    apt-get install -y --no-install-recommends libpango-1.0-0 libpangoft2-1.0-0 fonts-dejavu-core && \
+    rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 # torch first, in its own layer: the largest download, and it changes rarely.
 RUN python3.11 -m venv .venv && \
@@ -22,5 +27,7 @@ RUN .venv/bin/python -m pip install -c requirements.lock -e ".[test]" && \
     .venv/bin/python -c "from inspect_app.backbones import create_backbone; \
 from inspect_app.config import BackboneConfig; print(create_backbone(BackboneConfig()).fingerprint)"
 
+# REST API (inspect-app api --host 0.0.0.0) and station UI (inspect-app ui --host 0.0.0.0).
+EXPOSE 8000 8501
 ENTRYPOINT ["/app/.venv/bin/inspect-app"]
 CMD ["--help"]

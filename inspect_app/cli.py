@@ -28,9 +28,9 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
-ModeOption = typer.Option("image-image", "--mode",
-                          help="image-image (memory bank), image-text (text-space decoder), fused, or zero-shot "
-                               "(OpenCLIP only).")
+ModeOption = typer.Option("fused", "--mode",
+                          help="fused (both decoders, the default), image-image (memory bank only: fastest fit), "
+                               "image-text (text-space decoder), or zero-shot (OpenCLIP only).")
 
 
 def _mode(value: str) -> str:
@@ -139,6 +139,8 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
             json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as a JSON list."),
             overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
             mode: Optional[str] = typer.Option(None, "--mode", help="Decoder mode (default: the profile's)."),
+            explain: bool = typer.Option(False, "--explain", help="Add an operator explanation to each FAIL "
+                                         "(language model when available, else the deterministic sentence)."),
             ) -> None:
     """Inspect images with a fitted product; print a table of verdicts."""
     from inspect_app.data.images import list_images
@@ -157,6 +159,10 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
         raise ImageLoadError(f"{path}: no such file or folder")
     with progress_bar() as progress:
         results = inspector.predict(files, progress=progress if len(files) > 1 else None)
+    if explain:
+        from inspect_app.explain.commands import explain_results
+
+        explain_results(results, models_dir)
     table = Table(title=f"{product}: {len(results)} image(s)")
     for col in ("file", "verdict", "score", "regions"):
         table.add_column(col)
@@ -165,7 +171,8 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
         where = ", ".join(f"{r.defect_type + ' ' if r.defect_type else ''}{r.size} {r.shape} at {r.location}"
                           for r in res.regions[:3]) or (res.error or "")
         score = "" if res.score is None else f"{res.score:.3f}"
-        table.add_row(Path(res.file or "").name, f"[{colour}]{res.verdict}[/]", score, where)
+        table.add_row(Path(res.file or "").name, f"[{colour}]{res.verdict}[/]", score,
+                      res.explanation if explain and res.explanation else where)
     out.print(table)
     counts = {v: sum(r.verdict == v for r in results) for v in ("PASS", "FAIL", "ERROR")}
     out.print(f"PASS {counts['PASS']}  FAIL {counts['FAIL']}  ERROR {counts['ERROR']}")
@@ -254,7 +261,7 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
 # Commands of the later features live beside them: each module has ``register(app)``.
 FEATURE_COMMANDS: list[str] = ["inspect_app.store.commands", "inspect_app.api.commands",
                                  "inspect_app.reports.commands", "inspect_app.line.commands",
-                                 "inspect_app.ui.commands"]
+                                 "inspect_app.ui.commands", "inspect_app.explain.commands"]
 
 
 def _register_feature_commands() -> None:

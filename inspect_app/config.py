@@ -53,7 +53,7 @@ MODES: tuple[str, ...] = ("image-image", "image-text", "fused", "zero-shot")
 
 
 class InspectorConfig(BaseModel):
-    mode: Mode = "image-image"
+    mode: Mode = "fused"
     backbone: BackboneConfig = BackboneConfig()
     image_image: ImageImageConfig = ImageImageConfig()
     image_text: ImageTextConfig = ImageTextConfig()

@@ -193,6 +193,20 @@ def test_truncated_files(tmp_path: Path, fmt: str, ext: str):
     _assert_refused(path, "truncated")
 
 
+def test_truncated_files_stay_refused_after_a_library_relaxes_pillow(tmp_path: Path, monkeypatch):
+    """WeasyPrint (the PDF reports) switches Pillow's process-wide LOAD_TRUNCATED_IMAGES on at
+    import; a station that has built a report must still refuse a half-written frame."""
+    from PIL import ImageFile
+
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    noisy = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(noisy).save(buf, format="PNG")
+    path = tmp_path / "cut.png"
+    path.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    _assert_refused(path, "truncated")
+
+
 def test_header_claiming_100_megapixels_is_refused_by_our_guard(tmp_path: Path):
     data = _png_claiming(10_000, 10_000)
     assert len(data) < 100_000  # the file itself is tiny: only the header is big

@@ -134,6 +134,7 @@ def test_stream_to_store_mqtt_and_csv_with_one_corrupt_frame(tmp_path, broker, s
 
 
 # ---------------------------------------------------------------- camera faults
+@pytest.mark.slow
 def test_camera_killed_mid_run_reconnects_and_records_the_gap(broker, store, fitted_inspector):
     camera = MjpegCamera(jpeg_frames(80, seed=1), fps=25).start()
     cfg = station_config(camera.url, broker, max_frames=60)
@@ -155,6 +156,7 @@ def test_camera_killed_mid_run_reconnects_and_records_the_gap(broker, store, fit
     assert any(a["kind"] == "camera_lost" for a in store.alarms())
 
 
+@pytest.mark.slow
 def test_broker_restart_queues_messages_and_delivers_them_after(tmp_path, broker, store, fitted_inspector):
     folder = tmp_path / "drop"
     folder.mkdir()
@@ -193,7 +195,10 @@ def test_image_disk_full_keeps_results_and_raises_an_alarm(tmp_path, fitted_insp
     for i in range(6):
         images.write(folder / f"p{i}.png", images.defective(64, 64, radius=14) if i < 3 else images.good())
     (folder / "p9.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
-    cfg = station_config(str(folder), max_frames=7, source={"done_dir": str(tmp_path / "done")})
+    dead = tmp_path / "dead.jsonl"
+    cfg = station_config(str(folder), max_frames=7, source={"done_dir": str(tmp_path / "done")},
+                         webhook={"url": f"http://127.0.0.1:{free_port()}/down", "retries": 1, "backoff_s": 0.05,
+                                  "dead_letter": str(dead)})
     station = Station(cfg, inspector=fitted_inspector, store=store).start()
     try:
         assert station.finished.wait(60)
@@ -207,6 +212,7 @@ def test_image_disk_full_keeps_results_and_raises_an_alarm(tmp_path, fitted_insp
     assert len(errors) == 1 and errors[0].file == "p9.jpg" and "corrupt" in errors[0].error
     fails = [r for r in rows if r.verdict == "FAIL"]
     assert len(fails) >= 3 and all(r.image_path is None for r in fails)
+    assert sorted(json.loads(line)["payload"]["seq"] for line in dead.read_text().splitlines()) == list(range(1, 8))
     kinds = {a["kind"] for a in store.alarms()}
     assert "image_write_failed" in kinds and "part_rejected" in kinds
     store.close()
@@ -307,6 +313,17 @@ def test_pushed_images_over_http_call_and_mqtt(broker, store, fitted_inspector):
     assert by_file["pushed image"] == "FAIL" and final["corrupt_frames"] == 1
 
 
+def test_pushed_images_still_waiting_at_stop_are_inspected(store, fitted_inspector):
+    station = Station(station_config("push", pipeline={"queue_size": 2}),
+                      inspector=SlowInspector(fitted_inspector, 0.2), store=store).start()
+    images = ImageFactory(seed=13)
+    for i in range(8):
+        assert station.push(encode_jpeg(images.good()), f"burst-{i}.jpg")["accepted"]
+    final = station.stop()  # most of the burst is still waiting in the push queue
+    assert final["stored"] == 8 and final["unprocessed_at_shutdown"] == 0
+    assert sorted(r.file for r in store.query(station="t1")) == [f"burst-{i}.jpg" for i in range(8)]
+
+
 class SlowInspector:
     """The fitted inspector behind a fixed extra delay: inspection that cannot keep up."""
 
@@ -378,6 +395,7 @@ def test_rest_api_serves_station_metrics_triggers_and_pushed_frames(store, fitte
 
 
 # ---------------------------------------------------------------- the CLI under SIGTERM
+@pytest.mark.slow
 def test_sigterm_mid_run_flushes_queues_and_loses_no_result(tmp_path, fitted_inspector, models_dir):
     fitted_inspector.save(models_dir)
     folder = tmp_path / "drop"
@@ -471,3 +489,37 @@ def test_video_file_replay_ends_the_run_with_every_frame_stored(tmp_path, store,
     finally:
         final = station.stop()
     assert final["frames_captured"] == final["stored"] == 20 and final["camera"]["reconnects"] == 0
+
+
+def test_station_stores_into_postgresql(tmp_path, fitted_inspector):
+    url = os.environ.get("INSPECT_APP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("INSPECT_APP_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    import sqlalchemy as sa
+
+    schema = f"line_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    try:
+        folder = tmp_path / "drop"
+        folder.mkdir()
+        images = ImageFactory(seed=12)
+        for i in range(5):
+            images.write(folder / f"pg{i}.png", images.defective(64, 64, 14) if i == 4 else images.good())
+        sep = "&" if "?" in url else "?"
+        cfg = station_config(str(folder), max_frames=5, store={"url": f"{url}{sep}options=-csearch_path%3D{schema}",
+                                                               "images_dir": str(tmp_path / "images")})
+        station = Station(cfg, inspector=fitted_inspector).start()  # opens (and closes) its own store
+        try:
+            assert station.finished.wait(60)
+        finally:
+            final = station.stop()
+        assert final["stored"] == 5
+        with admin.connect() as connection:
+            rows = connection.exec_driver_sql(f"SELECT file, verdict FROM {schema}.results ORDER BY id").all()
+        assert [r[0] for r in rows] == [f"pg{i}.png" for i in range(5)] and rows[-1][1] == "FAIL"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

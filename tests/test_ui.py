@@ -195,6 +195,7 @@ def test_products_wizard_fits_in_background_shows_calibration_saves_and_deletes(
     assert any("engineer sign-in" in w.value for w in at.warning)  # operators cannot fit
 
     at = open_app("products", login=True)
+    at.selectbox(key="products_mode").set_value("image-image")  # the fastest fit: this tests the wizard
     at.text_input(key="products_name").set_value("bracket").run()
     at.button(key="products_fit").click().run()
     assert any("has no good images" in e.value for e in at.error)  # an empty product

@@ -39,9 +39,10 @@ def product(tmp_path, models_dir, fitted_inspector):
     bottle = Path(os.environ.get("INSPECT_APP_DATASETS") or DATASETS_DEFAULT) / "mvtec_ad" / "bottle"
     defects = sorted((bottle / "test" / "broken_large").glob("*.png"))
     if defects:
+        from inspect_app.config import InspectorConfig
         from inspect_app.inspector import Inspector
 
-        inspector = Inspector(product="bottle")
+        inspector = Inspector(InspectorConfig(mode="image-image"), product="bottle")  # the fastest fit
         inspector.fit(sorted((bottle / "train" / "good").glob("*.png"))[:20])
         inspector.save(models_dir)
         return "bottle", defects[0]

@@ -15,7 +15,6 @@ from inspect_app.errors import ImageLoadError, NotEnoughImagesError
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 # 50 megapixels: far above any line camera we target, far below what exhausts memory.
 MAX_PIXELS = 50_000_000
-ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 ImageInput = Union[str, Path, bytes, np.ndarray, Image.Image]
 
@@ -99,6 +98,9 @@ def load_image(source: ImageInput, name: str | None = None) -> np.ndarray:
         )
     if width < 8 or height < 8:
         raise ImageLoadError(f"{label}: image of {width}x{height} pixels is too small (minimum 8x8)")
+    # Pillow's switch is process-wide and other libraries turn it on at import (WeasyPrint does):
+    # set it at every decode, so a truncated frame is never taken for a whole part.
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
                               language_model=language_model, allow_download=allow_download) as svc:
             expl = svc.explain(result)
         result.explanation, result.explanation_source = expl.text, expl.source
-        out.print(expl.text)
+        out.print(expl.text, soft_wrap=True, markup=False, highlight=False)
         note = f"source: {expl.source}" + (f" (fallback: {expl.fallback_reason})" if expl.fallback_reason else "")
         console.print(f"[dim]{note}; {expl.seconds:.2f} s[/]")
         if json_out:
@@ -112,11 +112,11 @@ def register(app: typer.Typer) -> None:
                                                        help="Where the adapter weights go."),
                           cache: Path = typer.Option(Path("data/explain/features.safetensors"), "--cache",
                                                      help="Precomputed maps and facts (built once, then reused)."),
-                          samples_per_product: int = typer.Option(240, "--samples-per-product", min=8),
+                          samples_per_product: int = typer.Option(160, "--samples-per-product", min=8),
                           steps: int = typer.Option(600, "--steps", min=1),
                           batch_size: int = typer.Option(4, "--batch-size", min=1),
-                          learning_rate: float = typer.Option(2e-3, "--lr"),
-                          max_minutes: float = typer.Option(30.0, "--max-minutes",
+                          learning_rate: float = typer.Option(3e-3, "--lr"),
+                          max_minutes: float = typer.Option(25.0, "--max-minutes",
                                                             help="Stop training after this long."),
                           seed: int = typer.Option(0, "--seed"),
                           language_model: Optional[str] = LanguageModelOption,
@@ -147,3 +147,15 @@ def register(app: typer.Typer) -> None:
         path = adapter.save(out_dir / f"{name}.safetensors", info)
         out.print(f"adapter written to {path} ({report.steps} steps in {report.seconds:.0f} s, "
                   f"validation loss {report.val_loss})")
+
+
+def explain_results(results: list, models_dir: Path | None) -> None:
+    """``predict --explain``: each FAIL result explained in turn (each with its own deadline);
+    PASS and ERROR results get the deterministic sentence."""
+    from inspect_app.explain import ExplainerService
+
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    with ExplainerService(models_dir) as svc:
+        for res in results:
+            expl = svc.explain(res)
+            res.explanation, res.explanation_source = expl.text, expl.source

@@ -26,6 +26,8 @@ LANGUAGE_NAMES = {"en": "English", "de": "German", "fr": "French", "es": "Spanis
 
 SYSTEM = ("You explain visual inspection results to factory operators. Use only the given facts. "
           "Write one or two short sentences in {language}: the defect, where it is, how big, and the action.")
+# The adapter learnt the task in training: a short instruction keeps its prompt (and steps) short.
+ADAPTER_SYSTEM = "Explain the inspection result to the operator in {language}, using only the facts."
 FEW_SHOT = [
     (Facts("widget", "FAIL", 0.91, 0.5, (RegionFact("top-left", "small", "elongated", "crack", 0.8),), 1),
      "A crack (80% likely), small and elongated, at the top-left of the widget. Remove the part."),
@@ -54,7 +56,7 @@ def facts_prompt(lm: LanguageModel, facts: Facts, language: str = "en") -> str:
 
 def adapter_prompt(lm: LanguageModel, facts: Facts, language: str = "en") -> tuple[str, str]:
     """(text before the soft tokens, text after them)."""
-    messages = [{"role": "system", "content": SYSTEM.format(language=language_name(language))},
+    messages = [{"role": "system", "content": ADAPTER_SYSTEM.format(language=language_name(language))},
                 {"role": "user", "content": f"Image: {SOFT_MARK}\nFacts:\n{facts_text(facts)}"}]
     before, after = _chat(lm, messages).split(SOFT_MARK)
     return before, after

@@ -9,6 +9,7 @@ and the ``Explanation`` records which of these happened.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import re
 import threading
@@ -56,6 +57,17 @@ def finish(raw: str, facts: Facts, source: str, seconds: float) -> Explanation:
     if check.ok:
         return Explanation(f"{facts.verdict}: {body}", source, raw, None, seconds)
     return Explanation(template_from_facts(facts), "template", raw, f"validation: {check.reason}", seconds)
+
+
+def _lower_priority(step: int = 10) -> None:
+    """Let inspection have the CPU first: the worker thread (and the thread pool torch creates
+    from it, which inherits the value) runs at a lower scheduling priority. Linux sets nice per
+    thread; elsewhere this does nothing."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except (AttributeError, OSError):
+        pass
 
 
 @dataclass
@@ -186,6 +198,8 @@ class ExplainerService:
         return self._generator
 
     def _run(self) -> None:
+        _lower_priority()
+        self._ensure_generator()  # load at start, so the first FAIL does not wait for it
         while True:
             job = self._queue.get()
             if job is None:

@@ -95,7 +95,7 @@ def _loss(lm: LanguageModel, embeds, mask, labels) -> torch.Tensor:
 
 
 def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, batch_size: int = 4,
-                  lr: float = 2e-3, seed: int = 0, val_share: float = 0.1, progress: Progress | None = None,
+                  lr: float = 3e-3, seed: int = 0, val_share: float = 0.1, progress: Progress | None = None,
                   max_seconds: float | None = None) -> tuple[ExplanationAdapter, TrainingReport, list[int]]:
     """Train a new adapter; returns it, the report and the held-out sample indices.
 

@@ -22,7 +22,7 @@ MAX_SENTENCES = 3
 KIND_WORDS: dict[str, tuple[str, ...]] = {
     "crack": ("crack", "fracture"),
     "scratch": ("scratch", "scuff"),
-    "contamination": ("contaminat", "foreign", "debris", "particle", "dirt"),
+    "contamination": ("contamina", "foreign", "debris", "particle", "dirt"),
     "hole": ("hole", "pit", "blowhole", "cavit", "pore"),
     "broken": ("broken", "missing", "chip", "break"),
     "deformed": ("bent", "deform", "dent", "uneven", "warp"),

@@ -120,6 +120,8 @@ class StoreConfig(_Strict):
 class ExplainConfig(_Strict):
     enabled: bool = True
     language: str = "en"
+    variant: Literal["adapter", "facts", "template"] | None = Field(
+        None, description="adapter (trained soft tokens), facts (language model on the facts), template; default: the explainer's")
     timeout_s: float = Field(10.0, gt=0)
     max_queue: int = Field(8, ge=1)
 

@@ -323,6 +323,16 @@ class PushSource(FrameSource):
     def pending(self) -> int:
         return self._queue.qsize()
 
+    def drain(self) -> list[Frame]:
+        """Everything pushed but not yet read (accepted parts: the station inspects them at shutdown)."""
+        frames = []
+        while True:
+            try:
+                data, name, received_at = self._queue.get_nowait()
+            except queue.Empty:
+                return frames
+            frames.append(_decode(data, name or "pushed image", received_at, part=True))
+
     def read(self) -> Frame | None:
         try:
             data, name, received_at = self._queue.get(timeout=self.poll_s)

@@ -151,7 +151,8 @@ class Station:
                 from inspect_app.explain import ExplainerService
 
                 self.explainer = ExplainerService(models_dir=cfg.models_dir, language=cfg.explain.language,
-                                                  timeout_s=cfg.explain.timeout_s, max_queue=cfg.explain.max_queue)
+                                                  timeout_s=cfg.explain.timeout_s, max_queue=cfg.explain.max_queue,
+                                                  variant=cfg.explain.variant)
             except Exception as exc:  # explanations are a help for operators, never a reason to stop a line
                 log.exception("explanations unavailable")
                 self.alarm("explainer_unavailable", f"explanations are off: {type(exc).__name__}: {exc}")
@@ -220,6 +221,8 @@ class Station:
                 left += self._events.get_nowait()[0] == "result"
             except queue.Empty:
                 break
+        if isinstance(self.source, PushSource):
+            left += self.source.pending()  # pushed after capture had stopped
         with self._lock:
             self.counts["explanations_unfinished"] = self.counts["explaining"]
             self.counts["unprocessed_at_shutdown"] += left
@@ -308,6 +311,12 @@ class Station:
             log.exception("capture stopped by an unexpected error")
             self.alarm("capture_failed", f"capture stopped: {type(exc).__name__}: {exc}")
         finally:
+            if isinstance(self.source, PushSource):  # accepted pushes are parts: inspect them too
+                for frame in self.source.drain():
+                    if frame.error is not None:
+                        self._corrupt(frame)
+                    else:
+                        self._submit(frame, Decision("push", frame.captured_at, droppable=False))
             if isinstance(self.trigger_policy, ExternalTrigger):
                 for triggered_at in self.trigger_policy.drain():
                     self._reject(next(self._seq), "external", triggered_at, "station stopped before a frame came")

@@ -102,8 +102,9 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
     try:
         filters = {"product": product, "since": since, "until": until, "lot": lot}
         total = store.count(**filters)
+        window = ", ".join(f"{k} {v.isoformat() if isinstance(v, datetime) else v}"
+                           for k, v in (("since", since), ("until", until), ("lot", lot)) if v)
         if total == 0:
-            window = ", ".join(f"{k} {v}" for k, v in (("since", since), ("until", until), ("lot", lot)) if v)
             raise NotEnoughImagesError(f"nothing to report: the results store holds no results for product "
                                        f"{product!r}" + (f" ({window})" if window else ""))
         rows: list[ReportRow] = []
@@ -118,8 +119,6 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
     finally:
         if opened:
             store.close()
-    window = " ".join(f"{k} {v.isoformat() if isinstance(v, datetime) else v}"
-                      for k, v in (("since", since), ("until", until), ("lot", lot)) if v)
     info = {"source": "results store" + (f" {url}" if url else "") + (f" ({window})" if window else ""),
             "scoring": "results store", "skipped": [], "raw_threshold": None, "mode": None,
             "times_note": "Defect rate over time could not be drawn: no stored result has a time."}

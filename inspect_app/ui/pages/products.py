@@ -17,8 +17,8 @@ from inspect_app.ui.uploads import Upload, save_images
 from inspect_app.ui.widgets import calibration_histogram, verdict_banner
 
 JOB_KEY = "products_fit_job"
-FIT_MODES = {"image-image": "image-image (memory of normal patches; fastest, best measured)",
-             "fused": "fused (image-image + image-text; also names defect kinds)",
+FIT_MODES = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
+             "image-image": "image-image (memory of normal patches only; fastest fit)",
              "image-text": "image-text (text-space decoder; names defect kinds)"}
 
 cfg = auth.page_start("Products")
