@@ -1,9 +1,9 @@
 """Report overhead and Ray agreement on 1,000 real images, measured side by side in one run.
 
 Fits a profile on bottle's train/good, links bottle's test images (good and defective) into one
-folder repeated to --n files, then alternates, --rounds times: pure inspection
+folder repeated to --n files, then runs, --rounds times in A-B / B-A order: pure inspection
 (``Inspector.predict`` over the files) and the full report (``build_report``: inspection,
-explanations, charts, gallery, HTML, PDF, CSV, JSON). Target: report time <= 1.5 x pure time.
+explanations, charts, gallery, HTML, PDF, CSV, JSON), each end to end. Target: report time <= 1.5 x pure time.
 Then the same report on a local Ray instance (2 workers, one torch thread each) and the two
 results.json files compared: verdicts must be identical and scores equal.
 
@@ -83,15 +83,19 @@ def main() -> None:
         inspector.predict([str(f) for f in files[:16]])  # warm-up
         pure, report, summaries = [], [], []
         for k in range(args.rounds):
-            t0 = time.perf_counter()
-            inspector.predict([str(f) for f in files])
-            pure.append(time.perf_counter() - t0)
-            print(f"round {k + 1}: pure inspection {pure[-1]:.1f} s", flush=True)
-            t0 = time.perf_counter()
-            summary = build_report(args.category, tmp / f"report{k}", images=tmp / "images", models_dir=tmp / "models")
-            report.append(time.perf_counter() - t0)
-            summaries.append(summary)
-            print(f"round {k + 1}: report {report[-1]:.1f} s  stages {summary.seconds}", flush=True)
+            # A-B then B-A: a steady drift in the machine's load weighs on both sides alike
+            for step in ("pure", "report") if k % 2 == 0 else ("report", "pure"):
+                t0 = time.perf_counter()
+                if step == "pure":
+                    inspector.predict([str(f) for f in files])
+                    pure.append(time.perf_counter() - t0)
+                    print(f"round {k + 1}: pure inspection {pure[-1]:.1f} s", flush=True)
+                else:
+                    summary = build_report(args.category, tmp / f"report{k}", images=tmp / "images",
+                                           models_dir=tmp / "models")
+                    report.append(time.perf_counter() - t0)
+                    summaries.append(summary)
+                    print(f"round {k + 1}: report {report[-1]:.1f} s  stages {summary.seconds}", flush=True)
         last = summaries[-1]
         ratio = sum(report) / sum(pure)
         out.update({

@@ -81,13 +81,19 @@ def register(app: typer.Typer) -> None:
         from inspect_app.cli import _mode
         from inspect_app.explain.evaluation import evaluate_explanations
         from inspect_app.explain.generator import DEFAULT_VARIANT
+        from inspect_app.explain.language_model import LanguageModelError
         from inspect_app.explain.service import VARIANTS
 
         variants = list(VARIANTS) if variant == "all" else [_check_variant(variant, VARIANTS)]
         with progress_bar() as progress:
             summary = evaluate_explanations(category_dir, variants, _mode(mode), k_shot, per_folder,
                                             language_model=language_model, models_dir=models_dir, progress=progress)
-        headline = DEFAULT_VARIANT if DEFAULT_VARIANT in variants else variants[0]
+        measured = [v for v in variants if "error" not in summary["variants"][v]]
+        for name in set(variants) - set(measured):
+            console.print(f"[yellow]variant {name} not measured:[/] {summary['variants'].pop(name)['error']}")
+        if not measured:
+            raise LanguageModelError("no variant could be measured")
+        headline = DEFAULT_VARIANT if DEFAULT_VARIANT in measured else measured[0]
         summary = {"variant": headline, **{k: v for k, v in summary["variants"][headline].items() if k != "examples"},
                    **summary}
         keys = ["verdict_consistency", "location_faithfulness", "type_mention_accuracy", "hallucination_rate",

@@ -105,6 +105,7 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
     from inspect_app.config import InspectorConfig
     from inspect_app.data.mvtec import MVTecCategory
     from inspect_app.explain.generator import load_generator
+    from inspect_app.explain.language_model import LanguageModelError
     from inspect_app.inspector import Inspector
 
     category = MVTecCategory(category_dir)
@@ -139,10 +140,14 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
            "n_test": len(cases), "n_defective": sum(c["defective"] for c in cases),
            "n_fail": sum(c["facts"].verdict == "FAIL" for c in cases), "per_folder": per_folder,
            "variants": {}}
-    for variant in variants:
+    for variant in sorted(variants, key=("template", "facts", "adapter").index):
         raw_texts, shown_texts, seconds, fallbacks, examples = [], [], [], [], []
-        generator = None if variant == "template" else load_generator(variant, models_dir=models_dir,
-                                                                      language_model=language_model)
+        try:
+            generator = None if variant == "template" else load_generator(variant, models_dir=models_dir,
+                                                                          language_model=language_model)
+        except LanguageModelError as exc:  # e.g. no adapter trained yet: the other variants still count
+            out["variants"][variant] = {"error": str(exc)}
+            continue
         for i, (case, result) in enumerate(zip(cases, results)):
             facts = case["facts"]
             t1 = time.perf_counter()

@@ -38,7 +38,7 @@ from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.queues import InspectQueue, Job
 from inspect_app.line.sinks import CsvSink, MqttLink, WebhookSink
 from inspect_app.line.sources import CameraLink, Frame, PushSource, create_source
-from inspect_app.line.triggers import Decision, ExternalTrigger, create_trigger
+from inspect_app.line.triggers import Decision, ExternalTrigger, PartPresentTrigger, create_trigger
 
 if TYPE_CHECKING:
     from inspect_app.inspector import InspectionResult, Inspector
@@ -287,6 +287,7 @@ class Station:
     def _capture(self) -> None:
         self.link = CameraLink(self.source, self.config.source, self._stop_capture, on_state=self._camera_state,
                                on_gap=self._camera_gap)
+        unsettled = 0
         try:
             for frame in self.link.frames():
                 for triggered_at in self.trigger_policy.expired(time.time()):
@@ -302,6 +303,10 @@ class Station:
                     continue
                 decision = (Decision(self.source.kind, frame.captured_at, droppable=False) if frame.part
                             else self.trigger_policy.on_frame(frame))
+                if isinstance(self.trigger_policy, PartPresentTrigger) and self.trigger_policy.unsettled > unsettled:
+                    unsettled = self.trigger_policy.unsettled
+                    self.alarm("part_not_at_rest", f"a part left the view without coming to rest: not inspected "
+                                                   f"({unsettled} so far); check still_fraction/still_frames")
                 if decision is not None:
                     self._submit(frame, decision)
                 if self._admitted_enough():
@@ -557,6 +562,8 @@ class Station:
             "defect_rate": round(counts["FAIL"] / inspected, 4) if inspected else None,
             "frames_captured": counts["captured"], "corrupt_frames": counts["corrupt"],
             "triggered": counts["triggered"], "dropped_frames": counts["dropped"], "rejected_parts": counts["rejected"],
+            "parts_not_at_rest": (self.trigger_policy.unsettled if isinstance(self.trigger_policy, PartPresentTrigger)
+                                  else None),
             "inspected": counts["inspected"], "results": counts["results"], "stored": counts["stored"],
             "store_failed": counts["store_failed"], "queues": queues,
             "explanations": {"done": counts["explained"], "pending": counts["explaining"],

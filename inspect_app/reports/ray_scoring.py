@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from inspect_app.errors import InspectAppError
 from inspect_app.inspector import InspectionResult
 from inspect_app.reports.rows import result_from_dict
 from inspect_app.reports.scoring import Progress, WorstKeeper
@@ -29,13 +30,13 @@ READ_CPUS = 0.2
 class RayInspector:
     """Ray Data callable class: loads the product profile once per worker."""
 
-    def __init__(self, product: str, models_dir: str | None, mode: str | None = None):
+    def __init__(self, product: str, models_dir: str | None):
         import torch
 
         from inspect_app.inspector import Inspector
 
         torch.set_num_threads(1)  # one core per worker; the workers share the machine
-        self.inspector = Inspector.load(product, models_dir, mode=mode)
+        self.inspector = Inspector.load(product, models_dir)
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(p) for p in batch["path"]]
@@ -50,23 +51,26 @@ class RayInspector:
 
 def _init_ray(address: str):
     import ray
+    import ray.data
 
+    for name in ("ray", "ray.data"):  # after importing ray.data, which sets up its own logging
+        logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray, False
-    for name in ("ray", "ray.data"):
-        logging.getLogger(name).setLevel(logging.WARNING)
     kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
               "configure_logging": True}
-    if address == "local":
-        ray.init(num_cpus=LOCAL_CPUS, **kwargs)
-    else:
-        ray.init(address=address, **kwargs)
+    try:
+        if address == "local":
+            ray.init(num_cpus=LOCAL_CPUS, **kwargs)
+        else:
+            ray.init(address=address, **kwargs)
+    except Exception as exc:  # no cluster there, wrong version, ...: one clear line, not a traceback
+        raise InspectAppError(f"cannot start or join Ray at {address!r}: {type(exc).__name__}: {exc}") from None
     return ray, True
 
 
 def score_files_on_ray(product: str, models_dir: str | Path | None, files: Sequence[Path], address: str,
-                       keeper: WorstKeeper, mode: str | None = None,
-                       progress: Progress | None = None) -> list[InspectionResult]:
+                       keeper: WorstKeeper, progress: Progress | None = None) -> list[InspectionResult]:
     """Score ``files`` on Ray (``address`` or ``"local"``: a local instance with 2 CPUs), in
     the files' order. Ray is shut down afterwards only if this call started it."""
     from inspect_app.profile import models_dir as resolve_models_dir
@@ -85,7 +89,7 @@ def score_files_on_ray(product: str, models_dir: str | Path | None, files: Seque
                                         override_num_blocks=min(len(paths), 4 * n_workers))
         ds = ds.map_batches(RayInspector, batch_size=BATCH, num_cpus=1 - READ_CPUS,
                             compute=ray.data.ActorPoolStrategy(size=n_workers),
-                            fn_constructor_kwargs={"product": product, "mode": mode,
+                            fn_constructor_kwargs={"product": product,
                                                    "models_dir": str(resolve_models_dir(models_dir))})
         results: list[InspectionResult | None] = [None] * len(paths)
         done = 0
