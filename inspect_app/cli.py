@@ -283,6 +283,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    from inspect_app.cli import main as _main
+    from inspect_app.cli import main as run_importable
 
-    _main()
+    run_importable()

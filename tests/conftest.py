@@ -4,6 +4,7 @@ folder, and the shared datasets path (tests that need it skip when it is absent)
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import cv2
@@ -116,3 +117,24 @@ def datasets_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"datasets folder {path} not present")
     return path
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema in the PostgreSQL database of $INSPECT_APP_TEST_POSTGRES_URL, dropped after."""
+    url = os.environ.get("INSPECT_APP_TEST_POSTGRES_URL")
+    if not url:
+        pytest.skip("INSPECT_APP_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    import sqlalchemy as sa
+
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url)
+    with admin.begin() as connection:
+        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()

@@ -491,35 +491,25 @@ def test_video_file_replay_ends_the_run_with_every_frame_stored(tmp_path, store,
     assert final["frames_captured"] == final["stored"] == 20 and final["camera"]["reconnects"] == 0
 
 
-def test_station_stores_into_postgresql(tmp_path, fitted_inspector):
-    url = os.environ.get("INSPECT_APP_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("INSPECT_APP_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+def test_station_stores_into_postgresql(tmp_path, fitted_inspector, postgres_url):
     import sqlalchemy as sa
 
-    schema = f"line_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    images = ImageFactory(seed=12)
+    for i in range(5):
+        images.write(folder / f"pg{i}.png", images.defective(64, 64, 14) if i == 4 else images.good())
+    cfg = station_config(str(folder), max_frames=5, store={"url": postgres_url, "images_dir": str(tmp_path / "images")})
+    station = Station(cfg, inspector=fitted_inspector).start()  # opens (and closes) its own store
     try:
-        folder = tmp_path / "drop"
-        folder.mkdir()
-        images = ImageFactory(seed=12)
-        for i in range(5):
-            images.write(folder / f"pg{i}.png", images.defective(64, 64, 14) if i == 4 else images.good())
-        sep = "&" if "?" in url else "?"
-        cfg = station_config(str(folder), max_frames=5, store={"url": f"{url}{sep}options=-csearch_path%3D{schema}",
-                                                               "images_dir": str(tmp_path / "images")})
-        station = Station(cfg, inspector=fitted_inspector).start()  # opens (and closes) its own store
-        try:
-            assert station.finished.wait(60)
-        finally:
-            final = station.stop()
-        assert final["stored"] == 5
-        with admin.connect() as connection:
-            rows = connection.exec_driver_sql(f"SELECT file, verdict FROM {schema}.results ORDER BY id").all()
-        assert [r[0] for r in rows] == [f"pg{i}.png" for i in range(5)] and rows[-1][1] == "FAIL"
+        assert station.finished.wait(60)
     finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
+        final = station.stop()
+    assert final["stored"] == 5
+    engine = sa.create_engine(postgres_url)
+    try:
+        with engine.connect() as connection:
+            rows = connection.exec_driver_sql("SELECT file, verdict FROM results ORDER BY id").all()
+    finally:
+        engine.dispose()
+    assert [r[0] for r in rows] == [f"pg{i}.png" for i in range(5)] and rows[-1][1] == "FAIL"

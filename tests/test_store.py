@@ -5,11 +5,9 @@ audit, settings, station status, the ``user`` command."""
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import threading
 import time
-import uuid
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -364,27 +362,6 @@ def test_user_command(tmp_path):
     with ResultsStore(url) as store:
         assert store.verify_user("ann", "pw1") is not None and store.verify_user("op", None) is not None
         assert store.audit_log()[0]["user"] == "cli"
-
-
-@pytest.fixture
-def postgres_url():
-    """A fresh schema in the PostgreSQL database of $INSPECT_APP_TEST_POSTGRES_URL, dropped after."""
-    url = os.environ.get("INSPECT_APP_TEST_POSTGRES_URL")
-    if not url:
-        pytest.skip("INSPECT_APP_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
-    import sqlalchemy as sa
-
-    schema = f"test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(url)
-    with admin.begin() as connection:
-        connection.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in url else "?"
-    try:
-        yield f"{url}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        admin.dispose()
 
 
 def test_postgresql_store(postgres_url, tmp_path):
