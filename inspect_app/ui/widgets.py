@@ -53,3 +53,13 @@ def store_or_error(cfg: UIConfig):
     except Exception as exc:  # StoreError, ImportError while the store is not installed, driver errors
         st.error(f"The results store cannot be opened: {exc}")
         return None
+
+
+@st.fragment(run_every=0.5)
+def job_progress(key: str, text: str) -> None:
+    """Polls the ``BackgroundJob`` in ``st.session_state[key]`` and reruns the page when it ends;
+    the rest of the app stays usable meanwhile."""
+    job = st.session_state.get(key)
+    if job is None or not job.running:
+        st.rerun(scope="app")
+    st.progress(job.fraction, text=f"{text}: {job.status}")

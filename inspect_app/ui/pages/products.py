@@ -14,7 +14,7 @@ from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
 from inspect_app.ui.uploads import Upload, save_images
-from inspect_app.ui.widgets import calibration_histogram, verdict_banner
+from inspect_app.ui.widgets import calibration_histogram, job_progress, verdict_banner
 
 JOB_KEY = "products_fit_job"
 FIT_MODES = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
@@ -133,17 +133,8 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
             st.error(str(exc))
 
 
-@st.fragment(run_every=0.5)
-def fit_progress() -> None:
-    """Polls the background fit; the rest of the app stays usable meanwhile."""
-    current = st.session_state.get(JOB_KEY)
-    if current is None or not current.running:
-        st.rerun(scope="app")
-    st.progress(current.fraction, text=f"Fitting {current.name}: {current.status}")
-
-
 if job is not None and job.running:
-    fit_progress()
+    job_progress(JOB_KEY, f"Fitting {job.name}")
 elif job is not None and job.error:
     st.error(f"Fitting {job.name} failed: {job.error}")
 elif job is not None:

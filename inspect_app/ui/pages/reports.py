@@ -8,7 +8,7 @@ import streamlit as st
 from inspect_app.errors import InspectAppError
 from inspect_app.ui import auth, resources
 from inspect_app.ui.jobs import BackgroundJob
-from inspect_app.ui.widgets import store_or_error
+from inspect_app.ui.widgets import job_progress, store_or_error
 
 JOB_KEY = "reports_job"
 DOWNLOADS = (("html", "Report (HTML)", "text/html"), ("pdf", "Report (PDF)", "application/pdf"),
@@ -67,16 +67,8 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
         st.error(str(exc))
 
 
-@st.fragment(run_every=0.5)
-def report_progress() -> None:
-    current = st.session_state.get(JOB_KEY)
-    if current is None or not current.running:
-        st.rerun(scope="app")
-    st.progress(current.fraction, text=f"Building the {current.name} report: {current.status}")
-
-
 if job is not None and job.running:
-    report_progress()
+    job_progress(JOB_KEY, f"Building the {job.name} report")
 elif job is not None and job.error:
     st.error(f"The report could not be built: {job.error}")
 elif job is not None:
