@@ -67,8 +67,8 @@ def test_adapter_token_shapes_and_missing_inputs():
 def test_adapter_save_load_roundtrip(tmp_path):
     adapter = ExplanationAdapter(AdapterConfig(hidden_size=32, embedding_dim=152))
     path = adapter.save(tmp_path / "a.safetensors", {"seed": 3})
-    loaded, info = ExplanationAdapter.load(path)
-    assert info == {"seed": 3}
+    loaded, info, lora, _ = ExplanationAdapter.load(path)
+    assert info == {"seed": 3} and lora == {}
     args = adapter.inputs(result())
     assert torch.allclose(adapter.eval()(*args), loaded(*args))
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
@@ -123,3 +123,35 @@ def test_gguf_dequantisation_matches_the_formats():
     w = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
     permuted = w.reshape(2, 2, 2, 3).swapaxes(1, 2).reshape(8, 3)
     assert np.array_equal(_unpermute(permuted, 2), w)
+
+
+def test_lora_is_trained_saved_and_merged(tiny_lm, tmp_path):
+    """A LoRA trained with the adapter travels in the same file and, merged into a fresh copy of
+    the frozen model, reproduces the trained model's outputs."""
+    import copy
+
+    from safetensors.torch import save_file
+
+    from inspect_app.explain.adapter import merge_lora
+    from inspect_app.explain.language_model import LanguageModel
+    from inspect_app.explain.training import CachedFeatures, lora_weights, train_adapter
+
+    lm = LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, "tiny")
+    base = copy.deepcopy(tiny_lm.model)
+    n = 6
+    facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.6),), 1)
+    records = [{"product": "bottle", "facts": {**facts.__dict__, "regions": [r.__dict__ for r in facts.regions]}}] * n
+    path = tmp_path / "feat.safetensors"
+    save_file({"anomaly": torch.rand(n, 64, 64), "kinds": torch.rand(n, 7, 32, 32), "embedding": torch.rand(n, 152)},
+              str(path))
+    path.with_suffix(".json").write_text(json.dumps({"seed": 0, "kinds": list("abcdefg"), "records": records}))
+    adapter, report, _ = train_adapter(lm, CachedFeatures.load(path), steps=8, batch_size=2, lr=1e-2, lora_rank=2)
+    lora, scale = lora_weights(lm)
+    assert len(lora) == 2 * 2 * 2  # 2 layers x (q, v) x (A, B)
+    assert any(float(v.abs().sum()) > 0 for k, v in lora.items() if k.endswith("lora_B"))
+    saved = adapter.save(tmp_path / "with_lora.safetensors", {}, lora, scale)
+    _, _, loaded, loaded_scale = ExplanationAdapter.load(saved)
+    assert merge_lora(base, loaded, loaded_scale) == 4
+    ids = torch.randint(3, 200, (1, 12))
+    with torch.no_grad():
+        assert torch.allclose(lm.model(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-4)

@@ -81,18 +81,25 @@ class ExplanationAdapter(nn.Module):
         return (torch.from_numpy(anomaly)[None], torch.from_numpy(kinds)[None],
                 torch.from_numpy(np.asarray(embedding, np.float32))[None])
 
-    def save(self, path: Path, info: dict) -> Path:
+    def save(self, path: Path, info: dict, lora: dict[str, torch.Tensor] | None = None,
+             lora_scale: float = 1.0) -> Path:
+        """Adapter weights (and an optional LoRA of the language model, ``lora.``-prefixed) in one
+        safetensors file, written atomically."""
         from safetensors.torch import save_file
 
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        meta = {"format": str(ADAPTER_FORMAT), "config": json.dumps(asdict(self.config)), "info": json.dumps(info)}
-        save_file({k: v.detach().float().contiguous() for k, v in self.state_dict().items()}, str(tmp), metadata=meta)
+        meta = {"format": str(ADAPTER_FORMAT), "config": json.dumps(asdict(self.config)), "info": json.dumps(info),
+                "lora_scale": str(lora_scale)}
+        tensors = {k: v.detach().float().contiguous() for k, v in self.state_dict().items()}
+        tensors.update({f"lora.{k}": v.contiguous() for k, v in (lora or {}).items()})
+        save_file(tensors, str(tmp), metadata=meta)
         tmp.replace(path)
         return path
 
     @classmethod
-    def load(cls, path: Path) -> tuple["ExplanationAdapter", dict]:
+    def load(cls, path: Path) -> tuple["ExplanationAdapter", dict, dict[str, torch.Tensor], float]:
+        """(adapter, training info, LoRA tensors by module path, LoRA scale)."""
         from safetensors import safe_open
 
         with safe_open(str(path), framework="pt") as f:
@@ -101,8 +108,21 @@ class ExplanationAdapter(nn.Module):
         if meta.get("format") != str(ADAPTER_FORMAT):
             raise ValueError(f"{path} is not an explanation adapter of format {ADAPTER_FORMAT}")
         adapter = cls(AdapterConfig(**json.loads(meta["config"])))
-        adapter.load_state_dict(state)
-        return adapter.eval(), json.loads(meta.get("info", "{}"))
+        lora = {k[len("lora."):]: v for k, v in state.items() if k.startswith("lora.")}
+        adapter.load_state_dict({k: v for k, v in state.items() if not k.startswith("lora.")})
+        return adapter.eval(), json.loads(meta.get("info", "{}")), lora, float(meta.get("lora_scale", 1.0))
+
+
+def merge_lora(model: nn.Module, lora: dict[str, torch.Tensor], scale: float) -> int:
+    """Add a LoRA's low-rank updates to the frozen weights (W += scale * B @ A); returns the number
+    of modules changed. Raises ``KeyError`` when a module path does not exist in ``model``."""
+    paths = sorted({k.rsplit(".", 1)[0] for k in lora})
+    with torch.no_grad():
+        for path in paths:
+            module = model.get_submodule(path)
+            delta = scale * lora[f"{path}.lora_B"].float() @ lora[f"{path}.lora_A"].float()
+            module.weight += delta.to(module.weight.dtype)
+    return len(paths)
 
 
 def soft_prompt_embeds(lm: LanguageModel, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor,
@@ -116,4 +136,4 @@ def soft_prompt_embeds(lm: LanguageModel, prefix_ids: torch.Tensor, suffix_ids: 
     return torch.cat([prefix, soft.to(dtype), suffix], dim=1)
 
 
-__all__ = ["AdapterConfig", "ExplanationAdapter", "GRID_SIZE", "MAP_SIZE", "soft_prompt_embeds"]
+__all__ = ["AdapterConfig", "ExplanationAdapter", "GRID_SIZE", "MAP_SIZE", "merge_lora", "soft_prompt_embeds"]

@@ -125,6 +125,11 @@ def register(app: typer.Typer) -> None:
                           max_minutes: float = typer.Option(25.0, "--max-minutes",
                                                             help="Stop training after this long."),
                           seed: int = typer.Option(0, "--seed"),
+                          lora_rank: int = typer.Option(0, "--lora-rank", min=0, max=8,
+                                                        help="Also train a LoRA of this rank on the attention "
+                                                             "query/value projections (0: adapter only)."),
+                          init: Optional[Path] = typer.Option(None, "--init", help="Continue from these adapter "
+                                                              "weights (a .safetensors written by this command)."),
                           language_model: Optional[str] = LanguageModelOption,
                           ) -> None:
         """Train the explanation adapter on synthesised defects over good images of several products."""
@@ -132,7 +137,8 @@ def register(app: typer.Typer) -> None:
 
         from inspect_app.explain.dataset import build_dataset, shared_sources
         from inspect_app.explain.language_model import load_language_model
-        from inspect_app.explain.training import CachedFeatures, train_adapter
+        from inspect_app.explain.adapter import ExplanationAdapter
+        from inspect_app.explain.training import CachedFeatures, lora_weights, train_adapter
 
         if not cache.is_file():
             sources = shared_sources(datasets)
@@ -143,14 +149,18 @@ def register(app: typer.Typer) -> None:
         console.print(f"{len(data)} cached samples from {cache}")
         lm = load_language_model(language_model, dtype=torch.float32)
         with progress_bar() as progress:
+            start = ExplanationAdapter.load(init)[0].train() if init else None
             adapter, report, val = train_adapter(lm, data, steps=steps, batch_size=batch_size, lr=learning_rate,
-                                                 seed=seed, progress=progress, max_seconds=max_minutes * 60)
+                                                 seed=seed, progress=progress, max_seconds=max_minutes * 60,
+                                                 lora_rank=lora_rank, init=start)
+        lora, lora_scale = lora_weights(lm) if lora_rank else ({}, 1.0)
         name = Path(lm.name).name.lower().replace("_", "-")
         info = {"language_model": lm.name, "seed": seed, "steps": report.steps, "batch_size": batch_size,
                 "lr": learning_rate, "n_train": report.n_train, "n_val": report.n_val, "val_loss": report.val_loss,
                 "losses": report.losses, "seconds": report.seconds, "val_indices": val,
-                "products": sorted({r["product"] for r in data.records})}
-        path = adapter.save(out_dir / f"{name}.safetensors", info)
+                "products": sorted({r["product"] for r in data.records}), "lora_rank": lora_rank,
+                "init": str(init) if init else None}
+        path = adapter.save(out_dir / f"{name}.safetensors", info, lora, lora_scale)
         out.print(f"adapter written to {path} ({report.steps} steps in {report.seconds:.0f} s, "
                   f"validation loss {report.val_loss})")
 

@@ -116,19 +116,24 @@ def load_generator(variant: str, models_dir: str | Path | None = None, language:
     lm = load_language_model(language_model, allow_download=allow_download)
     if variant == "facts":
         return LanguageModelGenerator(lm, None, language)
-    from inspect_app.explain.adapter import ExplanationAdapter
+    from inspect_app.explain.adapter import ExplanationAdapter, merge_lora
 
     path = find_adapter(models_dir, lm.name)
     if path is None:
         raise LanguageModelError(f"no explanation adapter for {lm.name} in models/adapters: "
                                  f"run `inspect-app train-adapter` or use --variant facts")
     try:
-        adapter, _ = ExplanationAdapter.load(path)
+        adapter, _, lora, lora_scale = ExplanationAdapter.load(path)
     except Exception as exc:
         raise LanguageModelError(f"explanation adapter {path} is unreadable ({type(exc).__name__}: {exc})") from None
     if adapter.config.hidden_size != lm.hidden_size:
         raise LanguageModelError(f"explanation adapter {path} was trained for another language model "
                                  f"(width {adapter.config.hidden_size}, this one {lm.hidden_size})")
+    if lora:
+        try:
+            merge_lora(lm.model, lora, lora_scale)
+        except (KeyError, AttributeError, RuntimeError) as exc:
+            raise LanguageModelError(f"the LoRA in {path} does not fit {lm.name} ({exc})") from None
     return LanguageModelGenerator(lm, adapter, language)
 
 

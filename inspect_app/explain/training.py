@@ -27,6 +27,7 @@ from inspect_app.explain.targets import target_sentence
 
 Progress = Callable[[int, int, str], None]
 KIND_DROPOUT = 0.2
+LORA_TARGETS = ("q_proj", "v_proj")
 
 
 @dataclass
@@ -96,22 +97,32 @@ def _loss(lm: LanguageModel, embeds, mask, labels) -> torch.Tensor:
 
 def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, batch_size: int = 4,
                   lr: float = 3e-3, seed: int = 0, val_share: float = 0.1, progress: Progress | None = None,
-                  max_seconds: float | None = None) -> tuple[ExplanationAdapter, TrainingReport, list[int]]:
+                  max_seconds: float | None = None, lora_rank: int = 0,
+                  init: ExplanationAdapter | None = None) -> tuple[ExplanationAdapter, TrainingReport, list[int]]:
     """Train a new adapter; returns it, the report and the held-out sample indices.
 
     ``max_seconds`` stops early (cleanly, with the learning-rate schedule cut short) so a run fits
-    a time budget on a shared CPU."""
+    a time budget on a shared CPU. ``lora_rank`` > 0 also trains a LoRA on the attention query and
+    value projections (``lora_weights`` extracts it); ``init`` continues from an adapter."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    lora_params: list[torch.nn.Parameter] = []
     order = rng.permutation(len(data))
     n_val = max(1, int(round(val_share * len(data))))
     val, train = order[:n_val].tolist(), order[n_val:].tolist()
     for p in lm.model.parameters():
         p.requires_grad_(False)
     scale = float(lm.model.get_input_embeddings().weight.float().std())
-    adapter = ExplanationAdapter(AdapterConfig(hidden_size=lm.hidden_size, embedding_dim=data.embedding.shape[1],
-                                               n_kinds=data.kinds.shape[1], embedding_scale=scale))
-    optimizer = torch.optim.AdamW(adapter.parameters(), lr=lr, weight_decay=1e-4)
+    adapter = init or ExplanationAdapter(AdapterConfig(hidden_size=lm.hidden_size,
+                                                       embedding_dim=data.embedding.shape[1],
+                                                       n_kinds=data.kinds.shape[1], embedding_scale=scale))
+    if lora_rank:
+        from peft import LoraConfig, get_peft_model
+
+        lm.model = get_peft_model(lm.model, LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
+                                                       target_modules=list(LORA_TARGETS)))
+        lora_params = [p for n, p in lm.model.named_parameters() if "lora_" in n]
+    optimizer = torch.optim.AdamW(list(adapter.parameters()) + lora_params, lr=lr, weight_decay=1e-4)
     warmup = max(1, steps // 20)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) *
                                                  0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
@@ -123,7 +134,7 @@ def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, bat
         loss = _loss(lm, *_sample_embeds(lm, adapter, data, idx, rng, True))
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(adapter.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(list(adapter.parameters()) + lora_params, 1.0)
         optimizer.step()
         schedule.step()
         window.append(float(loss.detach()))
@@ -143,3 +154,16 @@ def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, bat
     report.val_loss = round(sum(losses) / len(losses), 4)
     report.seconds = round(time.perf_counter() - start, 1)
     return adapter, report, val
+
+
+def lora_weights(lm: LanguageModel) -> tuple[dict[str, torch.Tensor], float]:
+    """The trained LoRA as plain tensors (``<module>.lora_A``/``.lora_B``) and its scale, to ship
+    beside the adapter and merge into the frozen weights at load (``explain.generator``)."""
+    tensors, scale = {}, 1.0
+    for name, module in lm.model.named_modules():
+        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+            path = name.split("base_model.model.", 1)[-1]
+            tensors[f"{path}.lora_A"] = module.lora_A["default"].weight.detach().float().clone()
+            tensors[f"{path}.lora_B"] = module.lora_B["default"].weight.detach().float().clone()
+            scale = float(module.scaling["default"])
+    return tensors, scale
