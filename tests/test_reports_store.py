@@ -42,8 +42,11 @@ def test_store_report(filled_store, tmp_path):
     assert len(failed_ids) >= 3
     lost = store.get(failed_ids[0])
     Path(lost.image_path).unlink()  # a kept image deleted behind the store's back
-    summary = build_report("gradient", tmp_path / "out", store=store, since=START, until=START + timedelta(days=1),
-                           worst_n=4)
+    from inspect_app.explain import ExplainerService
+
+    with ExplainerService(variant="template") as explainer:  # the deterministic sentence: no model to load
+        summary = build_report("gradient", tmp_path / "out", store=store, since=START,
+                               until=START + timedelta(days=1), worst_n=4, explainer=explainer)
     assert summary.scoring == "results store"
     assert summary.n_images == len(results) + 1  # the old result is outside the window
     assert summary.n_error == 1 and summary.n_fail == len(failed_ids)
@@ -56,7 +59,10 @@ def test_store_report(filled_store, tmp_path):
         row = by_file[result.file]
         assert row["verdict"] == result.verdict and row["score"] == pytest.approx(result.score, abs=1e-6)
         if result.verdict == "FAIL":
-            assert row["explanation"].startswith("FAIL") and row["image_path"] and row["overlay_path"]
+            assert row["explanation"].startswith("FAIL") and row["explanation_source"] == "template"
+            assert row["image_path"] and row["overlay_path"]
+        else:
+            assert row["explanation"] is None
     html = summary.html.read_text()
     assert "defect rate over time" in html and "per hour" in html
     assert "original image missing or unreadable" in html  # the deleted file is noted, not hidden
