@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from inspect_app.explain import Explanation, ExplainerService, template_explanation

@@ -106,25 +106,6 @@ def test_training_step_lowers_the_loss(tiny_lm, tmp_path):
     assert all(not p.requires_grad for p in tiny_lm.model.parameters())  # the language model stays frozen
 
 
-def test_gguf_dequantisation_matches_the_formats():
-    from inspect_app.explain.gguf import _dequantize, _unpermute
-
-    # Q4_1: d=0.5, m=-1, nibbles 0..15 then 15..0
-    d, m = np.float16(0.5).tobytes(), np.float16(-1.0).tobytes()
-    low, high = np.arange(16), np.arange(16)[::-1]
-    block = np.frombuffer(d + m + bytes((low | (high << 4)).astype(np.uint8)), np.uint8)
-    out = _dequantize(3, block.copy(), 32)
-    assert np.allclose(out[:16], low * 0.5 - 1) and np.allclose(out[16:], high * 0.5 - 1)
-    # Q8_0: d=0.25, values -16..15
-    q = np.arange(-16, 16, dtype=np.int8)
-    out = _dequantize(8, np.frombuffer(np.float16(0.25).tobytes() + q.tobytes(), np.uint8).copy(), 32)
-    assert np.allclose(out, q * 0.25)
-    # llama.cpp's permutation of the rotary halves is undone
-    w = np.arange(8 * 3, dtype=np.float32).reshape(8, 3)
-    permuted = w.reshape(2, 2, 2, 3).swapaxes(1, 2).reshape(8, 3)
-    assert np.array_equal(_unpermute(permuted, 2), w)
-
-
 def test_lora_is_trained_saved_and_merged(tiny_lm, tmp_path):
     """A LoRA trained with the adapter travels in the same file and, merged into a fresh copy of
     the frozen model, reproduces the trained model's outputs."""

