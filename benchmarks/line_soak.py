@@ -103,9 +103,9 @@ def main() -> None:
     parser.add_argument("--part-frames", type=int, default=3, help="frames each part is in view (still)")
     parser.add_argument("--gap-frames", type=int, default=2, help="empty-belt frames between parts")
     parser.add_argument("--no-explain", action="store_true", help="run without explanations (for comparison)")
-    parser.add_argument("--explain-variant", default="facts", choices=["adapter", "facts", "template"],
-                        help="facts (default here): the language model writes every FAIL's sentence on the same "
-                             "2 cores, the hardest case for verdict latency; adapter needs a trained adapter")
+    parser.add_argument("--explain-variant", default="adapter", choices=["adapter", "facts", "template"],
+                        help="adapter (the product default): the language model writes every FAIL's sentence "
+                             "on the same 2 cores, the hardest case for verdict latency")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/line_soak.json"))
     args = parser.parse_args()
     torch.set_num_threads(2)

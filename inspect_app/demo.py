@@ -1,4 +1,6 @@
-"""``inspect-app demo``: the main job end to end on real images that install with the package.
+"""``inspect-app demo``: the main job end to end on real images that install with the package:
+fit a product on good images, inspect good and defective ones, explain each FAIL to the operator,
+and write overlays, the calibration histogram and a batch QA report.
 
 With the shared MVTec bottle set present (``../shared/datasets``) the demo uses it; otherwise it
 uses the monocrystalline solar cells of the ``elpv-dataset`` wheel (defect probability 0 = good,
@@ -10,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,9 @@ from rich.console import Console
 from rich.table import Table
 
 from inspect_app.errors import NotEnoughImagesError
+from inspect_app.explain import ExplainerService
 from inspect_app.inspector import Inspector
+from inspect_app.reports import build_report
 from inspect_app.visualize import save_overlay, score_histogram
 
 ELPV_FIT_IMAGES = 150
@@ -79,14 +84,31 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
     console.print(f"[bold]demo[/]: fitting [bold]{product}[/] on {len(train)} good images")
     inspector = Inspector(product=product)
     with progress_factory() as progress:
-        report = inspector.fit(train, progress=progress)
+        fit_report = inspector.fit(train, progress=progress)
     path = inspector.save(models_dir)
-    console.print(f"profile saved to {path} (fit {report.seconds:.1f} s)")
+    console.print(f"profile saved to {path} (fit {fit_report.seconds:.1f} s)")
     samples = [(p, "good") for p in good] + [(p, "defective") for p in bad]
     results = inspector.predict([p for p, _ in samples])
-    out_dir.mkdir(parents=True, exist_ok=True)
+    explainer = ExplainerService(models_dir=models_dir)
+    try:
+        fails = [res for res in results if res.verdict == "FAIL"]
+        console.print(f"explaining {len(fails)} FAIL result(s) ({explainer.variant} variant)")
+        for res in fails:
+            explanation = explainer.explain(res)
+            res.explanation, res.explanation_source = explanation.text, explanation.source
+        out_dir.mkdir(parents=True, exist_ok=True)
+        images_dir = out_dir / "images"
+        shutil.rmtree(images_dir, ignore_errors=True)
+        images_dir.mkdir()
+        for src, truth in samples:
+            shutil.copy2(src, images_dir / f"{truth}_{src.parent.name}_{src.name}")
+        with progress_factory() as progress:
+            report = build_report(product, out_dir / "report", images=images_dir, models_dir=models_dir,
+                                  explainer=explainer, progress=progress)
+    finally:
+        explainer.close()
     table = Table(title=f"{product}: verdicts on images not used for fitting")
-    for col in ("image", "truth", "verdict", "score", "where"):
+    for col in ("image", "truth", "verdict", "score", "explanation or where"):
         table.add_column(col)
     correct = 0
     rows = []
@@ -94,7 +116,7 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
         expected = "PASS" if truth == "good" else "FAIL"
         correct += res.verdict == expected
         colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
-        where = ", ".join(f"{r.size} {r.shape} area at {r.location}" for r in res.regions[:2])
+        where = res.explanation or ", ".join(f"{r.size} {r.shape} area at {r.location}" for r in res.regions[:2])
         table.add_row(f"{src.parent.name}/{src.name}", truth, f"[{colour}]{res.verdict}[/]",
                       f"{res.score:.3f}" if res.score is not None else "", where or (res.error or ""))
         save_overlay(src, res, out_dir / f"{truth}_{src.parent.name}_{src.stem}.png")
@@ -106,4 +128,5 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
                     title=f"{product}: held-out good images and threshold")
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
     console.print(f"{correct}/{len(samples)} verdicts match the labels; overlays and results in {out_dir}/")
-    return {"product": product, "correct": correct, "total": len(samples)}
+    console.print(f"QA report: {report.html} and {report.pdf}")
+    return {"product": product, "correct": correct, "total": len(samples), "report": str(report.html)}
