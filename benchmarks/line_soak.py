@@ -114,7 +114,7 @@ def main() -> None:
     print(f"work folder {work}", flush=True)
 
     t0 = time.perf_counter()
-    inspector = Inspector(InspectorConfig(mode="image-image"))
+    inspector = Inspector(InspectorConfig())  # the product default (fused: regions carry defect kinds)
     inspector.fit(category.train_images(), product="bottle")
     inspector.save(work / "models")
     fit_s = time.perf_counter() - t0
