@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     HF_HUB_OFFLINE=1 \
-    INSPECT_APP_MODELS_DIR=/models
+    INSPECT_APP_MODELS_DIR=/models \
+    MALLOC_ARENA_MAX=2
 
 # Pango (and a font) for WeasyPrint's PDF reports; everything else comes from PyPI wheels.
 RUN apt-get update && \
