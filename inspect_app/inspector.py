@@ -459,8 +459,8 @@ class Inspector:
             out.append(InspectionResult(
                 file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,
                 regions=regions, anomaly_map=cal_map, image_size=(w, h), part_box=part_box, product=self.product,
-                mode=mode, profile_version=self.profile_version, timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms,
-                                       "total": load_ms + infer_ms + post_ms},
+                mode=mode, profile_version=self.profile_version,
+                timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms, "total": load_ms + infer_ms + post_ms},
                 kind_maps=None if maps.kinds is None else maps.kinds[b].numpy(), embedding=embeddings[b]))
         return out
 

@@ -20,7 +20,7 @@ from inspect_app.reports import plots
 from inspect_app.reports.gallery import GalleryItem, data_uri, gallery_item
 from inspect_app.reports.render import render_html, write_pdf, write_tables, write_text
 from inspect_app.reports.rows import ReportRow, defect_kind
-from inspect_app.reports.scoring import Progress, WorstKeeper, score_files
+from inspect_app.reports.scoring import Progress, WorstKeeper, drop_maps, score_files
 from inspect_app.reports.stats import Counts, defect_density, defect_kinds, time_bins
 
 FAILED_TABLE_ROWS = 200  # the HTML/PDF lists this many failed parts; the CSV/JSON list every image
@@ -184,7 +184,7 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
     t0 = time.perf_counter()
     gallery: list[GalleryItem] = [gallery_item(rows[i], rank + 1) for rank, i in enumerate(worst)]
     for row in rows:
-        row.result.anomaly_map = None  # maps were kept for the gallery only
+        drop_maps(row.result)  # maps were kept for the gallery only
     seconds["gallery"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Scoring a folder for a report: the one ``Inspector``, in this process or on Ray.
 
-Only the worst N parts keep their anomaly maps (for the gallery overlays); every other result
-drops its map as soon as it is scored, so a 100,000-image archive does not fill memory.
+Only the worst N parts keep their anomaly maps (for the gallery overlays) and the explanation
+adapter's inputs; every other result drops them as soon as it is scored, so a 100,000-image
+archive does not fill memory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ Progress = Callable[[int, int, str], None]
 CHUNK = 64  # images per predict call: bounds the anomaly maps held at once
 
 
+def drop_maps(result: InspectionResult) -> None:
+    """Free what only gallery parts need: the anomaly map and the explanation adapter's inputs."""
+    result.anomaly_map = result.kind_maps = result.embedding = None
+
+
 class WorstKeeper:
     """Keeps the anomaly maps of the N highest-scoring results (ties: earlier file first), in
     whatever order results arrive, so single-process and Ray runs pick the same gallery."""
@@ -26,16 +32,16 @@ class WorstKeeper:
 
     def offer(self, index: int, result: InspectionResult) -> None:
         if result.score is None or self.n <= 0:
-            result.anomaly_map = None
+            drop_maps(result)
             return
         item = (result.score, -index, result)
         if len(self._heap) < self.n:
             heapq.heappush(self._heap, item)
             return
         if item[:2] > self._heap[0][:2]:
-            heapq.heapreplace(self._heap, item)[2].anomaly_map = None
+            drop_maps(heapq.heapreplace(self._heap, item)[2])
         else:
-            result.anomaly_map = None
+            drop_maps(result)
 
     def indices(self) -> list[int]:
         """Indices of the kept results, worst first."""
