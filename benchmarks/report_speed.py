@@ -7,8 +7,9 @@ explanations, charts, gallery, HTML, PDF, CSV, JSON), each end to end. Target: r
 Then the same report on a local Ray instance (2 workers, one torch thread each) and the two
 results.json files compared: verdicts must be identical and scores equal.
 
-The CPU is shared with other jobs while this runs: timings are noisy, the ratio less so because
-both sides run interleaved.
+Timings are noisy when other jobs share the CPU (the load average at the start is recorded); the
+ratio less so, because both sides run interleaved. The Ray report explains its gallery too, so
+the comparison covers explanations as well as verdicts and scores.
 
     nice -n 5 .venv/bin/python benchmarks/report_speed.py [--n 1000] [--rounds 2] [--no-ray]
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -53,7 +55,10 @@ def compare(single: Path, on_ray: Path) -> dict:
             "verdicts_identical": same_files and [r["verdict"] for r in a] == [r["verdict"] for r in b],
             "verdict_mismatches": sum(x["verdict"] != y["verdict"] for x, y in zip(a, b)),
             "scores_identical": sum(d == 0 for d in diffs), "score_max_abs_diff": max(diffs, default=0.0),
-            "errors_identical": [r["error"] for r in a] == [r["error"] for r in b]}
+            "errors_identical": [r["error"] for r in a] == [r["error"] for r in b],
+            "explained_by_model": [sum(r["explanation_source"] in ("adapter", "language-model") for r in x) for x in (a, b)],
+            "explanations_identical": sum(x["explanation"] == y["explanation"] for x, y in zip(a, b)
+                                          if x["explanation"] or y["explanation"])}
 
 
 def main() -> None:
@@ -68,7 +73,7 @@ def main() -> None:
     torch.set_num_threads(2)
     out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
            "category": args.category, "n_images": args.n, "torch_threads": torch.get_num_threads(),
-           "note": "CPU shared with other jobs during the run: absolute times are noisy"}
+           "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="report_speed_") as tmp:
         tmp = Path(tmp)
         inspector = Inspector()
@@ -110,7 +115,7 @@ def main() -> None:
         if not args.no_ray:
             t0 = time.perf_counter()
             on_ray = build_report(args.category, tmp / "report_ray", images=tmp / "images", models_dir=tmp / "models",
-                                  ray_address="local", explain=False)
+                                  ray_address="local")
             out["ray_local_2_workers_seconds"] = round(time.perf_counter() - t0, 2)
             out["ray_stage_seconds"] = on_ray.seconds
             out["ray_vs_single"] = compare(last.json, on_ray.json)
@@ -125,7 +130,9 @@ def main() -> None:
         rows += [("Ray local, 2 workers (s)", f"{out['ray_local_2_workers_seconds']:.1f}"),
                  ("Ray vs single: verdicts", f"{'identical' if c['verdicts_identical'] else 'DIFFERENT'} "
                                              f"({c['verdict_mismatches']} mismatches of {c['rows']})"),
-                 ("Ray vs single: scores", f"{c['scores_identical']} identical, max abs diff {c['score_max_abs_diff']:.2g}")]
+                 ("Ray vs single: scores", f"{c['scores_identical']} identical, max abs diff {c['score_max_abs_diff']:.2g}"),
+                 ("Ray vs single: explanations", f"{c['explanations_identical']} identical; by the language model "
+                                                 f"{c['explained_by_model'][0]} vs {c['explained_by_model'][1]}")]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
     args.json.parent.mkdir(parents=True, exist_ok=True)

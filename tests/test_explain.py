@@ -142,15 +142,17 @@ class StandIn:
     def __init__(self, text="A small crack at the top-left. Remove the part.", delay=0.0, fail=False):
         self.text, self.delay, self.fail = text, delay, fail
         self.calls = 0
+        self.batches = []
         self.release = threading.Event()
 
-    def generate(self, result, image=None, max_seconds=None):
+    def generate_batch(self, results, max_seconds=None):
         self.calls += 1
+        self.batches.append(len(results))
         if self.delay:
             self.release.wait(self.delay)
         if self.fail:
             raise RuntimeError("boom")
-        return self.text
+        return [self.text] * len(results)
 
 
 def test_service_uses_the_model_for_fail_and_the_template_otherwise():
@@ -196,6 +198,20 @@ def test_service_queue_full_resolves_at_once():
         svc.close()
     assert first.result(timeout=5).source == "adapter"
     assert second.result(timeout=5).source in ("adapter", "template")
+
+
+def test_service_explains_queued_results_in_one_batch():
+    gen = StandIn(delay=5.0)
+    with ExplainerService(generator_factory=lambda: gen, timeout_s=10, max_queue=8, batch_size=4) as svc:
+        first = svc.submit(fail_result())
+        deadline = time.time() + 5
+        while gen.calls == 0 and time.time() < deadline:  # the worker is busy with the first
+            time.sleep(0.01)
+        rest = [svc.submit(fail_result()) for _ in range(5)]
+        gen.release.set()
+        explanations = [f.result(timeout=5) for f in [first, *rest]]
+    assert gen.batches == [1, 4, 1]  # what queued meanwhile went together, up to batch_size
+    assert all(e.source == "adapter" for e in explanations)
 
 
 def test_service_missing_model_falls_back_with_a_warning(caplog):

@@ -87,6 +87,21 @@ def test_generation_through_inputs_embeds(tiny_lm):
     assert LanguageModelGenerator(tiny_lm, adapter).source == "adapter"
 
 
+def test_batched_generation_matches_one_at_a_time(tiny_lm):
+    """Left-padded prompts of different lengths decode to the same greedy text as alone."""
+    from inspect_app.explain.generator import LanguageModelGenerator
+
+    short, long = result(), result()
+    long.product = "a much longer product name"
+    long.regions = long.regions * 3
+    adapter = ExplanationAdapter(AdapterConfig(hidden_size=32, embedding_dim=152))
+    for gen in (LanguageModelGenerator(tiny_lm, adapter, max_new_tokens=12),
+                LanguageModelGenerator(tiny_lm, None, max_new_tokens=12)):
+        alone = [gen.generate(short), gen.generate(long)]
+        assert gen.generate_batch([short, long]) == alone
+        assert gen.generate_batch([]) == []
+
+
 def test_training_step_lowers_the_loss(tiny_lm, tmp_path):
     from safetensors.torch import save_file
 

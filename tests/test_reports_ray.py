@@ -48,3 +48,26 @@ def test_ray_report_matches_single_process(tmp_path, fitted_inspector):
             assert y["score"] == pytest.approx(x["score"], abs=1e-5)
             assert y["raw_score"] == pytest.approx(x["raw_score"], rel=1e-5)
     assert (single.n_pass, single.n_fail, single.n_error) == (on_ray.n_pass, on_ray.n_fail, on_ray.n_error)
+
+
+def test_ray_workers_ship_back_the_arrays_explanations_need(tmp_path, fitted_inspector):
+    """The worker's batch output rebuilds into results with the same anomaly map, kind maps and
+    embedding as in this process (the explanation adapter reads all three)."""
+    import numpy as np
+
+    from inspect_app.reports.ray_scoring import ARRAYS, RayInspector, _unpack
+
+    fitted_inspector.save(tmp_path / "models")
+    folder = make_folder(tmp_path)
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".png")[:3]
+    worker = RayInspector("gradient", str(tmp_path / "models"))
+    out = worker({"path": np.array([str(f) for f in files], dtype=object),
+                  "bytes": np.array([f.read_bytes() for f in files], dtype=object)})
+    local = fitted_inspector.predict([str(f) for f in files])
+    for row, expected in enumerate(local):
+        for name in ARRAYS:
+            want, got = getattr(expected, name), _unpack(out[name][row], out[name + "_shape"][row])
+            assert (want is None) == (got is None)
+            if want is not None:
+                assert got.shape == want.shape and np.allclose(got, want, atol=1e-5)
+    assert any(_unpack(out["embedding"][r], out["embedding_shape"][r]) is not None for r in range(len(files)))

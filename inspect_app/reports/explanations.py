@@ -1,8 +1,8 @@
 """Explanations for the failed parts of a report.
 
-The gallery's failed parts (the ones people read) go to the ``ExplainerService`` in batches no
+The gallery's failed parts (the ones people read) go to the ``ExplainerService`` in chunks no
 larger than its queue, so none is turned away for a full queue; the language model (when it is
-installed and loads) writes them. Every other failed part gets the deterministic sentence
+installed and loads) writes each chunk in one batched decoding pass. Every other failed part gets the deterministic sentence
 directly: it states the same validated facts, and a language model on a CPU would multiply the
 time of a large report. A fallback is recorded in the explanation source.
 """
@@ -15,7 +15,8 @@ from typing import Sequence
 from inspect_app.inspector import InspectionResult
 from inspect_app.reports.scoring import Progress
 
-QUEUE = 8
+REPORT_TIMEOUT_S = 60.0  # a report is not a line: it can wait for the model to load and write a batch
+
 
 
 def _source(expl) -> str:
@@ -37,14 +38,16 @@ def explain_failures(results: Sequence[InspectionResult], gallery: set[int], mod
     owned = service is None and bool(modelled)
     if owned:
         try:
-            service = ExplainerService(models_dir=models_dir, max_queue=QUEUE)
+            size = max(len(modelled), 1)
+            service = ExplainerService(models_dir=models_dir, max_queue=size, batch_size=size, timeout_s=REPORT_TIMEOUT_S)
         except Exception as exc:  # a broken explainer must not cost the report
             service, fallback = None, f"template (fallback: explainer unavailable: {type(exc).__name__}: {exc})"
             modelled = []
     if modelled:
         try:
-            for start in range(0, len(modelled), QUEUE):
-                batch = modelled[start:start + QUEUE]
+            chunk = max(service.max_queue, 1)
+            for start in range(0, len(modelled), chunk):
+                batch = modelled[start:start + chunk]
                 futures = [service.submit(results[i]) for i in batch]
                 for i, future in zip(batch, futures):
                     expl = future.result(timeout=service.timeout_s * (len(batch) + 1))

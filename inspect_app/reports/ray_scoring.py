@@ -2,9 +2,9 @@
 (a callable class, so each worker loads the profile once), collect.
 
 Workers must see the images and the models folder at the same paths as the driver (a shared
-file system on a cluster). Results come back as ``to_dict()`` JSON plus the anomaly map, and
-are rebuilt into ``InspectionResult``s, so the report code after scoring is the same as in a
-single process.
+file system on a cluster). Results come back as ``to_dict()`` JSON plus the arrays the report
+and the explanation adapter use (anomaly map, defect-kind maps, image embedding), and are rebuilt
+into ``InspectionResult``s, so the report code after scoring is the same as in a single process.
 """
 
 from __future__ import annotations
@@ -25,6 +25,18 @@ from inspect_app.reports.scoring import Progress, WorstKeeper
 BATCH = 8  # the Inspector's own batch size: same batches as a single process
 LOCAL_CPUS = 2
 READ_CPUS = 0.2
+ARRAYS = ("anomaly_map", "kind_maps", "embedding")  # float32 arrays shipped back beside the JSON
+
+
+def _pack(array: np.ndarray | None) -> tuple[bytes, str]:
+    if array is None:
+        return b"", "null"
+    return np.ascontiguousarray(array, np.float32).tobytes(), json.dumps(list(array.shape))
+
+
+def _unpack(raw: bytes, shape: str) -> np.ndarray | None:
+    dims = json.loads(shape)
+    return None if dims is None else np.frombuffer(raw, np.float32).reshape(dims).copy()
 
 
 class RayInspector:
@@ -41,12 +53,13 @@ class RayInspector:
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(p) for p in batch["path"]]
         results = self.inspector.predict([bytes(b) for b in batch["bytes"]], names=names)
-        maps = [b"" if r.anomaly_map is None else np.ascontiguousarray(r.anomaly_map, np.float32).tobytes()
-                for r in results]
-        sides = [0 if r.anomaly_map is None else r.anomaly_map.shape[0] for r in results]
-        return {"path": np.array(names, dtype=object),
-                "result": np.array([json.dumps(r.to_dict()) for r in results], dtype=object),
-                "map": np.array(maps, dtype=object), "side": np.array(sides)}
+        out = {"path": np.array(names, dtype=object),
+               "result": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}
+        for name in ARRAYS:
+            packed = [_pack(getattr(r, name)) for r in results]
+            out[name] = np.array([raw for raw, _ in packed], dtype=object)
+            out[name + "_shape"] = np.array([shape for _, shape in packed], dtype=object)
+        return out
 
 
 def _init_ray(address: str):
@@ -94,12 +107,12 @@ def score_files_on_ray(product: str, models_dir: str | Path | None, files: Seque
         results: list[InspectionResult | None] = [None] * len(paths)
         done = 0
         for batch in ds.iter_batches(batch_size=BATCH, batch_format="numpy", prefetch_batches=2):
-            for path, text, raw_map, side in zip(batch["path"], batch["result"], batch["map"], batch["side"]):
+            for row, (path, text) in enumerate(zip(batch["path"], batch["result"])):
                 index = order[_local_path(str(path), order)]
                 result = result_from_dict(json.loads(text))
                 result.file = str(files[index])
-                if side:
-                    result.anomaly_map = np.frombuffer(raw_map, np.float32).reshape(side, side).copy()
+                for name in ARRAYS:
+                    setattr(result, name, _unpack(batch[name][row], batch[name + "_shape"][row]))
                 keeper.offer(index, result)
                 results[index] = result
                 done += 1
