@@ -34,6 +34,7 @@ from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.line import Station, parse_station_config
+from inspect_app.line.memory import cap_malloc_arenas
 from inspect_app.line.testing import MjpegCamera, Mosquitto, encode_jpeg
 from inspect_app.store import ResultsStore
 
@@ -108,6 +109,7 @@ def main() -> None:
                              "on the same 2 cores, the hardest case for verdict latency")
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/line_soak.json"))
     args = parser.parse_args()
+    cap_malloc_arenas()  # as `inspect-app line` does, before the model and the threads start
     torch.set_num_threads(2)
     category = MVTecCategory(datasets_root() / CATEGORIES["bottle"])
     work = Path(tempfile.mkdtemp(prefix="line_soak_"))

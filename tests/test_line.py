@@ -276,3 +276,20 @@ def test_csv_sink_appends_rows_under_one_header(tmp_path):
     lines = path.read_text().splitlines()
     assert lines[0].startswith("time,station,seq") and len(lines) == 3
     assert lines[2].split(",")[2] == "2" and ",FAIL,0.9," in lines[2] and ",2," in lines[2]
+
+
+def test_malloc_controls_work_on_glibc_and_are_harmless_elsewhere():
+    """The station's memory controls: a real arena cap and heap trim where glibc is the C
+    library (Linux here), a quiet False elsewhere; never an exception."""
+    import platform
+
+    from inspect_app.line.memory import cap_malloc_arenas, release_free_memory
+
+    blocks = [bytearray(1 << 16) for _ in range(2000)]  # ~130 MB of heap, then freed
+    del blocks
+    trimmed = release_free_memory()
+    capped = cap_malloc_arenas()
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert capped is True and trimmed is True
+    else:
+        assert capped is False and trimmed is False

@@ -10,12 +10,11 @@ PASS_ACTION = "The part can go on."
 ERROR_ACTION = "Check the camera and inspect the part again."
 
 
-def _region_clause(region: RegionFact, product: str | None) -> str:
+def _region_clause(region: RegionFact, product: str) -> str:
     what = region.kind_phrase
     if region.probability is not None and region.kind:
         what += f" ({region.probability:.0%} likely)"
-    where = f"at the {region.location}" + (f" of the {product}" if product else "")
-    return f"{what}, {region.size} and {region.shape}, {where}"
+    return f"{what}, {region.size} and {region.shape}, at the {region.location} of the {product}"
 
 
 def template_from_facts(facts: Facts) -> str:
@@ -26,20 +25,18 @@ def template_from_facts(facts: Facts) -> str:
         return f"PASS: no defect found on the {facts.product} ({score}). {PASS_ACTION}"
     if not facts.regions:
         return f"FAIL: the {facts.product} is anomalous ({score}), location unclear. {FAIL_ACTION}"
-    clauses = [_region_clause(facts.regions[0], facts.product)]
-    clauses += [_region_clause(r, None) for r in facts.regions[1:]]
-    text = "FAIL: " + clauses[0]
-    if len(clauses) > 1:
-        text += "; also " + "; ".join(clauses[1:])
-    extra = facts.n_regions - len(facts.regions)
-    if extra > 0:
-        text += f"; and {extra} more region{'s' if extra > 1 else ''}"
+    text = "FAIL: " + _region_clause(facts.regions[0], facts.product)
+    others = facts.n_regions - 1
+    if others > 0:
+        text += f", and {others} weaker region{'s' if others > 1 else ''}"
     return f"{text} ({score}). {FAIL_ACTION}"
 
 
 def template_explanation(result, language: str = "en") -> str:
-    """One or two sentences stating the verdict, score vs threshold and, per region, location,
-    size, shape and defect kind with its probability.
+    """One or two short sentences: the verdict, the strongest region's defect kind with its
+    probability, size, shape and location, how many weaker regions there are (the overlay shows
+    them), and score vs threshold. Naming only the strongest region keeps the sentence short and
+    is the form the explanation adapter was trained to write (``explain.targets``).
 
     The sentence is English whatever ``language`` asks for: a fallback must never fail, and a
     wrong translation would be worse than a foreign but correct sentence."""

@@ -36,6 +36,9 @@ def register(app: typer.Typer) -> None:
              ) -> None:
         """Run an inspection station on a camera, stream, video, folder or pushed images."""
         from inspect_app.errors import InspectAppError
+        from inspect_app.line.memory import cap_malloc_arenas
+
+        cap_malloc_arenas()  # before the model and the station's threads start (see line.memory)
         from inspect_app.line.config import MqttConfig, load_station_config, parse_station_config
 
         data = load_station_config(config).model_dump(exclude_unset=True) if config else {}

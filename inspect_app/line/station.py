@@ -35,6 +35,7 @@ import numpy as np
 
 from inspect_app.line.config import CsvConfig, MqttConfig, StationConfig, WebhookConfig
 from inspect_app.line.metrics import StationMetrics
+from inspect_app.line.memory import TRIM_EVERY_S, release_free_memory
 from inspect_app.line.queues import InspectQueue, Job
 from inspect_app.line.sinks import CsvSink, MqttLink, WebhookSink
 from inspect_app.line.sources import CameraLink, Frame, PushSource, create_source
@@ -522,7 +523,11 @@ class Station:
             self.mqtt.publish("alarm", {"station": self.name, "kind": kind, "message": message, "time": _iso(time.time())})
 
     def _heartbeat(self) -> None:
+        trimmed = time.monotonic()
         while not self._stop_heartbeat.wait(self.config.pipeline.heartbeat_s):
+            if time.monotonic() - trimmed >= TRIM_EVERY_S:  # see line.memory: keeps RSS flat
+                release_free_memory()
+                trimmed = time.monotonic()
             status = self.status()
             try:
                 self.store.update_station_status(self.name, status)
