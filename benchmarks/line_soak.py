@@ -39,6 +39,9 @@ from inspect_app.line.testing import MjpegCamera, Mosquitto, encode_jpeg
 from inspect_app.store import ResultsStore
 
 
+SETTLED_S = 45  # the station trims the heap every line.memory.TRIM_EVERY_S (30 s); the first trim frees the fit's memory
+
+
 def rss_mb() -> float:
     """Resident memory of this process now (Linux)."""
     with open("/proc/self/status") as fh:
@@ -207,6 +210,14 @@ def main() -> None:
                    "end": round(rss[-1][1]), "max": round(max(r for _, r in rss)),
                    "samples": [(round(t), round(r)) for t, r in rss]},
     }
+    # Steady state: from the first sample after the station's first heap trim to the last sample
+    # while running (the end figure is taken after stop, when queues and the model are released).
+    running = [(t, r) for t, r in rss[1:-1] if t >= SETTLED_S]
+    if len(running) >= 2:
+        out["rss_mb"].update({"settled_at_s": round(running[0][0]), "settled": round(running[0][1]),
+                              "last_running": round(running[-1][1]),
+                              "max_after_settled": round(max(r for _, r in running)),
+                              "growth_after_settled": round(running[-1][1] - running[0][1])})
     ok = n_parts == final["triggered"] == stored == len(set(ids)) == final["mqtt"]["published_results"]
     out["in_equals_stored_equals_published"] = ok
     rows = [
@@ -230,6 +241,10 @@ def main() -> None:
         ("RSS start / after 10 s / end MB", f"{out['rss_mb']['start']} / {out['rss_mb']['after_10s']} / "
                                             f"{out['rss_mb']['end']}"),
     ]
+    if "settled" in out["rss_mb"]:
+        m = out["rss_mb"]
+        rows.append((f"RSS at {m['settled_at_s']} s / last running / max MB",
+                     f"{m['settled']} / {m['last_running']} / {m['max_after_settled']} (growth {m['growth_after_settled']:+d})"))
     width = max(len(k) for k, _ in rows)
     print()
     for key, value in rows:

@@ -15,6 +15,7 @@ import queue
 import re
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,6 @@ class _Job:
     future: Future
     started: float
     deadline: float
-    timer: threading.Timer | None = None
 
 
 class ExplainerService:
@@ -109,10 +109,16 @@ class ExplainerService:
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._closed = False
         self.counts = {"submitted": 0, "model": 0, "fallback": 0, "queue_full": 0, "timeout": 0}
-        self._worker = None
+        # Deadlines: one watchdog thread over the jobs in submission order (equal timeouts, so the
+        # first pending job always has the earliest deadline), not a timer thread per job.
+        self._pending: deque[_Job] = deque()
+        self._wake = threading.Condition()
+        self._worker = self._watchdog = None
         if self.variant != "template":
             self._worker = threading.Thread(target=self._run, name="explainer", daemon=True)
+            self._watchdog = threading.Thread(target=self._watch, name="explainer-deadlines", daemon=True)
             self._worker.start()
+            self._watchdog.start()
 
     # ------------------------------------------------------------------ public
     def submit(self, result, image: np.ndarray | None = None) -> Future:
@@ -134,9 +140,9 @@ class ExplainerService:
             self.counts["queue_full"] += 1
             self._fallback_now(fut, facts, start, "explanation queue full")
             return fut
-        job.timer = threading.Timer(self.timeout_s, self._expire, args=(job,))
-        job.timer.daemon = True
-        job.timer.start()
+        with self._wake:
+            self._pending.append(job)
+            self._wake.notify()
         return fut
 
     def explain(self, result, image: np.ndarray | None = None) -> Explanation:
@@ -159,6 +165,10 @@ class ExplainerService:
         if self._worker is not None:
             self._queue.put(None)
             self._worker.join(timeout=self.timeout_s + 5.0)
+        with self._wake:
+            self._wake.notify()
+        if self._watchdog is not None:
+            self._watchdog.join(timeout=5.0)
 
     def __enter__(self) -> "ExplainerService":
         return self
@@ -176,8 +186,6 @@ class ExplainerService:
         with self._lock:
             if job.future.done():
                 return False
-            if job.timer is not None:
-                job.timer.cancel()
             expl.seconds = time.perf_counter() - job.started
             if expl.fallback_reason:
                 self.counts["fallback"] += 1
@@ -185,6 +193,25 @@ class ExplainerService:
                 self.counts["model"] += 1
             job.future.set_result(expl)
             return True
+
+    def _watch(self) -> None:
+        """Resolve each job whose deadline passes before the worker has explained it."""
+        while True:
+            with self._wake:
+                while self._pending and self._pending[0].future.done():
+                    self._pending.popleft()
+                if self._closed and not self._pending:
+                    return
+                if not self._pending:
+                    self._wake.wait()
+                    continue
+                job = self._pending[0]
+                wait = job.deadline - time.perf_counter()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                self._pending.popleft()
+            self._expire(job)
 
     def _expire(self, job: _Job) -> None:
         if self._resolve(job, Explanation(template_from_facts(job.facts), "template",
@@ -241,7 +268,7 @@ class ExplainerService:
             return
         remaining = min(job.deadline for job in jobs) - time.perf_counter()
         if remaining <= 0:
-            return  # the timers resolve them
+            return  # the watchdog resolves them
         try:
             raws = generator.generate_batch([job.result for job in jobs], max_seconds=remaining)
         except Exception as exc:  # one bad generation must not stop the worker
