@@ -244,3 +244,28 @@ def test_template_variant_needs_no_model_and_closed_service_still_answers():
     assert svc.submit(fail_result()).result(timeout=1).text.startswith("FAIL:")
     with pytest.raises(ValueError):
         ExplainerService(variant="poetry")
+
+
+def test_worker_yields_the_cpu_to_inspection():
+    """The language model runs on one torch thread in the SCHED_IDLE class (Linux), so inspection
+    keeps both cores whenever it wants them; the caller's own thread settings are untouched."""
+    import os
+    import platform
+
+    import torch
+
+    seen = {}
+
+    class Recorder(StandIn):
+        def generate_batch(self, results, max_seconds=None):
+            seen["threads"] = torch.get_num_threads()
+            if hasattr(os, "sched_getscheduler"):
+                seen["policy"] = os.sched_getscheduler(0)  # 0: the calling thread on Linux
+            return super().generate_batch(results, max_seconds)
+
+    before = torch.get_num_threads()
+    with ExplainerService(generator_factory=Recorder, timeout_s=5) as svc:
+        assert svc.explain(fail_result()).source == "adapter"
+    assert seen["threads"] == 1 and torch.get_num_threads() == before
+    if platform.system() == "Linux":
+        assert seen["policy"] == os.SCHED_IDLE
