@@ -405,3 +405,23 @@ def test_ui_command_serves_streamlit_headless_without_usage_stats():
     assert result.exit_code == 0 and "--operator-login" in result.output
     bad = CliRunner().invoke(app, ["ui", "--store", "nosuchdb://x"], env={"INSPECT_APP_UI_MAX_UPLOAD_MB": "1"})
     assert bad.exit_code == 2 and "nosuchdb" in bad.output
+
+
+def test_shared_inspector_predicts_under_the_product_lock(fitted_inspector):
+    """Browser sessions share one loaded Inspector: an inspection waits while another holds the
+    product's lock, then completes."""
+    from inspect_app.ui.inspection import inspect_uploads
+    from inspect_app.ui.uploads import Upload
+
+    buf = io.BytesIO()
+    Image.fromarray(ImageFactory(seed=3).good()).save(buf, format="PNG")
+    lock = threading.Lock()
+    out = {}
+    with lock:
+        worker = threading.Thread(target=lambda: out.update(parts=inspect_uploads(
+            fitted_inspector, [Upload("part.png", buf.getvalue())], 10 << 20, lock=lock)))
+        worker.start()
+        worker.join(timeout=1.0)
+        assert worker.is_alive() and "parts" not in out  # waiting for the lock
+    worker.join(timeout=30)
+    assert out["parts"][0].result.verdict in ("PASS", "FAIL")

@@ -6,6 +6,7 @@ grabs, and so tests can drive it with plain bytes.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ class InspectedPart:
 
 
 def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store=None, station: str = "ui",
-                    lot: str | None = None, explainer=None) -> list[InspectedPart]:
-    """Check, inspect (one batch), store, and start explanations; never waits for an explanation.
+                    lot: str | None = None, explainer=None, lock=None) -> list[InspectedPart]:
+    """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
+    explanations; never waits for an explanation.
 
     Every result goes to ``explainer`` (an ``ExplainerService``): a FAIL's future resolves later,
     PASS and ERROR get the deterministic sentence at once. ``explainer=None``: explanations off.
@@ -49,7 +51,8 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
         parts.append(InspectedPart(upload, checked.image, error=checked.error))
     ok = [p for p in parts if p.image is not None]
     if ok:
-        results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok])
+        with lock or contextlib.nullcontext():
+            results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok])
         elapsed = (time.perf_counter() - start) * 1000
         for part, result in zip(ok, results):
             part.result, part.verdict_ms = result, elapsed

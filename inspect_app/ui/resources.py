@@ -5,6 +5,7 @@ profile version, not on every rerun) and the explanation services."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import streamlit as st
@@ -58,6 +59,17 @@ def _inspector(models_dir: str, product: str, version: str):
 def inspector(cfg: UIConfig, product: str):
     """The product's Inspector, loaded once per profile version. Raises ``ProfileError``."""
     return _inspector(str(cfg.models_dir), product, profile_version(cfg.models_dir, product))
+
+
+@st.cache_resource(show_spinner=False)
+def _inspector_lock(models_dir: str, product: str) -> threading.Lock:
+    return threading.Lock()
+
+
+def inspector_lock(cfg: UIConfig, product: str) -> threading.Lock:
+    """One inference at a time per product across browser sessions, as the REST API does: the
+    sessions share one loaded Inspector, and the CPU is the limit anyway."""
+    return _inspector_lock(str(cfg.models_dir), product)
 
 
 def forget_inspectors() -> None:

@@ -69,7 +69,7 @@ if batch is None or batch["key"] != batch_key:
             st.warning(f"Explanations are unavailable ({type(exc).__name__}: {exc}); verdicts are not affected.")
     with st.spinner(f"Inspecting {len(uploads)} image(s)…"):
         parts = inspect_uploads(inspector, uploads, cfg.max_upload_bytes, store=store, station=cfg.station,
-                                lot=lot, explainer=explainer)
+                                lot=lot, explainer=explainer, lock=resources.inspector_lock(cfg, product))
     batch = {"key": batch_key, "parts": parts}
     st.session_state[BATCH_KEY] = batch
     if store is not None:
