@@ -234,7 +234,7 @@ def test_explanations_follow_settings_and_explainer(saved_models, store):
         def __init__(self):
             self.calls = 0
 
-        def submit(self, result, image=None) -> Future:
+        def submit(self, result) -> Future:
             self.calls += 1
             future: Future = Future()
             future.set_result(Explanation("language model sentence", "language-model", None, None, 0.1))

@@ -5,6 +5,7 @@ the GGUF reader's de-quantisation."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -48,6 +49,19 @@ def result(kind_maps=True) -> InspectionResult:
                             anomaly_map=rng.random((256, 256)).astype(np.float32),
                             kind_maps=rng.random((7, 32, 32)).astype(np.float32) if kind_maps else None,
                             embedding=rng.random(152).astype(np.float32))
+
+
+def write_features(folder: Path, facts: Facts, n: int) -> Path:
+    """A cached-features file of ``n`` random samples that all carry ``facts`` (what
+    ``explain.dataset`` writes), for training tests."""
+    from safetensors.torch import save_file
+
+    records = [{"product": "bottle", "facts": {**facts.__dict__, "regions": [r.__dict__ for r in facts.regions]}}] * n
+    path = folder / "feat.safetensors"
+    save_file({"anomaly": torch.rand(n, 64, 64), "kinds": torch.rand(n, 7, 32, 32), "embedding": torch.rand(n, 152)},
+              str(path))
+    path.with_suffix(".json").write_text(json.dumps({"seed": 0, "kinds": list("abcdefg"), "records": records}))
+    return path
 
 
 def test_adapter_token_shapes_and_missing_inputs():
@@ -103,18 +117,10 @@ def test_batched_generation_matches_one_at_a_time(tiny_lm):
 
 
 def test_training_step_lowers_the_loss(tiny_lm, tmp_path):
-    from safetensors.torch import save_file
-
     from inspect_app.explain.training import CachedFeatures, train_adapter
 
-    n = 12
     facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top-left", "small", "elongated", "crack", 0.8),), 1)
-    records = [{"product": "bottle", "facts": {**facts.__dict__, "regions": [r.__dict__ for r in facts.regions]}}] * n
-    path = tmp_path / "feat.safetensors"
-    save_file({"anomaly": torch.rand(n, 64, 64), "kinds": torch.rand(n, 7, 32, 32), "embedding": torch.rand(n, 152)},
-              str(path))
-    path.with_suffix(".json").write_text(json.dumps({"seed": 0, "kinds": list("abcdefg"), "records": records}))
-    data = CachedFeatures.load(path)
+    data = CachedFeatures.load(write_features(tmp_path, facts, 12))
     adapter, report, val = train_adapter(tiny_lm, data, steps=30, batch_size=2, lr=5e-3)
     assert report.steps == 30 and len(val) == 1
     assert report.losses[-1] < report.losses[0]
@@ -126,22 +132,14 @@ def test_lora_is_trained_saved_and_merged(tiny_lm, tmp_path):
     the frozen model, reproduces the trained model's outputs."""
     import copy
 
-    from safetensors.torch import save_file
-
     from inspect_app.explain.adapter import merge_lora
     from inspect_app.explain.language_model import LanguageModel
     from inspect_app.explain.training import CachedFeatures, lora_weights, train_adapter
 
     lm = LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, "tiny")
     base = copy.deepcopy(tiny_lm.model)
-    n = 6
     facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.6),), 1)
-    records = [{"product": "bottle", "facts": {**facts.__dict__, "regions": [r.__dict__ for r in facts.regions]}}] * n
-    path = tmp_path / "feat.safetensors"
-    save_file({"anomaly": torch.rand(n, 64, 64), "kinds": torch.rand(n, 7, 32, 32), "embedding": torch.rand(n, 152)},
-              str(path))
-    path.with_suffix(".json").write_text(json.dumps({"seed": 0, "kinds": list("abcdefg"), "records": records}))
-    adapter, report, _ = train_adapter(lm, CachedFeatures.load(path), steps=8, batch_size=2, lr=1e-2, lora_rank=2)
+    adapter, report, _ = train_adapter(lm, CachedFeatures.load(write_features(tmp_path, facts, 6)), steps=8, batch_size=2, lr=1e-2, lora_rank=2)
     lora, scale = lora_weights(lm)
     assert len(lora) == 2 * 2 * 2  # 2 layers x (q, v) x (A, B)
     assert any(float(v.abs().sum()) > 0 for k, v in lora.items() if k.endswith("lora_B"))

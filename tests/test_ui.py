@@ -129,7 +129,7 @@ def test_inspect_explanation_fills_in_after_the_verdict(station, monkeypatch):
     class SlowExplainer:
         """Stands in for the language model: resolves each FAIL a second later, off the script thread."""
 
-        def submit(self, result, image=None) -> Future:
+        def submit(self, result) -> Future:
             future: Future = Future()
             text = f"{result.verdict}: a dark spot, written later."
             threading.Timer(1.0, future.set_result, args=(Explanation(text, "language-model", seconds=1.0),)).start()

@@ -123,7 +123,7 @@ def create_app(models_dir: str | Path | None = None, store: "ResultsStore | None
         result.explanation_source = "template"
         return True
 
-    def refine_explanation(result, image, rid: int) -> None:
+    def refine_explanation(result, rid: int) -> None:
         """The explainer's text replaces the template sentence in the store once it is ready."""
 
         def stored(future) -> None:
@@ -133,7 +133,7 @@ def create_app(models_dir: str | Path | None = None, store: "ResultsStore | None
             except Exception:  # the template sentence stays; the verdict was never waiting
                 log.exception("explanation of result %s could not be stored", rid)
 
-        explainer.submit(result, image).add_done_callback(stored)
+        explainer.submit(result).add_done_callback(stored)
 
     @app.post("/inspect", summary="Inspect one uploaded image and store the result")
     def inspect(file: Annotated[UploadFile, File(description="The image (PNG, JPEG, BMP, TIFF, WebP, PNM).")],
@@ -166,7 +166,7 @@ def create_app(models_dir: str | Path | None = None, store: "ResultsStore | None
             return JSONResponse({"detail": f"inspected but not stored: {exc}", "stored": False,
                                  **result.to_dict()}, status_code=503)
         if explained and explainer is not None:
-            refine_explanation(result, image, rid)
+            refine_explanation(result, rid)
         return {"id": rid, "stored": True, "station": station_name, "lot": lot, **result.to_dict()}
 
     @app.get("/results", summary="Stored results, newest first, with filters and paging")

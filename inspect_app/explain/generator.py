@@ -128,7 +128,7 @@ class LanguageModelGenerator:
             new = self.lm.model.generate(inputs_embeds=batch, attention_mask=mask, **kwargs)
         return [self.lm.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
 
-    def generate(self, result, image=None, max_seconds: float | None = None) -> str:
+    def generate(self, result, max_seconds: float | None = None) -> str:
         return self.generate_batch([result], max_seconds=max_seconds)[0]
 
 

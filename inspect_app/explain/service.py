@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Protocol
 
-import numpy as np
-
 from inspect_app.explain.facts import Facts, facts_from_result
 from inspect_app.explain.template import template_from_facts
 from inspect_app.explain.validate import cut_to_sentences, validate
@@ -95,7 +93,6 @@ def _run_only_when_idle() -> None:
 @dataclass
 class _Job:
     result: object
-    image: np.ndarray | None
     facts: Facts
     future: Future
     started: float
@@ -140,7 +137,7 @@ class ExplainerService:
             self._watchdog.start()
 
     # ------------------------------------------------------------------ public
-    def submit(self, result, image: np.ndarray | None = None) -> Future:
+    def submit(self, result) -> Future:
         """A future resolving to an ``Explanation``; never blocks the caller."""
         fut: Future = Future()
         facts = facts_from_result(result)
@@ -152,7 +149,7 @@ class ExplainerService:
         if self._loaded and self._generator is None:
             self._fallback_now(fut, facts, start, f"language model unavailable: {self._load_error}")
             return fut
-        job = _Job(result, image, facts, fut, start, start + self.timeout_s)
+        job = _Job(result, facts, fut, start, start + self.timeout_s)
         try:
             self._queue.put_nowait(job)
         except queue.Full:
@@ -164,9 +161,9 @@ class ExplainerService:
             self._wake.notify()
         return fut
 
-    def explain(self, result, image: np.ndarray | None = None) -> Explanation:
+    def explain(self, result) -> Explanation:
         """Blocking convenience: submit and wait (the service's own deadline bounds the wait)."""
-        return self.submit(result, image).result(timeout=self.timeout_s + 5.0)
+        return self.submit(result).result(timeout=self.timeout_s + 5.0)
 
     def close(self) -> None:
         """Stop the worker; queued jobs resolve to the deterministic sentence."""

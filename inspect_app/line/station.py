@@ -476,7 +476,7 @@ class Station:
         if res.verdict == "FAIL" and self.explainer is not None:
             with self._lock:
                 self.counts["explaining"] += 1
-            future = self.explainer.submit(res, lr.image)
+            future = self.explainer.submit(res)
             future.add_done_callback(lambda fut, lr=lr: self._events.put(("explained", lr, fut)))
         lr.image = None
         self.metrics.queue_depth.labels("output").set(self._events.qsize())

@@ -64,7 +64,7 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
             except Exception as exc:  # an unreachable store must not hide the verdict
                 part.store_error = str(exc)
         if explainer is not None:
-            part.explanation_future = explainer.submit(result, part.image)
+            part.explanation_future = explainer.submit(result)
             collect_explanation(part, store)  # PASS and ERROR resolve at once with the deterministic sentence
     return parts
 
