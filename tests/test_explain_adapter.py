@@ -116,8 +116,11 @@ def test_batched_generation_matches_one_at_a_time(tiny_lm):
         assert gen.generate_batch([]) == []
 
 
-def test_training_step_lowers_the_loss(tiny_lm, tmp_path):
+def test_training_step_lowers_the_loss(tiny_lm, tmp_path, monkeypatch):
+    from inspect_app.explain import training
     from inspect_app.explain.training import CachedFeatures, train_adapter
+
+    monkeypatch.setattr(training, "WEAKER_REGION_SHARE", 0.0)  # one fixed prompt: the loss must fall
 
     facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top-left", "small", "elongated", "crack", 0.8),), 1)
     data = CachedFeatures.load(write_features(tmp_path, facts, 12))
@@ -149,3 +152,22 @@ def test_lora_is_trained_saved_and_merged(tiny_lm, tmp_path):
     ids = torch.randint(3, 200, (1, 12))
     with torch.no_grad():
         assert torch.allclose(lm.model(input_ids=ids).logits, base(input_ids=ids).logits, atol=1e-4)
+
+
+def test_weaker_regions_keep_the_strongest_first_and_leave_pass_alone():
+    import numpy as np
+
+    from inspect_app.explain.facts import MAX_FACT_REGIONS, Facts, RegionFact
+    from inspect_app.explain.training import with_weaker_regions
+
+    top = RegionFact("left", "medium", "compact", "crack", 0.8)
+    fail = Facts("bottle", "FAIL", 0.9, 0.5, (top,), 1)
+    rng = np.random.default_rng(0)
+    seen = [with_weaker_regions(fail, ["crack", "hole", "stain"], rng) for _ in range(200)]
+    grown = [f for f in seen if len(f.regions) > 1]
+    assert 0.4 < len(grown) / len(seen) < 0.8
+    assert all(f.regions[0] == top and len(f.regions) <= MAX_FACT_REGIONS and f.n_regions >= len(f.regions)
+               for f in seen)
+    assert all(r.kind in {"crack", "hole", "stain"} and r.probability is not None for f in grown for r in f.regions)
+    passing = Facts("bottle", "PASS", 0.1, 0.5)
+    assert with_weaker_regions(passing, ["crack"], rng) is passing

@@ -50,6 +50,17 @@ def test_elongated_line_is_elongated():
     assert region.bbox == (8, 30, 56, 32)
 
 
+def test_location_follows_the_strongest_evidence_not_the_plain_centroid():
+    """A large faint region (a blurred halo) with its strong part on the right: the centroid is
+    in the centre cell, the location word is where the evidence is."""
+    score = np.full((90, 90), 0.1, np.float32)
+    score[20:70, 20:70] = 0.55  # faint halo over the centre cells
+    score[35:55, 60:70] = 0.95  # the defect itself, in the right column
+    (region,) = extract_regions(score, image_size=(90, 90))
+    assert location_word(*region.centroid, (0, 0, 90, 90)) == "centre"
+    assert region.location == "right"
+
+
 def test_nothing_above_threshold_gives_no_regions():
     score = np.full((32, 32), 0.3, np.float32)
     score[5, 5] = 0.5  # exactly at threshold is not above it

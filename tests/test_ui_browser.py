@@ -114,7 +114,8 @@ def test_browser_upload_of_a_defective_part_shows_fail(served_ui, product):
         driver.get(served_ui)
         wait = WebDriverWait(driver, 90)
         upload = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "input[type=file]")))
-        assert name in driver.find_element(By.TAG_NAME, "body").text  # the product is selected
+        # the product is selected (Streamlit may paint the selectbox after the file input)
+        wait.until(ec.text_to_be_present_in_element((By.TAG_NAME, "body"), name))
         page_s = time.perf_counter() - start
         start = time.perf_counter()
         upload.send_keys(str(defect))

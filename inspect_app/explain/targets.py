@@ -12,8 +12,10 @@ SIZE_WORDS = ("small", "medium", "large", "tiny", "big")
 # Kind phrases without size words (a "small cavity" would state a size the facts may not have).
 KIND_PHRASES = {kind: [p for p in phrases if not any(w in p.split() for w in SIZE_WORDS)]
                 for kind, phrases in DEFECT_VOCABULARY.items()}
+# The location comes before size and shape in every pattern: when one pattern put it last, greedy
+# decoding of the trained model began one pattern and ended another, dropping the location.
 FAIL_PATTERNS = [
-    "{Kind}, {size} and {shape}, at the {location} of the {product}. {action}",
+    "{Kind} at the {location} of the {product}, {size} and {shape}. {action}",
     "There is {kind} at the {location} of the {product} ({size}, {shape}). {action}",
     "{Kind}{prob} at the {location}, {size} and {shape}. {action}",
     "The {product} shows {kind} in the {location} area, {size} in size. {action}",

@@ -4,6 +4,11 @@ Only the adapter learns; the language model stays frozen (a LoRA on top did not 
 here, see the model card). Each step builds [prompt before, soft tokens, prompt after, target]
 embeddings per sample and takes the cross-entropy on the target tokens. Kind maps are zeroed for
 a fifth of the samples so the adapter also serves profiles without an image-text decoder.
+
+Each synthetic part has one defect, but real failing parts often show several regions, and an
+adapter trained on single-region facts then described a weaker region (most of cookie's
+fallbacks). So most defect samples get one or two made-up weaker regions appended to their facts;
+the target still describes region 1, the strongest, as validation requires.
 """
 
 from __future__ import annotations
@@ -21,12 +26,14 @@ import torch.nn.functional as F
 
 from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter, soft_prompt_embeds
 from inspect_app.explain.dataset import facts_from_record
+from inspect_app.explain.facts import MAX_FACT_REGIONS, Facts, RegionFact
 from inspect_app.explain.generator import _ids, adapter_prompt
 from inspect_app.explain.language_model import LanguageModel
 from inspect_app.explain.targets import target_sentence
 
 Progress = Callable[[int, int, str], None]
 KIND_DROPOUT = 0.2
+WEAKER_REGION_SHARE = 0.6  # share of defect samples given made-up weaker regions
 LORA_TARGETS = ("q_proj", "v_proj")
 
 
@@ -61,6 +68,26 @@ class TrainingReport:
     val_loss: float | None = None
 
 
+def with_weaker_regions(facts: Facts, kinds: list[str], rng: np.random.Generator) -> Facts:
+    """``facts`` with one or two weaker regions after the strongest (sometimes more counted than
+    listed, as ``facts_from_result`` does beyond ``MAX_FACT_REGIONS``)."""
+    from inspect_app.post_processing.regions import LOCATION_WORDS
+
+    if facts.verdict != "FAIL" or not facts.regions or rng.random() >= WEAKER_REGION_SHARE:
+        return facts
+    top = facts.regions[0]
+    words = [w for row in LOCATION_WORDS for w in row]
+    extra = []
+    for _ in range(int(rng.integers(1, MAX_FACT_REGIONS))):
+        kind = str(rng.choice(kinds)) if top.kind is not None else None
+        probability = round(float(rng.uniform(0.2, 1.0)), 2) if top.probability is not None else None
+        extra.append(RegionFact(str(rng.choice(words)), str(rng.choice(["small", "small", "medium"])),
+                                str(rng.choice(["compact", "elongated"])), kind, probability))
+    regions = (top, *extra)
+    n_regions = len(regions) + (int(rng.integers(1, 4)) if rng.random() < 0.2 else 0)
+    return Facts(facts.product, facts.verdict, facts.score, facts.threshold, regions, n_regions, facts.error)
+
+
 def _sample_embeds(lm: LanguageModel, adapter: ExplanationAdapter, data: CachedFeatures, idx: list[int],
                    rng: np.random.Generator, training: bool):
     """Padded input embeddings, attention mask and labels for a batch of cached samples."""
@@ -72,7 +99,7 @@ def _sample_embeds(lm: LanguageModel, adapter: ExplanationAdapter, data: CachedF
     end = lm.tokenizer.convert_tokens_to_ids("<|im_end|>")
     rows, labels = [], []
     for b, i in enumerate(idx):
-        facts = facts_from_record(data.records[i])
+        facts = with_weaker_regions(facts_from_record(data.records[i]), data.kind_names, rng)
         before, after = adapter_prompt(lm, facts)
         target = _ids(lm, target_sentence(facts, rng))[0].tolist() + [end]
         prompt = soft_prompt_embeds(lm, _ids(lm, before), _ids(lm, after), soft[b:b + 1])[0]
