@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
@@ -30,11 +30,13 @@ from inspect_app.explain.facts import MAX_FACT_REGIONS, Facts, RegionFact
 from inspect_app.explain.generator import _ids, adapter_prompt
 from inspect_app.explain.language_model import LanguageModel
 from inspect_app.explain.targets import target_sentence
+from inspect_app.post_processing.regions import LOCATION_WORDS
 
 Progress = Callable[[int, int, str], None]
 KIND_DROPOUT = 0.2
 WEAKER_REGION_SHARE = 0.6  # share of defect samples given made-up weaker regions
 LORA_TARGETS = ("q_proj", "v_proj")
+_LOCATIONS = [word for row in LOCATION_WORDS for word in row]
 
 
 @dataclass
@@ -71,21 +73,18 @@ class TrainingReport:
 def with_weaker_regions(facts: Facts, kinds: list[str], rng: np.random.Generator) -> Facts:
     """``facts`` with one or two weaker regions after the strongest (sometimes more counted than
     listed, as ``facts_from_result`` does beyond ``MAX_FACT_REGIONS``)."""
-    from inspect_app.post_processing.regions import LOCATION_WORDS
-
     if facts.verdict != "FAIL" or not facts.regions or rng.random() >= WEAKER_REGION_SHARE:
         return facts
     top = facts.regions[0]
-    words = [w for row in LOCATION_WORDS for w in row]
     extra = []
     for _ in range(int(rng.integers(1, MAX_FACT_REGIONS))):
         kind = str(rng.choice(kinds)) if top.kind is not None else None
         probability = round(float(rng.uniform(0.2, 1.0)), 2) if top.probability is not None else None
-        extra.append(RegionFact(str(rng.choice(words)), str(rng.choice(["small", "small", "medium"])),
+        extra.append(RegionFact(str(rng.choice(_LOCATIONS)), str(rng.choice(["small", "small", "medium"])),
                                 str(rng.choice(["compact", "elongated"])), kind, probability))
     regions = (top, *extra)
     n_regions = len(regions) + (int(rng.integers(1, 4)) if rng.random() < 0.2 else 0)
-    return Facts(facts.product, facts.verdict, facts.score, facts.threshold, regions, n_regions, facts.error)
+    return replace(facts, regions=regions, n_regions=n_regions)
 
 
 def _sample_embeds(lm: LanguageModel, adapter: ExplanationAdapter, data: CachedFeatures, idx: list[int],

@@ -89,7 +89,10 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
     regions = []
     for label in range(1, n):
         comp = labels == label
-        peak = float(score_map[comp].max())
+        ys, xs = np.nonzero(comp)
+        values = score_map[ys, xs]
+        peak = float(values.max())
+        excess = values - threshold  # > 0 on every pixel of a region
         x, y, w, h, area = st[label]
         moments = cv2.moments(comp.astype(np.uint8), binaryImage=True)
         mu20, mu02, mu11 = moments["mu20"], moments["mu02"], moments["mu11"]
@@ -97,9 +100,7 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
         lam1, lam2 = (mu20 + mu02 + common) / 2, max((mu20 + mu02 - common) / 2, 1e-9)
         elongation = float(np.sqrt(lam1 / lam2)) if area > 1 else 1.0
         cx, cy = (centroids[label][0] + 0.5) * sx, (centroids[label][1] + 0.5) * sy
-        ys, xs = np.nonzero(comp)
-        weight = (score_map[ys, xs] - threshold) ** 2
-        weight = weight / weight.sum() if weight.sum() > 0 else np.full(len(xs), 1 / len(xs))
+        weight = excess**2 / float((excess**2).sum())
         fx, fy = (float(xs @ weight) + 0.5) * sx, (float(ys @ weight) + 0.5) * sy
         frac = float(area * sx * sy / part_area)
         regions.append(Region(
