@@ -31,7 +31,8 @@ from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patche
 from inspect_app.decoders.image_text import ImageTextDecoder, build_training_set, train_image_text_decoder
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError, ProfileError
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
-from inspect_app.post_processing.regions import Region, estimate_part_box, extract_regions
+from inspect_app.post_processing.foreground import estimate_part_box
+from inspect_app.post_processing.regions import Region, extract_regions
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 
 Progress = Callable[[int, int, str], None]

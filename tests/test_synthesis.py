@@ -145,6 +145,15 @@ def test_part_is_found_on_plain_background_only():
     assert not analyse_part(DISC, foreground=False).found
 
 
+@pytest.mark.parametrize("kind", ["crack", "scratch"])
+def test_lines_reaching_the_edge_label_only_the_part(kind):
+    """A crack or scratch drawn towards the part's edge stops there, and so does its label."""
+    part = analyse_part(DISC)
+    for seed in range(30):
+        sample = DefectSynthesizer(seed=seed).synthesize(DISC, kind=kind, part=part)
+        assert part.mask[sample.mask.astype(bool)].all(), f"seed {seed}: label off the part"
+
+
 def test_bad_input_gives_clear_errors():
     with pytest.raises(InspectAppError, match="unknown defect kind"):
         DefectSynthesizer(seed=0, kinds=["dent"])

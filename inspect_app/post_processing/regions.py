@@ -23,39 +23,12 @@ class Region:
     shape: str  # "elongated" (elongation >= 3) or "compact"
     size: str  # "small" (< 1 % of the part), "medium" (< 5 %) or "large"
     peak_score: float  # calibrated score at the region's strongest pixel (> 0.5)
+    on_part: bool = True  # focus inside the part's box (always True without a part box)
     defect_type: str | None = None  # most likely defect kind (image-text decoder), if available
     defect_probability: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Bounding box of the part when it stands out from a plain background, else ``None``.
-
-    The background colour is the median of the image border; the part is the largest blob that
-    differs from it (Otsu threshold on the colour distance).
-    """
-    small = cv2.resize(image, (128, max(1, round(128 * image.shape[0] / image.shape[1]))),
-                       interpolation=cv2.INTER_AREA).astype(np.float32)
-    border = np.concatenate([small[0], small[-1], small[:, 0], small[:, -1]])
-    bg = np.median(border, axis=0)
-    if np.median(np.abs(border - bg).sum(1)) > 30:  # textured border: no plain background
-        return None
-    dist = np.abs(small - bg).sum(2)
-    dist8 = np.clip(dist, 0, 255).astype(np.uint8)
-    level, _ = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    mask = (dist8 > max(level, 20)).astype(np.uint8)  # below 20 the part does not stand out
-    n, labels, st, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    if n <= 1:
-        return None
-    biggest = 1 + int(np.argmax(st[1:, cv2.CC_STAT_AREA]))
-    x, y, w, h, area = st[biggest]
-    frac = area / mask.size
-    if frac < 0.05 or frac > 0.95:
-        return None
-    sx, sy = image.shape[1] / small.shape[1], image.shape[0] / small.shape[0]
-    return int(x * sx), int(y * sy), int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy))
 
 
 def location_word(x: float, y: float, box: tuple[int, int, int, int]) -> str:
@@ -77,6 +50,10 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
     squared excess over the threshold, not at its plain centroid: a large blurred region around
     a broken bottle rim has its centroid in the middle of the bottle, away from the break
     (benchmarks/RESULTS.md). On a flat map (a binary mask) the focus is the centroid.
+
+    Regions come strongest first, those on the part before those off it: crumbs on the tray or a
+    neighbouring part in the corner of the frame are worth listing, but the operator's first
+    question is what is wrong with the part itself.
     """
     if float(score_map.max()) <= threshold:
         return []
@@ -110,6 +87,7 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
             shape="elongated" if elongation >= 3 else "compact",
             size="small" if frac < 0.01 else "medium" if frac < 0.05 else "large",
             peak_score=round(peak, 4),
+            on_part=part_box is None or (box[0] <= fx < box[2] and box[1] <= fy < box[3]),
         ))
-    regions.sort(key=lambda r: r.peak_score, reverse=True)
+    regions.sort(key=lambda r: (not r.on_part, -r.peak_score))
     return regions[:MAX_REGIONS]

@@ -88,6 +88,13 @@ def _background_fill(roi: np.ndarray, outside: np.ndarray, part: Part, rng: np.r
 
 # -- lines ---------------------------------------------------------------------------------------
 
+def _line_mask(line: np.ndarray, on_part: np.ndarray) -> np.ndarray:
+    """The label of a drawn line: a pixel wider than the stroke, but only where the line could
+    be drawn (a line that reaches the part's edge does not label the background beyond it)."""
+    mask = cv2.dilate((line > 0.25).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    return mask & (on_part > 0)
+
+
 def crack(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.ndarray | None = None) -> Generated:
     """Jagged, branching dark line that tapers towards its ends, with a faint shadow."""
     s = part.size
@@ -112,11 +119,12 @@ def crack(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.nda
         fade = np.minimum(1.0, np.minimum(np.arange(n - 1) + 1, n - 1 - np.arange(n - 1)) / max(2, n / 6))
         draw_polyline(canvas, local, width, strength=0.35 + 0.65 * fade)
     line = cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), 0.6)[window.local]
-    line *= _on_part(part, window)
+    on_part = _on_part(part, window)
+    line *= on_part
     shadow = cv2.GaussianBlur(line, (0, 0), 1.5 * thickness + 1)
     darken = np.clip(rng.uniform(0.55, 0.85) * line + 0.2 * shadow, 0, 0.92)
     roi = image[window.image].astype(np.float32) * (1 - darken[..., None])
-    mask = cv2.dilate((line > 0.25).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    mask = _line_mask(line, on_part)
     return *_finish(image, window, roi, mask, part.grey), "polyline"
 
 
@@ -142,13 +150,14 @@ def scratch(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.n
         t = np.linspace(0, 1, n - 1)
         draw_polyline(canvas, points - origin, thickness, strength=np.sqrt(np.sin(np.pi * (0.05 + 0.9 * t))))
     line = cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), 0.5)[window.local]
-    line *= _on_part(part, window)
+    on_part = _on_part(part, window)
+    line *= on_part
     roi = image[window.image].astype(np.float32)
     local_mean = float(roi.mean())
     bright = (rng.uniform() < 0.65 and local_mean < 215) or local_mean < 40  # visible either way
     delta = rng.uniform(50, 120) if bright else -rng.uniform(40, 90) * max(local_mean, 40) / 128
     roi = roi + delta * line[..., None]
-    mask = cv2.dilate((line > 0.25).astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    mask = _line_mask(line, on_part)
     return *_finish(image, window, roi, mask, part.grey), "polyline"
 
 

@@ -1,0 +1,84 @@
+"""Finding the part against a plain background, once for everything that needs it: location
+words and which regions lie on the part (inspection), and where synthesised defects may go."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from scipy.ndimage import binary_fill_holes
+
+ANALYSIS_WIDTH = 128  # the part is found on a copy this wide: cheap, and fine detail does not matter
+
+
+def downscale(image: np.ndarray) -> np.ndarray:
+    """The float32 analysis copy of an HxWx3 image (at least one row for line-scan strips)."""
+    h, w = image.shape[:2]
+    size = (ANALYSIS_WIDTH, max(1, int(round(ANALYSIS_WIDTH * h / w))))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Filled mask of the part on the analysis copy, the background colour and its noise (summed
+    over channels), or ``None`` without a plain background.
+
+    The background is the colour at least three border sides agree on, so one odd side (a strip
+    of conveyor, a part touching the edge, another part peeking in) does not hide it. Textures and
+    shading (which Otsu would happily split in two) are rejected by what a part on a background
+    has and they lack: a clearly two-level picture, a part standing out by several times the
+    background's own variation, and an outline not spanning the frame. ``solid`` also asks for a
+    nearly convex outline: synthesis wants it on good parts, inspection must not (a cracked or
+    broken part is exactly the one whose outline is not).
+    """
+    sides = [small[0], small[-1], small[:, 0], small[:, -1]]
+    medians = np.array([np.median(side, axis=0) for side in sides])
+    agree = [i for i in range(4) if sum(np.abs(medians[i] - medians[j]).sum() < 100 for j in range(4)) >= 3]
+    if len(agree) < 3:
+        return None
+    border = np.concatenate([sides[i] for i in agree])
+    bg = np.median(border, axis=0)
+    noise = float(np.median(np.abs(border - bg).sum(1)))
+    if noise > 35:
+        return None
+    dist = np.abs(small - bg).sum(2) / 3
+    # Otsu on the mean channel distance; its share of explained variance says how two-level it is.
+    _, fg = cv2.threshold(np.clip(dist, 0, 255).astype(np.uint8), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    fg = fg.astype(bool)
+    if fg.all() or not fg.any():
+        return None
+    share = fg.mean()
+    explained = share * (1 - share) * (dist[fg].mean() - dist[~fg].mean()) ** 2 / max(float(dist.var()), 1e-6)
+    if explained < 0.7:
+        return None
+    # Parts are lighter or darker than their background; shadows and strips are the other way.
+    lighter = small.mean(2) > bg.mean()
+    best = np.zeros(fg.shape, bool)
+    for candidates in (fg & lighter, fg & ~lighter):
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(candidates.astype(np.uint8), connectivity=8)
+        if n > 1:
+            biggest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+            if stats[biggest, cv2.CC_STAT_AREA] > best.sum():
+                best = labels == biggest
+    mask = binary_fill_holes(best)
+    if not 0.05 <= mask.mean() <= 0.95 or np.median(dist[mask]) < 4 * (noise / 3 + 2):
+        return None
+    if solid:
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        if mask.sum() < 0.95 * cv2.contourArea(cv2.convexHull(np.concatenate(contours))):
+            return None
+    rows, cols = mask.any(axis=1), mask.any(axis=0)
+    if (rows[0] and rows[-1]) or (cols[0] and cols[-1]):
+        return None
+    return mask, bg.astype(np.float32), noise
+
+
+def silhouette_box(mask: np.ndarray, image_shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """The box (x0, y0, x1, y1; exclusive ends) of an analysis-copy mask, in image pixels."""
+    sx, sy = image_shape[1] / mask.shape[1], image_shape[0] / mask.shape[0]
+    ys, xs = np.nonzero(mask)
+    return (int(xs.min() * sx), int(ys.min() * sy), int(np.ceil((xs.max() + 1) * sx)), int(np.ceil((ys.max() + 1) * sy)))
+
+
+def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:
+    """Bounding box of the part when it stands out from a plain background, else ``None``."""
+    found = part_silhouette(downscale(image))
+    return None if found is None else silhouette_box(found[0], image.shape)
