@@ -33,11 +33,11 @@ def pass_result(product="bottle") -> InspectionResult:
 
 
 # ---------------------------------------------------------------- template
-def test_template_states_the_strongest_region_and_counts_the_others():
+def test_template_states_the_first_region_and_counts_the_others():
     result = fail_result(region(), region("centre", "medium", "compact", "stain", 0.55, 0.7))
     text = template_explanation(result)
     assert text == ("FAIL: a crack (81% likely), small and elongated, at the top-left of the bottle, "
-                    "and 1 weaker region (score 0.83 vs threshold 0.50). Remove the part.")
+                    "and 1 more region (score 0.83 vs threshold 0.50). Remove the part.")
     assert "stain" not in text and "centre" not in text
     assert validate(text.split(": ", 1)[1], facts_from_result(result)).ok
 

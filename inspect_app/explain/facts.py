@@ -36,7 +36,7 @@ class Facts:
     score: float | None
     threshold: float
     regions: tuple[RegionFact, ...] = ()
-    n_regions: int = 0  # all regions found (``regions`` keeps the strongest few)
+    n_regions: int = 0  # all regions found (``regions`` keeps the first few)
     error: str | None = None
 
     @property

@@ -28,15 +28,16 @@ def template_from_facts(facts: Facts) -> str:
     text = "FAIL: " + _region_clause(facts.regions[0], facts.product)
     others = facts.n_regions - 1
     if others > 0:
-        text += f", and {others} weaker region{'s' if others > 1 else ''}"
+        text += f", and {others} more region{'s' if others > 1 else ''}"
     return f"{text} ({score}). {FAIL_ACTION}"
 
 
 def template_explanation(result, language: str = "en") -> str:
-    """One or two short sentences: the verdict, the strongest region's defect kind with its
-    probability, size, shape and location, how many weaker regions there are (the overlay shows
-    them), and score vs threshold. Naming only the strongest region keeps the sentence short and
-    is the form the explanation adapter was trained to write (``explain.targets``).
+    """One or two short sentences: the verdict, the first region's defect kind with its
+    probability, size, shape and location (the strongest on the part: ``extract_regions``), how
+    many more regions there are (the overlay shows them), and score vs threshold. Naming only
+    the first region keeps the sentence short and is the form the explanation adapter was
+    trained to write (``explain.targets``).
 
     The sentence is English whatever ``language`` asks for: a fallback must never fail, and a
     wrong translation would be worse than a foreign but correct sentence."""

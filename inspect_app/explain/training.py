@@ -8,7 +8,7 @@ a fifth of the samples so the adapter also serves profiles without an image-text
 Each synthetic part has one defect, but real failing parts often show several regions, and an
 adapter trained on single-region facts then described a weaker region (most of cookie's
 fallbacks). So most defect samples get one or two made-up weaker regions appended to their facts;
-the target still describes region 1, the strongest, as validation requires.
+the target still describes region 1, the first, as validation requires.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class TrainingReport:
 
 
 def with_weaker_regions(facts: Facts, kinds: list[str], rng: np.random.Generator) -> Facts:
-    """``facts`` with one or two weaker regions after the strongest (sometimes more counted than
+    """``facts`` with one or two weaker regions after the first (sometimes more counted than
     listed, as ``facts_from_result`` does beyond ``MAX_FACT_REGIONS``)."""
     if facts.verdict != "FAIL" or not facts.regions or rng.random() >= WEAKER_REGION_SHARE:
         return facts

@@ -2,7 +2,7 @@
 
 A text passes when it agrees with the verdict (no "no defect" on a FAIL, no defect or removal on a
 PASS), a FAIL text tells the operator to remove the part and never to keep it, its first defect
-kind and first location are those of the strongest region, and it names no kind, location or size
+kind and first location are those of the first region (the strongest on the part), and it names no kind, location or size
 that is not in the facts. The checks read English words; text in other languages fails them and
 is replaced by the deterministic sentence.
 """
@@ -119,7 +119,7 @@ def validate(text: str, facts: Facts) -> Validation:
         if not locations:
             problems.append("names no location")
         elif locations[0] != top.location:
-            problems.append(f"first location {locations[0]!r} is not the strongest region's {top.location!r}")
+            problems.append(f"first location {locations[0]!r} is not the first region's {top.location!r}")
         if top.kind and (not kinds or kinds[0] != top.kind):
             problems.append(f"first defect kind {kinds[0] if kinds else None!r} is not {top.kind!r}")
     extra_locations = sorted(set(locations) - facts.locations)

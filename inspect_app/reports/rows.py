@@ -47,7 +47,7 @@ def result_from_dict(data: dict) -> InspectionResult:
 
 
 def defect_kind(result: InspectionResult) -> str | None:
-    """The main defect of a failed part: the strongest region's defect type when the profile
+    """The main defect of a failed part: the first region's (strongest on the part) defect type when the profile
     labels kinds (image-text and fused modes), else its size and shape class ("small elongated")."""
     if result.verdict != "FAIL":
         return None
