@@ -28,7 +28,7 @@ from anomalib.metrics.auroc import _AUROC
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
-from common import CATEGORIES, datasets_root
+from common import CATEGORIES, datasets_root, machine
 from inspect_app.inspector import MODE_DECODERS, Inspector
 from inspect_app.metrics.evaluate import evaluate_fitted
 
@@ -118,7 +118,8 @@ def main() -> None:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS {peak:.0f} MB")
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({"date": date.today().isoformat(), "command": " ".join(sys.argv),
+    args.json.write_text(json.dumps({"date": date.today().isoformat(), "machine": machine(),
+                                     "command": " ".join(sys.argv),
                                      "runs": rows, "fits": fits, "fusion_rules": rules,
                                      "peak_rss_mb": round(peak)}, indent=2))
 

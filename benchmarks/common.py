@@ -1,7 +1,9 @@
-"""What every benchmark shares: the shared real data sets and their category folders."""
+"""What every benchmark shares: the shared real data sets, their category folders, the machine."""
 
 from __future__ import annotations
 
+import os
+import platform
 import sys
 from pathlib import Path
 
@@ -16,3 +18,19 @@ def datasets_root() -> Path:
     if root is None:
         sys.exit("shared datasets not found: set INSPECT_APP_DATASETS or place them in ../shared/datasets")
     return root
+
+
+def machine() -> dict:
+    """The CPU a run was timed on: timings from different machines are not comparable."""
+    model, flags = platform.processor() or "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:
+        pass
+    simd = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
+    return {"cpu": model, "simd": simd, "cores": os.cpu_count()}

@@ -28,7 +28,8 @@ from inspect_app.config import MODES, InspectorConfig
 from inspect_app.data.images import ImageInput, list_images, load_image
 from inspect_app.decoders.fusion import DecoderStats, fuse
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, gaussian_blur
-from inspect_app.decoders.image_text import ImageTextDecoder, build_training_set, train_image_text_decoder
+from inspect_app.decoders.image_text import (ImageTextDecoder, anomaly_odds, build_training_set,
+                                             train_image_text_decoder)
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError, ProfileError
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
 from inspect_app.post_processing.foreground import estimate_part_box
@@ -205,7 +206,7 @@ class Inspector:
         if mode == "image-image":
             return maps.image_image
         if mode in ("image-text", "zero-shot"):
-            return maps.image_text
+            return anomaly_odds(maps.image_text)
         return fuse(maps.image_image, maps.image_text, self.stats["image-image"], self.stats["image-text"])
 
     # ------------------------------------------------------------------ fitting
@@ -256,8 +257,10 @@ class Inspector:
         from inspect_app.synthesis import DefectSynthesizer
 
         kinds, embeddings = self._text_embeddings()
-        decoder = ImageTextDecoder(self.backbone.channels, embeddings, kinds,
-                                   self.config.image_image.aggregation_kernel)
+        with torch.random.fork_rng():  # the projections' initial weights follow --seed, not the process
+            torch.manual_seed(self.config.seed)
+            decoder = ImageTextDecoder(self.backbone.channels, embeddings, kinds,
+                                       self.config.image_image.aggregation_kernel)
         decoder.set_feature_stats(levels)
         if self.mode == "zero-shot":
             decoder.init_zero_shot(self.backbone)

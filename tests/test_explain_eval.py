@@ -43,6 +43,17 @@ def test_text_metrics_count_what_the_issue_asks():
     assert not verdict_consistent("No defects, fine.", fail) and verdict_consistent("FAIL: a hole.", fail)
 
 
+def test_defects_without_a_mask_count_for_the_verdict_and_kind_but_not_the_location():
+    fail = Facts("tile", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.7),), 1)
+    located = {"facts": fail, "defective": True, "cells": {"bottom"}, "centroid": "bottom", "folder_kinds": {"hole"}}
+    unlocalised = dict(located, cells=set(), centroid=None)
+    text = "A hole at the top of the tile. Remove the part."
+    figures = text_metrics([text, text], [located, unlocalised])
+    assert figures["location_faithfulness"] == 0.0 and figures["location_centroid_agreement"] == 0.0
+    assert figures["type_mention_accuracy"] == 1.0 and figures["verdict_consistency"] == 1.0
+    assert text_metrics([text], [unlocalised])["location_faithfulness"] is None
+
+
 @pytest.fixture
 def category(tmp_path):
     """A tiny MVTec-layout category: 12 good training images, a 'hole' folder with masks, test/good."""

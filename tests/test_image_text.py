@@ -9,9 +9,10 @@ from conftest import ImageFactory, paste_blob
 
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
 from inspect_app.decoders.fusion import DecoderStats, fuse
-from inspect_app.decoders.image_text import ImageTextDecoder, TrainingSet, train_image_text_decoder
+from inspect_app.decoders.image_text import ImageTextDecoder, TrainingSet, anomaly_odds, train_image_text_decoder
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
+from inspect_app.post_processing.calibration import calibrate_threshold
 from inspect_app.synthesis.vocabulary import DEFECT_KINDS
 
 
@@ -51,6 +52,21 @@ def test_decoder_learns_to_separate_marked_patches():
     assert torch.allclose(posteriors.sum(1), torch.ones(n, h, w), atol=1e-4)
 
 
+def test_image_text_threshold_stays_reachable_when_good_probabilities_spread_over_decades():
+    """Bottle's 42 held-out good parts (a fused fit, 2026-12-02) scored 0.0005 to 0.38; a log-normal
+    bound on these probabilities lies above 1 (no part could fail), on their odds below 1."""
+    good = np.array([0.001217, 0.07276, 0.02323, 0.009525, 0.1004, 0.0005726, 0.0008443, 0.04628, 0.001736,
+                     0.05035, 0.03898, 0.0005572, 0.0004921, 0.0007453, 0.0008964, 0.002962, 0.383, 0.002848,
+                     0.003906, 0.007853, 0.0004986, 0.02011, 0.0957, 0.006608, 0.02025, 0.2819, 0.001298, 0.136,
+                     0.01536, 0.0005766, 0.08591, 0.001091, 0.0005594, 0.03077, 0.03656, 0.1357, 0.009905,
+                     0.1324, 0.001098, 0.00252, 0.0005673, 0.02173])
+    assert calibrate_threshold(good, 0.01, "holdout").raw_threshold > 1
+    odds = calibrate_threshold(anomaly_odds(torch.from_numpy(good)).numpy(), 0.01, "holdout").raw_threshold
+    assert 0.3 < odds / (1 + odds) < 0.95
+    assert anomaly_odds(torch.tensor([0.0, 0.5, 1.0])).tolist()[:2] == [0.0, 1.0]
+    assert torch.isfinite(anomaly_odds(torch.tensor([1.0]))).all()
+
+
 def test_fuse_is_monotone_in_each_map_and_weighted_towards_image_image():
     stats = DecoderStats(log_mean=0.0, log_std=1.0)
     base = torch.full((1, 4, 4), 1.0)
@@ -77,6 +93,16 @@ def test_fused_fit_supports_three_modes_and_labels_regions(fused_inspector):
     assert fused_bad.regions and fused_bad.regions[0].defect_type in DEFECT_KINDS
     assert 0 < fused_bad.regions[0].defect_probability <= 1
     assert inspector.predict(defective, mode="image-image").regions[0].defect_type is None
+
+
+def test_same_seed_same_image_text_decoder(fused_inspector):
+    """A second fit with the same seed, after the global RNG has moved on, gives the same weights."""
+    inspector, _ = fused_inspector
+    torch.manual_seed(12345)
+    again = Inspector(_fused_config(), product="gradient")
+    again.fit(ImageFactory(seed=7).goods(12))
+    for name, value in inspector.image_text.state_dict().items():
+        assert torch.equal(value, again.image_text.state_dict()[name]), name
 
 
 def test_fused_profile_round_trip(fused_inspector, models_dir):

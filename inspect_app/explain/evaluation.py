@@ -11,7 +11,9 @@ for what is shown (after validation and fallback):
   and every location it names is a 3x3 cell of the part that holds >= 10 % of the ground-truth
   mask (always including the mask centroid's cell). ``location_centroid_agreement`` is the
   stricter share whose first location is the centroid's cell. Cells use
-  ``post_processing.regions.location_word`` with the result's part box, as regions do.
+  ``post_processing.regions.location_word`` with the result's part box, as regions do. A
+  defective image whose mask is empty (the defect is not localised, e.g. some magnetic-tile
+  ``uneven`` images) has no true location: it is left out of both, and ``n_unlocalised`` counts it.
 - ``type_mention_accuracy``: the first defect kind named is one the test folder maps to
   (``synthesis.vocabulary.kinds_for_folder``), on defective images the Inspector fails.
 - ``hallucination_rate``: the text names a kind or location that is not in the facts.
@@ -83,9 +85,10 @@ def text_metrics(texts: list[str], cases: list[dict]) -> dict:
         consistent.append(verdict_consistent(text, facts))
         hallucinated.append(hallucinates(text, facts))
         if case["defective"] and facts.verdict == "FAIL":
-            words = mentioned_locations(strip_product(text, facts))
-            located.append(bool(words) and set(words) <= case["cells"])
-            centroid.append(bool(words) and words[0] == case["centroid"])
+            if case["cells"]:
+                words = mentioned_locations(strip_product(text, facts))
+                located.append(bool(words) and set(words) <= case["cells"])
+                centroid.append(bool(words) and words[0] == case["centroid"])
             if case["folder_kinds"]:
                 kinds = mentioned_kinds(strip_product(text, facts))
                 typed.append(bool(kinds) and kinds[0] in case["folder_kinds"])
@@ -138,7 +141,8 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
 
     out = {"category": category.name, "mode": mode, "n_train": report.n_images, "fit_seconds": round(fit_seconds, 1),
            "n_test": len(cases), "n_defective": sum(c["defective"] for c in cases),
-           "n_fail": sum(c["facts"].verdict == "FAIL" for c in cases), "per_folder": per_folder,
+           "n_fail": sum(c["facts"].verdict == "FAIL" for c in cases),
+           "n_unlocalised": sum(c["defective"] and not c["cells"] for c in cases), "per_folder": per_folder,
            "variants": {}}
     for variant in sorted(variants, key=("template", "facts", "adapter").index):
         raw_texts, shown_texts, seconds, fallbacks, examples = [], [], [], [], []

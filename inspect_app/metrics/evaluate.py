@@ -83,7 +83,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fi
     image_auroc.update(scores, labels)
     size = inspector.backbone.image_size
     masks_np = [s.mask((size, size)) for s in samples]
-    # Defective images without a localised mask (e.g. four magnetic-tile "uneven") count for
+    # Defective images without a localised mask (e.g. some magnetic-tile "uneven") count for
     # image metrics only: their pixels would otherwise be scored as normal.
     pixel_sel = [i for i, s in enumerate(samples) if not s.is_defective or masks_np[i].any()]
     maps = torch.from_numpy(np.stack([results[i].anomaly_map for i in pixel_sel]).astype(np.float32))
