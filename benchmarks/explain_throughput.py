@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CATEGORIES, datasets_root
+from common import CATEGORIES, datasets_root, machine
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
@@ -83,7 +83,7 @@ def main() -> None:
     reasons = [x for r in on for x in r["reasons"] if x]
     seconds = [s for r in on for s in r["explain_seconds"]]
     summary = {
-        "date": date.today().isoformat(), "category": args.category, "frames": args.frames,
+        "date": date.today().isoformat(), "machine": machine(), "category": args.category, "frames": args.frames,
         "defect_share": args.defect_share, "rounds": args.rounds, "variant": service.variant,
         "images_per_second_off": round(ips_off, 3), "images_per_second_on": round(ips_on, 3),
         "throughput_ratio_on_off": round(ips_on / ips_off, 4),
