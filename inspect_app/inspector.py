@@ -328,6 +328,8 @@ class Inspector:
             defects = [load_image(d) for d in defect_images]
             if defects:
                 defect_maps = self._maps(self._encode(defects), decoders)
+        if normal.kinds is not None:
+            self.image_text.set_kind_prior(normal.kinds)
         self.stats = {}
         if normal.image_image is not None:
             self.stats["image-image"] = DecoderStats.from_maps(normal.image_image)
@@ -445,7 +447,6 @@ class Inspector:
         raw_maps = self._mode_map(maps, mode).numpy()
         embeddings = torch.cat([lvl.mean(dim=(2, 3)) for lvl in levels], dim=1).numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
-        kinds = self.image_text.kinds if self.image_text is not None else []
         out = []
         for b, (arr, raw_map) in enumerate(zip(arrays, raw_maps)):
             t1 = time.perf_counter()
@@ -458,7 +459,7 @@ class Inspector:
             if score > THRESHOLD:
                 regions = extract_regions(cal_map, (w, h), part_box, THRESHOLD)
                 if maps.kinds is not None and regions:
-                    self._label_regions(regions, cal_map, maps.kinds[b].numpy(), kinds, (w, h))
+                    self._label_regions(regions, cal_map, maps.kinds[b].numpy(), (w, h))
             post_ms = (time.perf_counter() - t1) * 1000
             out.append(InspectionResult(
                 file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,
@@ -468,11 +469,12 @@ class Inspector:
                 kind_maps=None if maps.kinds is None else maps.kinds[b].numpy(), embedding=embeddings[b]))
         return out
 
-    @staticmethod
-    def _label_regions(regions: list[Region], cal_map: np.ndarray, posteriors: np.ndarray, kinds: list[str],
+    def _label_regions(self, regions: list[Region], cal_map: np.ndarray, posteriors: np.ndarray,
                        image_size: tuple[int, int]) -> None:
         """Each region's defect kind: the kind posterior averaged over the region's box on the
-        patch grid, weighted by how far each patch is above the threshold."""
+        patch grid, weighted by how far each patch is above the threshold, without the product's
+        lean (``ImageTextDecoder.region_kinds``)."""
+        kinds = self.image_text.kinds
         grid_h, grid_w = posteriors.shape[-2:]
         small = cv2.resize(cal_map, (grid_w, grid_h), interpolation=cv2.INTER_AREA)
         width, height = image_size
@@ -482,7 +484,8 @@ class Inspector:
             gx1 = max(int(np.ceil(x1 / width * grid_w)), gx0 + 1)
             gy1 = max(int(np.ceil(y1 / height * grid_h)), gy0 + 1)
             weights = np.clip(small[gy0:gy1, gx0:gx1] - THRESHOLD, 1e-3, None)
-            post = (posteriors[:, gy0:gy1, gx0:gx1] * weights).sum(axis=(1, 2)) / weights.sum()
+            post = self.image_text.region_kinds((posteriors[:, gy0:gy1, gx0:gx1] * weights).sum(axis=(1, 2))
+                                                / weights.sum())
             best = int(post.argmax())
             region.defect_type, region.defect_probability = kinds[best], round(float(post[best]), 4)
 

@@ -67,6 +67,22 @@ def test_image_text_threshold_stays_reachable_when_good_probabilities_spread_ove
     assert torch.isfinite(anomaly_odds(torch.tensor([1.0]))).all()
 
 
+def test_region_kinds_divide_out_the_lean_of_good_patches():
+    """When good patches lean towards 'crack', a region that is only as crack-like as a good
+    patch is no longer called a crack; one far more crack-like than good patches still is."""
+    gen = torch.Generator().manual_seed(0)
+    text = torch.nn.functional.normalize(torch.randn(3, 16, generator=gen), dim=-1)
+    decoder = ImageTextDecoder([8], text, ["crack", "hole"], kernel=1)
+    normal = torch.zeros(4, 2, 3, 3)
+    normal[:, 0], normal[:, 1] = 0.8, 0.2
+    decoder.set_kind_prior(normal)
+    assert torch.allclose(decoder.kind_prior, torch.tensor([0.8, 0.2]))
+    as_good = decoder.region_kinds(np.array([0.7, 0.3]))
+    assert as_good.argmax() == 1 and np.isclose(as_good.sum(), 1.0)
+    assert decoder.region_kinds(np.array([0.97, 0.03])).argmax() == 0
+    assert "kind_prior" in decoder.state_dict()
+
+
 def test_fuse_is_monotone_in_each_map_and_weighted_towards_image_image():
     stats = DecoderStats(log_mean=0.0, log_std=1.0)
     base = torch.full((1, 4, 4), 1.0)
