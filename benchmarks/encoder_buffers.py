@@ -32,8 +32,7 @@ def _fresh_buffers(encoder: EfficientNetLiteEncoder) -> EfficientNetLiteEncoder:
         if isinstance(module, nn.ReLU6):
             module.inplace = False
         elif isinstance(module, _MBConv):
-            block = module
-            module.forward = lambda x, b=block: b.body(x) + x if b.residual else b.body(x)
+            module.forward = lambda x, b=module: b.body(x) + x if b.residual else b.body(x)
     return encoder
 
 

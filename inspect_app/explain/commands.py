@@ -98,10 +98,10 @@ def register(app: typer.Typer) -> None:
                    **summary}
         keys = ["verdict_consistency", "location_faithfulness", "type_mention_accuracy", "hallucination_rate",
                 "fallback_rate", "p50_seconds", "p95_seconds"]
+        unlocalised = (f"; {summary['n_unlocalised']} defective with an empty mask, not in the location figures"
+                       if summary["n_unlocalised"] else "")
         out.print(f"{summary['category']}: {summary['n_test']} test images ({summary['n_defective']} defective, "
-                  f"{summary['n_fail']} FAIL" + (f"; {summary['n_unlocalised']} defective with an empty mask, "
-                                                  "not in the location figures" if summary['n_unlocalised'] else "")
-                  + ")")
+                  f"{summary['n_fail']} FAIL{unlocalised})")
         out.print("variant   | " + " | ".join(keys))
         for name, figs in summary["variants"].items():
             shown = [f"{figs[k]}" + ("" if k in ("fallback_rate", "p50_seconds", "p95_seconds")

@@ -85,12 +85,13 @@ def text_metrics(texts: list[str], cases: list[dict]) -> dict:
         consistent.append(verdict_consistent(text, facts))
         hallucinated.append(hallucinates(text, facts))
         if case["defective"] and facts.verdict == "FAIL":
+            body = strip_product(text, facts)
             if case["cells"]:
-                words = mentioned_locations(strip_product(text, facts))
+                words = mentioned_locations(body)
                 located.append(bool(words) and set(words) <= case["cells"])
                 centroid.append(bool(words) and words[0] == case["centroid"])
             if case["folder_kinds"]:
-                kinds = mentioned_kinds(strip_product(text, facts))
+                kinds = mentioned_kinds(body)
                 typed.append(bool(kinds) and kinds[0] in case["folder_kinds"])
     return {"verdict_consistency": _rate(consistent), "location_faithfulness": _rate(located),
             "location_centroid_agreement": _rate(centroid), "type_mention_accuracy": _rate(typed),
