@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 # Bumped whenever a saved profile's layout or meaning changes; older profiles are refused.
-PROFILE_FORMAT = 3
+PROFILE_FORMAT = 4
 
 __all__ = ["Inspector", "InspectionResult", "__version__", "PROFILE_FORMAT"]
 

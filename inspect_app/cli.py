@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -61,7 +62,12 @@ def user_errors(func):
 
 @contextmanager
 def progress_bar():
-    """A rich progress bar (counts, elapsed, ETA) exposed as the Inspector's progress callback."""
+    """The Inspector's progress callback: a rich bar (counts, elapsed, ETA) on a terminal; on a log
+    file or pipe, where a live bar shows nothing until a step ends, one line per step every 10 %
+    or 30 s with the same counts and ETA."""
+    if not console.is_terminal:
+        yield LogProgress(lambda line: console.print(line, markup=False, highlight=False))
+        return
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as bar:
@@ -73,6 +79,34 @@ def progress_bar():
             bar.update(tasks[label], completed=done, total=total)
 
         yield update
+
+
+class LogProgress:
+    """Progress as log lines: ``label: done/total (pct), elapsed, ETA``."""
+
+    def __init__(self, emit, every_seconds: float = 30.0, clock=time.monotonic):
+        self.emit, self.every, self.clock = emit, every_seconds, clock
+        self.started: dict[str, float] = {}
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        now = self.clock()
+        start = self.started.setdefault(label, now)
+        last_time, last_tenth = self.last.get(label, (start, -1))
+        tenth = 10 * done // max(total, 1)
+        if done < total and tenth <= last_tenth and now - last_time < self.every:
+            return
+        self.last[label] = (now, tenth)
+        elapsed = now - start
+        eta = elapsed / done * (total - done) if 0 < done else float("nan")
+        eta_text = "ETA ?" if eta != eta else f"ETA {_clock_text(eta)}"
+        self.emit(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
+                  f"{_clock_text(elapsed)} elapsed, {eta_text}")
+
+
+def _clock_text(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 
 
 def _version(value: bool) -> None:

@@ -259,8 +259,7 @@ class Inspector:
         kinds, embeddings = self._text_embeddings()
         with torch.random.fork_rng():  # the projections' initial weights follow --seed, not the process
             torch.manual_seed(self.config.seed)
-            decoder = ImageTextDecoder(self.backbone.channels, embeddings, kinds,
-                                       self.config.image_image.aggregation_kernel)
+            decoder = ImageTextDecoder(self.backbone.channels, embeddings, kinds)
         decoder.set_feature_stats(levels)
         if self.mode == "zero-shot":
             decoder.init_zero_shot(self.backbone)
@@ -555,8 +554,7 @@ class Inspector:
         state = {k[len("image_text."):]: v for k, v in tensors.items() if k.startswith("image_text.")}
         if state:
             kinds = meta.get("defect_kinds", [])
-            decoder = ImageTextDecoder(inspector.backbone.channels, state["text"], kinds,
-                                       config.image_image.aggregation_kernel)
+            decoder = ImageTextDecoder(inspector.backbone.channels, state["text"], kinds)
             try:
                 decoder.load_state_dict(state)
             except RuntimeError as exc:

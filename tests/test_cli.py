@@ -201,3 +201,23 @@ def test_predict_in_a_mode_the_profile_lacks_says_how_to_refit(fitted_cli, runne
     result = runner.invoke(app, ["predict", str(good / "good_000.png"), "--product", "widget",
                                  "--models-dir", str(models), "--mode", "fused"])
     _assert_user_error(result, "refit")
+
+
+def test_progress_on_a_log_file_is_lines_with_counts_and_eta():
+    """Without a terminal a live bar shows nothing until a step ends; log lines come every 10 %."""
+    from inspect_app.cli import LogProgress
+
+    lines, now = [], [0.0]
+    progress = LogProgress(lines.append, every_seconds=30.0, clock=lambda: now[0])
+    for done in range(0, 101):
+        now[0] = done * 0.5
+        progress(done, 100, "encoding good images")
+    assert len(lines) == 11, lines  # 0 %, 10 %, ..., 100 %
+    assert lines[0] == "encoding good images: 0/100 (0 %), 0:00:00 elapsed, ETA ?"
+    assert lines[5] == "encoding good images: 50/100 (50 %), 0:00:25 elapsed, ETA 0:00:25"
+    assert lines[-1].startswith("encoding good images: 100/100 (100 %), 0:00:50 elapsed, ETA 0:00:00")
+    now[0] = 100.0
+    progress(1, 1000, "slow step")
+    now[0] = 140.0
+    progress(2, 1000, "slow step")  # no new tenth, but 40 s since the last line
+    assert lines[-1] == "slow step: 2/1000 (0 %), 0:00:40 elapsed, ETA 5:32:40"

@@ -42,7 +42,7 @@ def test_decoder_learns_to_separate_marked_patches():
     feats[:, 0] += 4 * masks
     kinds = torch.tensor([0] * (n // 2) + [1] * (n // 2))
     text = torch.nn.functional.normalize(torch.randn(3, 16, generator=gen), dim=-1)
-    decoder = ImageTextDecoder([c], text, ["crack", "hole"], kernel=1)
+    decoder = ImageTextDecoder([c], text, ["crack", "hole"])
     decoder.set_feature_stats([feats])
     history = train_image_text_decoder(decoder, TrainingSet([feats], masks, kinds), steps=150, batch_size=8)
     assert history[-1] < history[0]
@@ -72,7 +72,7 @@ def test_region_kinds_divide_out_the_lean_of_good_patches():
     patch is no longer called a crack; one far more crack-like than good patches still is."""
     gen = torch.Generator().manual_seed(0)
     text = torch.nn.functional.normalize(torch.randn(3, 16, generator=gen), dim=-1)
-    decoder = ImageTextDecoder([8], text, ["crack", "hole"], kernel=1)
+    decoder = ImageTextDecoder([8], text, ["crack", "hole"])
     normal = torch.zeros(4, 2, 3, 3)
     normal[:, 0], normal[:, 1] = 0.8, 0.2
     decoder.set_kind_prior(normal)
