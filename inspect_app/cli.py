@@ -98,8 +98,7 @@ class LogProgress:
             return
         self.last[label] = (now, tenth)
         elapsed = now - start
-        eta = elapsed / done * (total - done) if 0 < done else float("nan")
-        eta_text = "ETA ?" if eta != eta else f"ETA {_clock_text(eta)}"
+        eta_text = f"ETA {_clock_text(elapsed / done * (total - done))}" if done > 0 else "ETA ?"
         self.emit(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
                   f"{_clock_text(elapsed)} elapsed, {eta_text}")
 
