@@ -20,14 +20,13 @@ from typing import Callable, Iterable, Sequence
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from inspect_app import PROFILE_FORMAT, __version__
 from inspect_app.backbones import Backbone, create_backbone
 from inspect_app.config import MODES, InspectorConfig
 from inspect_app.data.images import ImageInput, list_images, load_image
 from inspect_app.decoders.fusion import DecoderStats, fuse
-from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, gaussian_blur
+from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.decoders.image_text import (ImageTextDecoder, anomaly_odds, build_training_set,
                                              train_image_text_decoder)
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError, ProfileError
@@ -186,9 +185,7 @@ class Inspector:
         return [torch.cat(parts) for parts in zip(*chunks)]
 
     def _upsample(self, maps: torch.Tensor) -> torch.Tensor:
-        size = self.backbone.image_size
-        maps = F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
-        return gaussian_blur(maps, self.config.image_image.blur_sigma).squeeze(1)
+        return smooth_upsample(maps, self.backbone.image_size, self.config.image_image.blur_sigma)
 
     def _maps(self, levels: list[torch.Tensor], decoders: Iterable[str]) -> _Maps:
         out = _Maps()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
+import torch.nn.functional as F
 
 from inspect_app.decoders.coreset import greedy_coreset
-from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, gaussian_blur, nearest_distances
+from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, nearest_distances, smooth_upsample
 
 
 def _blobs(n_per: int = 200, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -143,20 +146,38 @@ def test_decoder_before_fit_raises():
         ImageImageDecoder().patch_scores(torch.zeros(1, 4, 2, 2))
 
 
-# ---------------------------------------------------------------- blur
+# ---------------------------------------------------------------- upsampling and blur
 
 
-def test_gaussian_blur_preserves_shape_and_sum():
-    maps = torch.zeros(2, 1, 48, 40)
-    maps[0, 0, 24, 20] = 1.0
-    maps[1, 0, 10:30, 15:25] = 3.0
-    out = gaussian_blur(maps, sigma=2.0)
-    assert out.shape == maps.shape
-    torch.testing.assert_close(out.sum(dim=(1, 2, 3)), maps.sum(dim=(1, 2, 3)), rtol=1e-3, atol=1e-3)
-    assert out[0, 0, 24, 20] < 0.1  # the spike is spread out ...
-    assert out[0, 0, 24, 20] == out[0].max()  # ... but stays centred
+def _upsample_then_blur(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """The definition smooth_upsample must match: bilinear upsampling, then a 2-D Gaussian
+    convolution over reflect-padded maps."""
+    up = F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+    radius = int(math.ceil(4 * sigma))
+    xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    g = torch.exp(-(xs**2) / (2 * sigma**2))
+    kernel = torch.outer(g, g) / g.sum() ** 2
+    padded = F.pad(up, (radius,) * 4, mode="reflect")
+    return F.conv2d(padded, kernel.view(1, 1, *kernel.shape)).squeeze(1)
 
 
-def test_gaussian_blur_zero_sigma_is_identity():
-    maps = torch.randn(1, 1, 8, 8)
-    assert torch.equal(gaussian_blur(maps, 0.0), maps)
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2, 20, 28)])
+def test_smooth_upsample_equals_upsampling_then_blurring(shape):
+    maps = torch.rand(*shape) * 5
+    torch.testing.assert_close(smooth_upsample(maps, 128, 4.0), _upsample_then_blur(maps, 128, 4.0),
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_smooth_upsample_spreads_a_spike_but_keeps_it_centred():
+    maps = torch.zeros(1, 16, 16)
+    maps[0, 8, 4] = 1.0
+    out = smooth_upsample(maps, 64, 2.0)[0]
+    peak = divmod(int(out.argmax()), 64)
+    assert abs(peak[0] - 33.5) <= 1.5 and abs(peak[1] - 17.5) <= 1.5, peak
+    assert out.max() < 0.5
+
+
+def test_smooth_upsample_without_blur_is_bilinear_upsampling():
+    maps = torch.randn(2, 8, 8)
+    expected = F.interpolate(maps.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False).squeeze(1)
+    torch.testing.assert_close(smooth_upsample(maps, 32, 0.0), expected, rtol=1e-5, atol=1e-6)

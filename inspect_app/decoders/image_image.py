@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -43,17 +44,32 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.
     return out
 
 
-def gaussian_blur(maps: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [B, 1, H, W] maps (reflect padding)."""
-    if sigma <= 0:
-        return maps
-    radius = int(math.ceil(4 * sigma))
-    xs = torch.arange(-radius, radius + 1, dtype=maps.dtype)
-    kernel = torch.exp(-(xs**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    maps = F.pad(maps, (radius, radius, radius, radius), mode="reflect")
-    maps = F.conv2d(maps, kernel.view(1, 1, 1, -1))
-    return F.conv2d(maps, kernel.view(1, 1, -1, 1))
+def smooth_upsample(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
+    """Bilinear upsampling of [B, h, w] patch maps to [B, size, size], then a Gaussian blur with
+    reflect padding, as one matrix product per axis.
+
+    Both steps are linear and act on rows and columns separately, so a [size, h] and a
+    [size, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
+    convolving 256 x 256 maps, about 100 times faster for a batch of 8 on this CPU, where
+    those steps took a quarter of a fused prediction (benchmarks/RESULTS.md).
+    """
+    rows = _smoothing_operator(maps.shape[-2], size, float(sigma)).to(maps.dtype)
+    cols = _smoothing_operator(maps.shape[-1], size, float(sigma)).to(maps.dtype)
+    return rows @ maps @ cols.T
+
+
+@functools.lru_cache(maxsize=32)
+def _smoothing_operator(n: int, size: int, sigma: float) -> torch.Tensor:
+    """[size, n]: linear interpolation of n samples to size (align_corners=False), then the
+    1-D Gaussian of ``sigma`` with reflect padding (none when sigma <= 0)."""
+    op = F.interpolate(torch.eye(n).unsqueeze(0), size=size, mode="linear", align_corners=False)[0]
+    if sigma > 0:
+        radius = int(math.ceil(4 * sigma))
+        xs = torch.arange(-radius, radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(xs**2) / (2 * sigma**2))
+        kernel = kernel / kernel.sum()
+        op = F.conv1d(F.pad(op.unsqueeze(1), (radius, radius), mode="reflect"), kernel.view(1, 1, -1)).squeeze(1)
+    return op.T.contiguous()
 
 
 class ImageImageDecoder:
