@@ -50,8 +50,8 @@ def smooth_upsample(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor
 
     Both steps are linear and act on rows and columns separately, so a [size, h] and a
     [size, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
-    convolving 256 x 256 maps, about 100 times faster for a batch of 8 on this CPU, where
-    those steps took a quarter of a fused prediction (benchmarks/RESULTS.md).
+    convolving 256 x 256 maps, which took ~37 ms per map for a batch of 8 on this CPU (now
+    ~0.3 ms); fused predictions at batch 8 ran 6-9 % faster (benchmarks/smooth_upsample.py).
     """
     rows = _smoothing_operator(maps.shape[-2], size, float(sigma)).to(maps.dtype)
     cols = _smoothing_operator(maps.shape[-1], size, float(sigma)).to(maps.dtype)
