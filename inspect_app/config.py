@@ -11,14 +11,13 @@ class BackboneConfig(BaseModel):
     """Which frozen image encoder to use and what it returns.
 
     ``levels`` name the encoder stages (EfficientNet-Lite) or transformer blocks (OpenCLIP)
-    whose patch features are used. EfficientNet-Lite stages finer than stride 8 (stage 2 by
-    default) are pooled onto the stride-8 grid as extra channels (``efficientnet_lite.PATCH_STRIDE``).
+    whose patch features are used.
     """
 
     name: Literal["efficientnet-lite", "openclip"] = "efficientnet-lite"
     variant: str = "lite0"
     pretrained: str | None = None
-    levels: tuple[int, ...] = (2, 3, 5)
+    levels: tuple[int, ...] = (3, 5)
     image_size: int = 256
 
 

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from inspect_app.backbones import create_backbone
 from inspect_app.backbones.efficientnet_lite import _DEPTH, _STAGES, EfficientNetLiteEncoder, weights_path
@@ -44,7 +43,7 @@ def test_matches_reference_implementation_at_every_stage(lite0_all_stages):
         for block in ref._blocks:
             h = block(h)
             blocks.append(h)
-    ours = list(lite0_all_stages.stage_outputs(x).values())
+    ours = lite0_all_stages.encode(x).levels
     ends = _stage_end_blocks("lite0")
     assert len(ours) == 7
     for stage, (out, end) in enumerate(zip(ours, ends), start=1):
@@ -67,24 +66,6 @@ def test_levels_shapes_strides_channels():
     assert tuple(out.global_embedding.shape) == (2, 152)
     np.testing.assert_allclose(out.global_embedding[:, :40].numpy(), out.levels[0].mean(dim=(2, 3)).numpy(),
                                rtol=1e-5, atol=1e-6)
-
-
-def test_stages_finer_than_the_patch_grid_are_pooled_onto_it_as_channels():
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
-    default = EfficientNetLiteEncoder("lite0", image_size=64)
-    assert default.levels == (2, 3, 5)
-    assert default.channels == [24 + 40, 112] and default.strides == [8, 16]
-    out = default.encode(x)
-    assert [tuple(t.shape) for t in out.levels] == [(2, 64, 8, 8), (2, 112, 4, 4)]
-    raw = default.stage_outputs(x)
-    assert tuple(raw[2].shape) == (2, 24, 16, 16)
-    np.testing.assert_allclose(out.levels[0][:, :24].numpy(), F.avg_pool2d(raw[2], 2).numpy(), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(out.levels[0][:, 24:].numpy(), raw[3].numpy(), rtol=1e-5, atol=1e-6)
-    assert tuple(out.global_embedding.shape) == (2, 176)
-    # without a requested stride-8 stage, the pooled stages form a level of their own
-    alone = EfficientNetLiteEncoder("lite0", levels=(1, 2, 5), image_size=64)
-    assert alone.channels == [16 + 24, 112] and alone.strides == [8, 16]
-    assert [tuple(t.shape) for t in alone.encode(x).levels] == [(2, 40, 8, 8), (2, 112, 4, 4)]
 
 
 def test_encoder_is_frozen():

@@ -24,11 +24,6 @@ _STAGES = [(1, 3, 1, 1), (2, 3, 2, 6), (2, 5, 2, 6), (3, 3, 2, 6), (3, 5, 1, 6),
 _DEPTH = {"lite0": 1.0, "lite1": 1.1, "lite2": 1.2}
 _BN_EPS = 1e-3
 STAGE_STRIDES = {1: 2, 2: 4, 3: 8, 4: 16, 5: 16, 6: 32, 7: 32}
-# The finest patch grid. Requested stages finer than it are averaged onto it and join the first
-# level on it as extra channels: their fine texture then costs channels, not 4x the patches.
-# Stage 2 pooled into stage 3 this way gave fused bottle pixel AUROC 0.9838 -> 0.9858 at the same
-# grid, where stage 2 as its own stride-4 level cost 5x the prediction time (benchmarks/RESULTS.md).
-PATCH_STRIDE = 8
 
 
 def weights_path(variant: str) -> Path:
@@ -95,16 +90,12 @@ class _MBConv(nn.Module):
 
 
 class EfficientNetLiteEncoder(Backbone):
-    """Returns the outputs of the requested stages (1..7), finest first, and a pooled global embedding.
-
-    Stages finer than ``PATCH_STRIDE`` are average-pooled onto that grid and concatenated with
-    the requested stage on it (or form one level of their own when none is requested).
-    """
+    """Returns the outputs of the requested stages (1..7) and a pooled global embedding."""
 
     mean = (0.5, 0.5, 0.5)
     std = (0.5, 0.5, 0.5)
 
-    def __init__(self, variant: str = "lite0", levels: tuple[int, ...] = (2, 3, 5), image_size: int = 256,
+    def __init__(self, variant: str = "lite0", levels: tuple[int, ...] = (3, 5), image_size: int = 256,
                  pretrained: bool = True):
         super().__init__()
         if not levels or any(lvl not in STAGE_STRIDES for lvl in levels):
@@ -133,41 +124,18 @@ class EfficientNetLiteEncoder(Backbone):
                 self.stages.append(nn.Sequential(*blocks))
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         self.fingerprint = f"efficientnet-{variant}:{digest}:{'imagenet' if pretrained else 'random'}"
-        widths = {lvl: self.stages[lvl - 1][-1].body[-1].out_channels for lvl in self.levels}
-        self.channels = [sum(widths[lvl] for lvl in group) for group in self._groups()]
-        self.strides = [max(STAGE_STRIDES[group[-1]], PATCH_STRIDE) for group in self._groups()]
+        self.channels = [self.stages[lvl - 1][-1].body[-1].out_channels for lvl in self.levels]
+        self.strides = [STAGE_STRIDES[lvl] for lvl in self.levels]
         self.eval().requires_grad_(False)
         self.to(memory_format=torch.channels_last)
 
     @torch.inference_mode()
-    def stage_outputs(self, images: torch.Tensor) -> dict[int, torch.Tensor]:
-        """The requested stages' outputs, each at its own stride."""
+    def encode(self, images: torch.Tensor) -> EncodedImages:
         x = self.stem(images.contiguous(memory_format=torch.channels_last))
-        outputs = {}
+        outputs = []
         for idx, stage in enumerate(self.stages, start=1):
             x = stage(x)
             if idx in self.levels:
-                outputs[idx] = x
-        return outputs
-
-    @torch.inference_mode()
-    def encode(self, images: torch.Tensor) -> EncodedImages:
-        raw = self.stage_outputs(images)
-        levels = []
-        for group in self._groups():
-            parts = [F.avg_pool2d(raw[lvl], PATCH_STRIDE // STAGE_STRIDES[lvl])
-                     if STAGE_STRIDES[lvl] < PATCH_STRIDE else raw[lvl] for lvl in group]
-            levels.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
-        pooled = torch.cat([lvl.mean(dim=(2, 3)) for lvl in levels], dim=1)
-        return EncodedImages(levels=levels, global_embedding=pooled)
-
-    def _groups(self) -> list[tuple[int, ...]]:
-        """The requested stages per returned level: those finer than ``PATCH_STRIDE`` go with
-        the first requested stage on that grid."""
-        fine = tuple(lvl for lvl in self.levels if STAGE_STRIDES[lvl] < PATCH_STRIDE)
-        rest = [lvl for lvl in self.levels if STAGE_STRIDES[lvl] >= PATCH_STRIDE]
-        if not fine:
-            return [(lvl,) for lvl in rest]
-        if rest and STAGE_STRIDES[rest[0]] == PATCH_STRIDE:
-            return [fine + (rest[0],)] + [(lvl,) for lvl in rest[1:]]
-        return [fine] + [(lvl,) for lvl in rest]
+                outputs.append(x)
+        pooled = torch.cat([o.mean(dim=(2, 3)) for o in outputs], dim=1)
+        return EncodedImages(levels=outputs, global_embedding=pooled)
