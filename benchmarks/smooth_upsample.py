@@ -27,9 +27,7 @@ import torch.nn.functional as F
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CATEGORIES, datasets_root, machine  # noqa: E402
+from common import CATEGORIES, datasets_root, machine
 
 
 def _upsample_then_blur(inspector: Inspector, maps: torch.Tensor) -> torch.Tensor:
