@@ -28,9 +28,10 @@ from anomalib.metrics.auroc import _AUROC
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
-from common import CATEGORIES, datasets_root, machine
 from inspect_app.inspector import MODE_DECODERS, Inspector
 from inspect_app.metrics.evaluate import evaluate_fitted
+
+from common import CATEGORIES, datasets_root, machine
 
 MODES = ("image-image", "image-text", "fused")
 KEYS = ("image_auroc", "pixel_auroc", "aupro", "frr", "detection_rate", "defect_type_accuracy", "predict_ms_p50")

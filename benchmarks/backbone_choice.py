@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 
 from inspect_app.config import BackboneConfig, InspectorConfig
-from common import CATEGORIES, datasets_root
 from inspect_app.metrics.evaluate import evaluate_run
+
+from common import CATEGORIES, datasets_root
 
 CANDIDATES = [
     ("lite0", 256, (3, 5)), ("lite0", 320, (3, 5)), ("lite0", 256, (2, 3, 5)), ("lite0", 256, (3, 4)),

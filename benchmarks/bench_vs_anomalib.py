@@ -27,7 +27,7 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -46,8 +46,9 @@ from inspect_app.backbones.efficientnet_lite import weights_path  # noqa: E402
 from inspect_app.config import MODES, BackboneConfig, InspectorConfig  # noqa: E402
 from inspect_app.data.images import load_image  # noqa: E402
 from inspect_app.data.mvtec import MVTecCategory, TestSample  # noqa: E402
-from common import CATEGORIES, datasets_root  # noqa: E402
 from inspect_app.inspector import Inspector  # noqa: E402
+
+from common import CATEGORIES, datasets_root  # noqa: E402
 
 BATCH_SIZE = 8  # both sides
 THREADS = 2
@@ -326,7 +327,7 @@ def main() -> None:
     print(f"peak RSS of the process (both sides): {peak_rss:.0f} MB")
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "mode": config.mode, "image_size": args.image_size, "coreset_ratio": config.image_image.coreset_ratio,
         "batch_size": BATCH_SIZE, "torch_threads": THREADS, "latency_samples": args.latency_samples,

@@ -24,9 +24,9 @@ from scipy import stats
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
-from common import CATEGORIES, datasets_root
 from inspect_app.inspector import Inspector
 
+from common import CATEGORIES, datasets_root
 
 
 def rules(normal: np.ndarray, target: float) -> dict[str, float]:

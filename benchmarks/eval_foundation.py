@@ -19,9 +19,9 @@ from pathlib import Path
 import torch
 
 from inspect_app.config import InspectorConfig
-from common import CATEGORIES, datasets_root
 from inspect_app.metrics.evaluate import evaluate, markdown_table
 
+from common import CATEGORIES, datasets_root
 
 
 def log_progress(done: int, total: int, label: str) -> None:

@@ -21,12 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CATEGORIES, datasets_root, machine
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.explain import ExplainerService
 from inspect_app.inspector import Inspector
+
+from common import CATEGORIES, datasets_root, machine
 
 
 def stream(category: MVTecCategory, frames: int, defect_share: float, seed: int) -> list[np.ndarray]:

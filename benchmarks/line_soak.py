@@ -28,7 +28,6 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import torch
 
-from common import CATEGORIES, datasets_root
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
@@ -38,6 +37,7 @@ from inspect_app.line.memory import cap_malloc_arenas
 from inspect_app.line.testing import MjpegCamera, Mosquitto, encode_jpeg
 from inspect_app.store import ResultsStore
 
+from common import CATEGORIES, datasets_root
 
 SETTLED_S = 45  # the station trims the heap every line.memory.TRIM_EVERY_S (30 s); the first trim frees the fit's memory
 

@@ -23,15 +23,16 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
-from common import CATEGORIES, datasets_root
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.reports import build_report
+
+from common import CATEGORIES, datasets_root
 
 TARGET_RATIO = 1.5
 
@@ -71,7 +72,7 @@ def main() -> None:
     args = parser.parse_args()
     category = MVTecCategory(datasets_root() / CATEGORIES[args.category])
     torch.set_num_threads(2)
-    out = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
+    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
            "category": args.category, "n_images": args.n, "torch_threads": torch.get_num_threads(),
            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
     with tempfile.TemporaryDirectory(prefix="report_speed_") as tmp:

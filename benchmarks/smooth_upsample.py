@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
+
 from common import CATEGORIES, datasets_root, machine
 
 

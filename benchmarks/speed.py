@@ -23,9 +23,9 @@ import torch
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
-from common import CATEGORIES, datasets_root, machine
 from inspect_app.inspector import Inspector
 
+from common import CATEGORIES, datasets_root, machine
 
 
 def rss_mb() -> float:

@@ -12,7 +12,6 @@ import sys
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -22,6 +21,7 @@ from rich.table import Table
 
 from inspect_app import __version__
 from inspect_app.errors import InspectAppError
+from inspect_app.results import EvidenceFor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Learn good parts from normal images, flag and locate defects.")
@@ -124,13 +124,13 @@ def _main(version: bool = typer.Option(False, "--version", callback=_version, is
 @user_errors
 def fit(folder: Path = typer.Argument(..., help="Folder of good images of the product."),
         product: str = typer.Option(..., "--product", help="Product name (profile folder name)."),
-        models_dir: Optional[Path] = ModelsDir,
-        k_shot: Optional[int] = typer.Option(None, "--k-shot", min=1, help="Use only K good images (few-shot)."),
+        models_dir: Path | None = ModelsDir,
+        k_shot: int | None = typer.Option(None, "--k-shot", min=1, help="Use only K good images (few-shot)."),
         seed: int = typer.Option(0, "--seed", help="Seed for the held-out split, coreset and k-shot draw."),
         target_frr: float = typer.Option(0.01, "--target-frr", min=0.0001, max=0.49,
                                          help="False-reject rate of good parts the threshold aims for."),
         image_size: int = typer.Option(256, "--image-size", help="Encoder input size (multiple of 32)."),
-        defects: Optional[Path] = typer.Option(None, "--defects", help="Optional folder of a few labelled "
+        defects: Path | None = typer.Option(None, "--defects", help="Optional folder of a few labelled "
                                                "defective images: threshold becomes F1-optimal."),
         mode: str = ModeOption,
         ) -> None:
@@ -168,10 +168,10 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
 @user_errors
 def predict(path: Path = typer.Argument(..., help="An image or a folder of images."),
             product: str = typer.Option(..., "--product"),
-            models_dir: Optional[Path] = ModelsDir,
-            json_out: Optional[Path] = typer.Option(None, "--json", help="Write results as a JSON list."),
-            overlays: Optional[Path] = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
-            mode: Optional[str] = typer.Option(None, "--mode", help="Decoder mode (default: the profile's)."),
+            models_dir: Path | None = ModelsDir,
+            json_out: Path | None = typer.Option(None, "--json", help="Write results as a JSON list."),
+            overlays: Path | None = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
+            mode: str | None = typer.Option(None, "--mode", help="Decoder mode (default: the profile's)."),
             explain: bool = typer.Option(False, "--explain", help="Add an operator explanation to each FAIL "
                                          "(language model when available, else the deterministic sentence)."),
             ) -> None:
@@ -191,7 +191,8 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     else:
         raise ImageLoadError(f"{path}: no such file or folder")
     with progress_bar() as progress:
-        results = inspector.predict(files, progress=progress if len(files) > 1 else None)
+        results = inspector.predict(files, progress=progress if len(files) > 1 else None,
+                                    evidence=EvidenceFor.FAILS if explain else EvidenceFor.NONE)
     if explain:
         from inspect_app.explain.commands import explain_results
 
@@ -225,10 +226,10 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
 @app.command("eval")
 @user_errors
 def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folder in MVTec layout."),
-                 k_shot: Optional[int] = typer.Option(None, "--k-shot", min=1),
+                 k_shot: int | None = typer.Option(None, "--k-shot", min=1),
                  seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat with seeds 0..N-1; report means."),
-                 json_out: Optional[Path] = typer.Option(None, "--json"),
-                 markdown: Optional[Path] = typer.Option(None, "--markdown",
+                 json_out: Path | None = typer.Option(None, "--json"),
+                 markdown: Path | None = typer.Option(None, "--markdown",
                                                          help="Markdown table path (default: next to --json)."),
                  image_size: int = typer.Option(256, "--image-size"),
                  mode: str = ModeOption,
@@ -270,9 +271,10 @@ def synth_gallery(folder: Path = typer.Argument(..., help="Folder of good images
 
 @app.command("list")
 @user_errors
-def list_cmd(models_dir: Optional[Path] = ModelsDir) -> None:
+def list_cmd(models_dir: Path | None = ModelsDir) -> None:
     """List fitted product profiles."""
-    from inspect_app.profile import list_profiles, models_dir as resolve
+    from inspect_app.profile import list_profiles
+    from inspect_app.profile import models_dir as resolve
 
     names = list_profiles(models_dir)
     out.print("\n".join(names) if names else f"no profiles in {resolve(models_dir)}")
@@ -281,7 +283,7 @@ def list_cmd(models_dir: Optional[Path] = ModelsDir) -> None:
 @app.command()
 @user_errors
 def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where overlays and results go."),
-         models_dir: Optional[Path] = ModelsDir,
+         models_dir: Path | None = ModelsDir,
          dataset: str = typer.Option("auto", "--dataset",
                                      help="auto (shared bottle set when present, else solar cells), bottle or elpv."),
          ) -> None:

@@ -23,6 +23,7 @@ from inspect_app.errors import NotEnoughImagesError
 from inspect_app.explain import ExplainerService
 from inspect_app.inspector import Inspector
 from inspect_app.reports import build_report
+from inspect_app.results import EvidenceFor
 from inspect_app.visualize import save_overlay, score_histogram
 
 ELPV_FIT_IMAGES = 150
@@ -88,7 +89,7 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
     path = inspector.save(models_dir)
     console.print(f"profile saved to {path} (fit {fit_report.seconds:.1f} s)")
     samples = [(p, "good") for p in good] + [(p, "defective") for p in bad]
-    results = inspector.predict([p for p, _ in samples])
+    results = inspector.predict([p for p, _ in samples], evidence=EvidenceFor.FAILS)
     explainer = ExplainerService(models_dir=models_dir)
     try:
         fails = [res for res in results if res.verdict == "FAIL"]

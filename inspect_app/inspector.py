@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -27,61 +27,20 @@ from inspect_app.config import MODES, InspectorConfig
 from inspect_app.data.images import ImageInput, list_images, load_image
 from inspect_app.decoders.fusion import DecoderStats, fuse
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
-from inspect_app.decoders.image_text import (ImageTextDecoder, anomaly_odds, build_training_set,
-                                             train_image_text_decoder)
+from inspect_app.decoders.image_text import ImageTextDecoder, anomaly_odds, build_training_set, train_image_text_decoder
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError, ProfileError
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
 from inspect_app.post_processing.foreground import estimate_part_box
-from inspect_app.post_processing.regions import Region, extract_regions
+from inspect_app.post_processing.regions import extract_regions
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
+from inspect_app.results import THRESHOLD, EvidenceFor, ExplanationEvidence, InspectionResult, Region, Verdict
 
 Progress = Callable[[int, int, str], None]
-THRESHOLD = 0.5  # calibrated scores put the decision threshold here
 MIN_HOLDOUT_IMAGES = 10  # below this, calibration uses leave-one-out instead of a held-out split
 AUGMENTED_VIEWS = 8
 # Which decoders each mode needs.
 MODE_DECODERS = {"image-image": ("image-image",), "image-text": ("image-text",),
                  "fused": ("image-image", "image-text"), "zero-shot": ("image-text",)}
-
-
-@dataclass
-class InspectionResult:
-    """What one inspected image produced. ``score`` is calibrated: FAIL when above ``threshold``."""
-
-    file: str | None
-    verdict: str  # "PASS", "FAIL" or "ERROR"
-    score: float | None = None
-    threshold: float = THRESHOLD
-    raw_score: float | None = None
-    regions: list[Region] = field(default_factory=list)
-    anomaly_map: np.ndarray | None = None  # calibrated map at model resolution (0.5 = threshold)
-    image_size: tuple[int, int] | None = None  # original width, height
-    part_box: tuple[int, int, int, int] | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-    product: str | None = None
-    mode: str | None = None
-    profile_version: str | None = None  # the fitted profile that produced this result
-    explanation: str | None = None  # operator sentence, filled in later by the explainer
-    explanation_source: str | None = None  # what wrote it (language model, template, fallback reason)
-    # Inputs of the explanation adapter (not serialised): defect-kind posteriors [K, h, w] on the
-    # patch grid (rows in ``Inspector.image_text.kinds`` order; None without an image-text decoder)
-    # and the encoder's features pooled over the image [C].
-    kind_maps: np.ndarray | None = field(default=None, repr=False)
-    embedding: np.ndarray | None = field(default=None, repr=False)
-
-    def to_dict(self) -> dict:
-        out = {
-            "file": self.file, "product": self.product, "mode": self.mode, "verdict": self.verdict,
-            "score": None if self.score is None else round(self.score, 6), "threshold": self.threshold,
-            "raw_score": None if self.raw_score is None else round(self.raw_score, 6),
-            "regions": [r.to_dict() for r in self.regions], "image_size": self.image_size,
-            "part_box": self.part_box, "profile_version": self.profile_version,
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()}, "error": self.error,
-        }
-        if self.explanation is not None:
-            out["explanation"], out["explanation_source"] = self.explanation, self.explanation_source
-        return out
 
 
 @dataclass
@@ -345,7 +304,7 @@ class Inspector:
         self.meta = {
             "training": {"count": n, "skipped": len(skipped), "images": hashes, "fit_seconds": round(seconds, 2),
                          "image_text_loss": [round(x, 5) for x in history]},
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
         if progress:
             progress(1, 1, "calibrating")
@@ -387,15 +346,18 @@ class Inspector:
                                f"{', '.join(self.supported_modes)}; refit with --mode {mode} to use {mode!r}")
 
     def predict(self, images: ImageInput | Sequence[ImageInput], names: Sequence[str] | None = None,
-                progress: Progress | None = None, mode: str | None = None) -> InspectionResult | list[InspectionResult]:
-        """Inspect one image (returns one result) or a batch (returns a list, same order)."""
+                progress: Progress | None = None, mode: str | None = None,
+                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult | list[InspectionResult]:
+        """Inspect one image (returns one result) or a batch (returns a list, same order).
+        ``evidence`` says which results also carry the explanation adapter's inputs."""
         single = not isinstance(images, (list, tuple))
         batch = [images] if single else list(images)
-        results = self.predict_batch(batch, names, progress, mode)
+        results = self.predict_batch(batch, names, progress, mode, evidence)
         return results[0] if single else results
 
     def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str] | None = None,
-                      progress: Progress | None = None, mode: str | None = None) -> list[InspectionResult]:
+                      progress: Progress | None = None, mode: str | None = None,
+                      evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
         mode = mode or self.mode
         self._require_fitted(mode)
         names = list(names) if names is not None else [
@@ -412,11 +374,11 @@ class Inspector:
                 ok = [(i, arr) for i, (arr, _err) in zip(idx, loaded) if arr is not None]
                 for i, (arr, err) in zip(idx, loaded):
                     if arr is None:
-                        results[i] = InspectionResult(names[i], "ERROR", error=err, product=self.product, mode=mode,
+                        results[i] = InspectionResult(names[i], Verdict.ERROR, error=err, product=self.product, mode=mode,
                                                       profile_version=self.profile_version,
                                                       timings_ms={"load": load_ms})
                 if ok:
-                    for i, res in zip([i for i, _ in ok], self._score([a for _, a in ok], load_ms, mode)):
+                    for i, res in zip([i for i, _ in ok], self._score([a for _, a in ok], load_ms, mode, evidence)):
                         res.file = names[i]
                         results[i] = res
                 if progress:
@@ -435,7 +397,8 @@ class Inspector:
         except Exception as exc:  # a station never crashes on one bad frame
             return None, f"{name or 'image'}: unexpected error while reading ({type(exc).__name__}: {exc})"
 
-    def _score(self, arrays: list[np.ndarray], load_ms: float, mode: str) -> list[InspectionResult]:
+    def _score(self, arrays: list[np.ndarray], load_ms: float, mode: str,
+               evidence: EvidenceFor) -> list[InspectionResult]:
         cal = self.calibrations[mode]
         t0 = time.perf_counter()
         levels = self._encode(arrays)
@@ -457,12 +420,15 @@ class Inspector:
                 if maps.kinds is not None and regions:
                     self._label_regions(regions, cal_map, maps.kinds[b].numpy(), (w, h))
             post_ms = (time.perf_counter() - t1) * 1000
+            verdict = Verdict.FAIL if score > THRESHOLD else Verdict.PASS
+            wanted = evidence == EvidenceFor.ALL or (evidence == EvidenceFor.FAILS and verdict == Verdict.FAIL)
             out.append(InspectionResult(
-                file=None, verdict="FAIL" if score > THRESHOLD else "PASS", score=score, raw_score=raw_score,
+                file=None, verdict=verdict, score=score, raw_score=raw_score,
                 regions=regions, anomaly_map=cal_map, image_size=(w, h), part_box=part_box, product=self.product,
                 mode=mode, profile_version=self.profile_version,
                 timings_ms={"load": load_ms, "inference": infer_ms, "post": post_ms, "total": load_ms + infer_ms + post_ms},
-                kind_maps=None if maps.kinds is None else maps.kinds[b].numpy(), embedding=embeddings[b]))
+                evidence=ExplanationEvidence(None if maps.kinds is None else maps.kinds[b].numpy(), embeddings[b])
+                if wanted else None))
         return out
 
     def _label_regions(self, regions: list[Region], cal_map: np.ndarray, posteriors: np.ndarray,
@@ -492,7 +458,7 @@ class Inspector:
         mode = mode or self.mode
         self._require_fitted(mode)
         self.calibrations[mode] = self.calibrations[mode].with_sensitivity(target_frr)
-        self.meta["created_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.meta["created_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return self.calibrations[mode]
 
     # ------------------------------------------------------------------ persistence
@@ -523,7 +489,7 @@ class Inspector:
         return save_profile(models_dir(root) / check_product_name(self.product or ""), meta, groups)
 
     @classmethod
-    def load(cls, product: str, root: str | Path | None = None, mode: str | None = None) -> "Inspector":
+    def load(cls, product: str, root: str | Path | None = None, mode: str | None = None) -> Inspector:
         """Load a saved product; refuses profiles from another format or encoder with the fix."""
         folder = models_dir(root) / check_product_name(product)
         meta, tensors = load_profile(folder)

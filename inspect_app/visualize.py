@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 
 from inspect_app.data.images import load_image
-from inspect_app.inspector import InspectionResult
+from inspect_app.results import InspectionResult
 
 
 def overlay(image: np.ndarray, result: InspectionResult, boxes: bool = True, alpha: float = 0.45) -> np.ndarray:

@@ -8,13 +8,17 @@ import time
 
 import pytest
 
-from inspect_app.explain import Explanation, ExplainerService, template_explanation
+from inspect_app.explain import ExplainerService, Explanation, template_explanation
 from inspect_app.explain.facts import facts_from_result, sanitize_product
 from inspect_app.explain.service import finish
-from inspect_app.explain.validate import (cut_to_sentences, mentioned_kinds, mentioned_locations, mentioned_sizes,
-                                          validate)
-from inspect_app.inspector import InspectionResult
-from inspect_app.post_processing.regions import Region
+from inspect_app.explain.validate import (
+    cut_to_sentences,
+    mentioned_kinds,
+    mentioned_locations,
+    mentioned_sizes,
+    validate,
+)
+from inspect_app.results import InspectionResult, Region
 
 
 def region(location="top-left", size="small", shape="elongated", kind="crack", prob=0.81, peak=0.9) -> Region:

@@ -14,8 +14,7 @@ import torch
 from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter
 from inspect_app.explain.facts import Facts, RegionFact
 from inspect_app.explain.language_model import LanguageModel
-from inspect_app.inspector import InspectionResult
-from inspect_app.post_processing.regions import Region
+from inspect_app.results import ExplanationEvidence, InspectionResult, Region
 
 CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
         "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -47,8 +46,9 @@ def result(kind_maps=True) -> InspectionResult:
     region = Region((0, 0, 20, 20), 0.004, (10.0, 10.0), "top-left", 4.0, "elongated", "small", 0.9, "crack", 0.8)
     return InspectionResult(file="x.png", verdict="FAIL", score=0.8, product="bottle", regions=[region],
                             anomaly_map=rng.random((256, 256)).astype(np.float32),
-                            kind_maps=rng.random((7, 32, 32)).astype(np.float32) if kind_maps else None,
-                            embedding=rng.random(152).astype(np.float32))
+                            evidence=ExplanationEvidence(
+                                rng.random((7, 32, 32)).astype(np.float32) if kind_maps else None,
+                                rng.random(152).astype(np.float32)))
 
 
 def write_features(folder: Path, facts: Facts, n: int) -> Path:
@@ -73,7 +73,7 @@ def test_adapter_token_shapes_and_missing_inputs():
     batch = adapter(torch.rand(3, 64, 64), torch.rand(3, 7, 32, 32), torch.rand(3, 152))
     assert batch.shape == (3, 18, 32)
     wrong = result()
-    wrong.embedding = np.zeros(10, np.float32)
+    wrong.evidence = ExplanationEvidence(None, np.zeros(10, np.float32))
     with pytest.raises(ValueError, match="embedding of width 152"):
         adapter.inputs(wrong)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import ImageFactory, paste_blob
 
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
 from inspect_app.decoders.fusion import DecoderStats, fuse
@@ -14,6 +13,8 @@ from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.post_processing.calibration import calibrate_threshold
 from inspect_app.synthesis.vocabulary import DEFECT_KINDS
+
+from conftest import ImageFactory, paste_blob
 
 
 def _fused_config(**overrides) -> InspectorConfig:

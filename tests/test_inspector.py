@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 
 from inspect_app.errors import NotEnoughImagesError, ProfileError
-from inspect_app.inspector import Inspector, InspectionResult
+from inspect_app.inspector import Inspector
+from inspect_app.results import EvidenceFor, InspectionResult, Verdict
 
 from conftest import SIZE, ImageFactory, good_image, paste_blob, tiny_config
 
@@ -246,3 +247,16 @@ def test_object_on_plain_background_uses_part_frame():
     x0, y0, x1, y1 = result.part_box
     assert abs(x0 - 20) <= 4 and abs(x1 - 109) <= 4 and abs(y0 - 20) <= 4 and abs(y1 - 109) <= 4
     assert result.regions[0].location == "top-left"
+
+
+def test_explanation_evidence_only_on_request(fitted_inspector, fresh_goods):
+    """The adapter's inputs ride on a result only when asked for: most results are never explained."""
+    defect = paste_blob(fresh_goods[0], 64, 64, radius=10)
+    plain = fitted_inspector.predict([fresh_goods[1], defect])
+    assert all(r.evidence is None for r in plain)
+    fails_only = fitted_inspector.predict([fresh_goods[1], defect], evidence=EvidenceFor.FAILS)
+    assert [r.verdict for r in fails_only] == [Verdict.PASS, Verdict.FAIL]
+    assert fails_only[0].evidence is None
+    assert fails_only[1].evidence is not None and fails_only[1].evidence.embedding.ndim == 1
+    every = fitted_inspector.predict([fresh_goods[1], defect], evidence=EvidenceFor.ALL)
+    assert all(r.evidence is not None for r in every)

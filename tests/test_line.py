@@ -11,16 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import ImageFactory
 from inspect_app.errors import InspectAppError
-from inspect_app.line.config import (CsvConfig, MqttConfig, SourceConfig, TriggerConfig, WebhookConfig, load_station_config,
-                                     parse_station_config)
+from inspect_app.line.config import (
+    CsvConfig,
+    MqttConfig,
+    SourceConfig,
+    TriggerConfig,
+    WebhookConfig,
+    load_station_config,
+    parse_station_config,
+)
 from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.queues import InspectQueue, Job
 from inspect_app.line.sinks import CsvSink, WebhookSink
 from inspect_app.line.sources import CameraLink, FolderSource, Frame, MjpegSource, PushSource
 from inspect_app.line.testing import MjpegCamera, encode_jpeg, free_port
 from inspect_app.line.triggers import ContinuousTrigger, ExternalTrigger, PartPresentTrigger
+
+from conftest import ImageFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 

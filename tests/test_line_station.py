@@ -18,10 +18,11 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 
-from conftest import ImageFactory
 from inspect_app.line import Station, parse_station_config
 from inspect_app.line.testing import MjpegCamera, Mosquitto, encode_jpeg, free_port
 from inspect_app.store import ResultsStore
+
+from conftest import ImageFactory
 
 pytestmark = pytest.mark.skipif(not Mosquitto.available(), reason="mosquitto is not installed (.ci/run installs it)")
 VENV_BIN = Path(sys.executable).parent
@@ -331,9 +332,9 @@ class SlowInspector:
         self.inspector, self.delay_s = inspector, delay_s
         self.mode, self.profile_version = inspector.mode, inspector.profile_version
 
-    def predict_batch(self, images, names=None):
+    def predict_batch(self, images, names=None, **options):
         time.sleep(self.delay_s)
-        return self.inspector.predict_batch(images, names)
+        return self.inspector.predict_batch(images, names, **options)
 
 
 def test_free_running_frames_are_dropped_oldest_first_and_counted(store, fitted_inspector):

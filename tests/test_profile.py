@@ -12,7 +12,13 @@ from inspect_app import PROFILE_FORMAT, profile
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.profile import (
-    PROFILE_FILE, check_product_name, delete_profile, list_profiles, load_profile, models_dir, save_profile,
+    PROFILE_FILE,
+    check_product_name,
+    delete_profile,
+    list_profiles,
+    load_profile,
+    models_dir,
+    save_profile,
 )
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +14,14 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import ImageFactory
 from inspect_app.cli import app
-from inspect_app.inspector import InspectionResult
-from inspect_app.post_processing.regions import Region
 from inspect_app.reports import build_report
 from inspect_app.reports.rows import ReportRow
 from inspect_app.reports.scoring import WorstKeeper
 from inspect_app.reports.stats import defect_density, time_bins, wilson_interval
+from inspect_app.results import InspectionResult, Region
+
+from conftest import ImageFactory
 
 N_GOOD, N_BAD = 8, 5
 
@@ -120,7 +120,7 @@ def test_worst_keeper_keeps_only_the_worst_maps_in_any_order():
 
 
 def test_time_bins_hour_and_shift():
-    start = datetime(2026, 11, 24, 5, 30, tzinfo=timezone.utc)
+    start = datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
 
     def row(minutes, verdict):
         return ReportRow(InspectionResult("f", verdict, score=0.9 if verdict == "FAIL" else 0.1),

@@ -7,9 +7,9 @@ import signal
 from pathlib import Path
 
 import pytest
+from test_reports import make_folder
 
 from inspect_app.reports import build_report
-from test_reports import make_folder
 
 RAY_TIME_LIMIT_S = 420
 
@@ -51,23 +51,27 @@ def test_ray_report_matches_single_process(tmp_path, fitted_inspector):
 
 
 def test_ray_workers_ship_back_the_arrays_explanations_need(tmp_path, fitted_inspector):
-    """The worker's batch output rebuilds into results with the same anomaly map, kind maps and
-    embedding as in this process (the explanation adapter reads all three)."""
+    """The worker's batch output rebuilds into results with the same anomaly map as in this
+    process, and FAIL results with the same kind maps and embedding (the explanation adapter
+    reads all three); PASS results ship no evidence."""
     import numpy as np
 
-    from inspect_app.reports.ray_scoring import ARRAYS, RayInspector, _unpack
+    from inspect_app.reports.ray_scoring import ARRAYS, RayInspector, _array, _unpack
+    from inspect_app.results import EvidenceFor, Verdict
 
     fitted_inspector.save(tmp_path / "models")
     folder = make_folder(tmp_path)
-    files = sorted(p for p in folder.iterdir() if p.suffix == ".png")[:3]
+    files = sorted(p for p in folder.iterdir() if p.suffix == ".png")
     worker = RayInspector("gradient", str(tmp_path / "models"))
     out = worker({"path": np.array([str(f) for f in files], dtype=object),
                   "bytes": np.array([f.read_bytes() for f in files], dtype=object)})
-    local = fitted_inspector.predict([str(f) for f in files])
+    local = fitted_inspector.predict([str(f) for f in files], evidence=EvidenceFor.FAILS)
+    assert {r.verdict for r in local} >= {Verdict.PASS, Verdict.FAIL}
     for row, expected in enumerate(local):
         for name in ARRAYS:
-            want, got = getattr(expected, name), _unpack(out[name][row], out[name + "_shape"][row])
+            want, got = _array(expected, name), _unpack(out[name][row], out[name + "_shape"][row])
             assert (want is None) == (got is None)
             if want is not None:
                 assert got.shape == want.shape and np.allclose(got, want, atol=1e-5)
-    assert any(_unpack(out["embedding"][r], out["embedding_shape"][r]) is not None for r in range(len(files)))
+        shipped = _unpack(out["embedding"][row], out["embedding_shape"][row])
+        assert (shipped is not None) == (expected.verdict == Verdict.FAIL)

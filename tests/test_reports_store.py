@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ImageFactory
 from inspect_app.cli import app
 from inspect_app.reports import build_report
 
-START = datetime(2026, 11, 20, 6, 0, tzinfo=timezone.utc)
+from conftest import ImageFactory
+
+START = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import json
 import statistics
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +16,12 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from inspect_app.inspector import InspectionResult
-from inspect_app.post_processing.regions import Region
+from inspect_app.results import InspectionResult, Region
 from inspect_app.store import ResultsStore, RetentionPolicy, StoreError
 
 from conftest import ImageFactory
 
-T0 = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def make_result(verdict: str = "PASS", product: str = "bracket", score: float = 0.2, file: str | None = "a.png",
@@ -99,8 +98,8 @@ def test_result_round_trip_is_complete_and_utc(store):
     assert d["time"] == "2026-03-01T08:00:00+00:00" and d["id"] == rid
 
     naive_local = store.add_result(make_result(), time=datetime(2026, 3, 1, 9, 0))  # naive means UTC
-    assert store.get(naive_local).time == datetime(2026, 3, 1, 9, 0, tzinfo=timezone.utc)
-    now = datetime.now(timezone.utc)
+    assert store.get(naive_local).time == datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+    now = datetime.now(UTC)
     assert abs(store.get(store.add_result(make_result())).time - now) < timedelta(seconds=5)
 
 
@@ -193,7 +192,7 @@ def test_disk_failure_keeps_the_row_and_raises_one_alarm(tmp_path):
         assert "images not saved" in alarms[0]["message"] and "stored without them" in alarms[0]["message"]
         store.raise_alarm("camera_lost", "no frames for 5 s", station="cam-1")
         assert [a["kind"] for a in store.alarms()] == ["camera_lost", "image_write_failed"]
-        assert store.alarms(since=datetime.now(timezone.utc) + timedelta(seconds=5)) == []
+        assert store.alarms(since=datetime.now(UTC) + timedelta(seconds=5)) == []
 
 
 def test_feedback_and_export(store):

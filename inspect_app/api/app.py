@@ -46,8 +46,8 @@ def _client_error(status: int, detail: str, metrics: ApiMetrics | None = None, r
     return HTTPException(status, detail)
 
 
-def create_app(models_dir: str | Path | None = None, store: "ResultsStore | None" = None, station: Any = None, *,
-               metrics_registry: "CollectorRegistry | None" = None, explainer: "ExplainerService | None" = None,
+def create_app(models_dir: str | Path | None = None, store: ResultsStore | None = None, station: Any = None, *,
+               metrics_registry: CollectorRegistry | None = None, explainer: ExplainerService | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The API app. Without ``store`` it opens the default one (``$INSPECT_APP_STORE_URL`` or
     ./data/store/results.db) and closes it on shutdown. FAIL results get the instant template

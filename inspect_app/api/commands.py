@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,8 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def api(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: all interfaces)."),
             port: int = typer.Option(8000, "--port", min=1, max=65535),
-            models_dir: Optional[Path] = ModelsDir,
-            store_url: Optional[str] = typer.Option(None, "--store", help="Results store URL (default "
+            models_dir: Path | None = ModelsDir,
+            store_url: str | None = typer.Option(None, "--store", help="Results store URL (default "
                                                     "$INSPECT_APP_STORE_URL or sqlite:///data/store/results.db).")
             ) -> None:
         """Serve the REST API: POST /inspect, GET /results, /health, /metrics; docs at /docs."""

@@ -28,7 +28,7 @@ class DecoderStats:
     log_std: float
 
     @classmethod
-    def from_maps(cls, normal_maps: torch.Tensor) -> "DecoderStats":
+    def from_maps(cls, normal_maps: torch.Tensor) -> DecoderStats:
         logs = normal_maps.flatten(1).amax(1).clamp_min(EPS).log()
         return cls(float(logs.mean()), float(logs.std().clamp_min(1e-3)) if len(logs) > 1 else 0.1)
 

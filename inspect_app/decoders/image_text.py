@@ -12,8 +12,8 @@ kinds keep the meaning their descriptions give them.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -72,8 +72,9 @@ class ExplanationAdapter(nn.Module):
 
     def inputs(self, result) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Batched adapter inputs for one ``InspectionResult`` (zeros for what it lacks)."""
-        anomaly, kinds = resize_maps(result.anomaly_map, result.kind_maps, self.config.n_kinds)
-        embedding = result.embedding
+        evidence = result.evidence
+        anomaly, kinds = resize_maps(result.anomaly_map, evidence and evidence.kind_maps, self.config.n_kinds)
+        embedding = evidence.embedding if evidence is not None else None
         if embedding is None or embedding.shape[0] != self.config.embedding_dim:
             raise ValueError(f"the adapter needs the encoder embedding of width {self.config.embedding_dim} "
                              f"(EfficientNet-Lite0); this result has "
@@ -98,7 +99,7 @@ class ExplanationAdapter(nn.Module):
         return path
 
     @classmethod
-    def load(cls, path: Path) -> tuple["ExplanationAdapter", dict, dict[str, torch.Tensor], float]:
+    def load(cls, path: Path) -> tuple[ExplanationAdapter, dict, dict[str, torch.Tensor], float]:
         """(adapter, training info, LoRA tensors by module path, LoRA scale)."""
         from safetensors import safe_open
 

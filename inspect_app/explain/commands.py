@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Optional
 
 import typer
 
 from inspect_app.cli import ModelsDir, console, out, progress_bar, user_errors
+from inspect_app.results import EvidenceFor
 
 VariantOption = typer.Option(None, "--variant", help="adapter (soft tokens + facts), facts (facts-only prompt) "
                                                      "or template; default: the measured best.")
@@ -30,15 +30,15 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def explain(image: Path = typer.Argument(..., help="The image to inspect and explain."),
                 product: str = typer.Option(..., "--product"),
-                models_dir: Optional[Path] = ModelsDir,
-                variant: Optional[str] = VariantOption,
+                models_dir: Path | None = ModelsDir,
+                variant: str | None = VariantOption,
                 language: str = typer.Option("en", "--language", help="Output language (English is tested; "
                                                                      "others need a larger model)."),
-                language_model: Optional[str] = LanguageModelOption,
+                language_model: str | None = LanguageModelOption,
                 allow_download: bool = typer.Option(False, "--allow-download",
                                                     help="Let --language-model fetch from the hub."),
                 timeout: float = typer.Option(30.0, "--timeout", help="Seconds before the deterministic sentence."),
-                json_out: Optional[Path] = typer.Option(None, "--json", help="Write the result with its explanation."),
+                json_out: Path | None = typer.Option(None, "--json", help="Write the result with its explanation."),
                 ) -> None:
         """Inspect one image and explain the result in a sentence or two (any verdict)."""
         from inspect_app.errors import ImageLoadError
@@ -51,7 +51,7 @@ def register(app: typer.Typer) -> None:
         if not image.is_file():
             raise ImageLoadError(f"{image}: no such file")
         inspector = Inspector.load(product, models_dir)
-        result = inspector.predict(str(image))
+        result = inspector.predict(str(image), evidence=EvidenceFor.FAILS)
         with ExplainerService(models_dir, language=language, timeout_s=timeout, variant=variant,
                               language_model=language_model, allow_download=allow_download) as svc:
             expl = svc.explain(result)
@@ -68,14 +68,14 @@ def register(app: typer.Typer) -> None:
     def explain_eval(category_dir: Path = typer.Argument(..., help="A category folder in MVTec layout."),
                      variant: str = typer.Option("all", "--variant",
                                                  help="all (facts, adapter and template side by side), or one."),
-                     json_out: Optional[Path] = typer.Option(None, "--json"),
+                     json_out: Path | None = typer.Option(None, "--json"),
                      mode: str = typer.Option("fused", "--mode", help="Inspector mode to fit (fused gives kinds)."),
-                     k_shot: Optional[int] = typer.Option(None, "--k-shot", min=1,
+                     k_shot: int | None = typer.Option(None, "--k-shot", min=1,
                                                           help="Fit on K good images only (faster)."),
-                     per_folder: Optional[int] = typer.Option(None, "--per-folder", min=1,
+                     per_folder: int | None = typer.Option(None, "--per-folder", min=1,
                                                               help="At most N test images per folder (seeded)."),
-                     models_dir: Optional[Path] = ModelsDir,
-                     language_model: Optional[str] = LanguageModelOption,
+                     models_dir: Path | None = ModelsDir,
+                     language_model: str | None = LanguageModelOption,
                      ) -> None:
         """Fit on train/good, explain every test image with each variant; faithfulness and latency."""
         from inspect_app.cli import _mode
@@ -130,16 +130,16 @@ def register(app: typer.Typer) -> None:
                           lora_rank: int = typer.Option(0, "--lora-rank", min=0, max=8,
                                                         help="Also train a LoRA of this rank on the attention "
                                                              "query/value projections (0: adapter only)."),
-                          init: Optional[Path] = typer.Option(None, "--init", help="Continue from these adapter "
+                          init: Path | None = typer.Option(None, "--init", help="Continue from these adapter "
                                                               "weights (a .safetensors written by this command)."),
-                          language_model: Optional[str] = LanguageModelOption,
+                          language_model: str | None = LanguageModelOption,
                           ) -> None:
         """Train the explanation adapter on synthesised defects over good images of several products."""
         import torch
 
+        from inspect_app.explain.adapter import ExplanationAdapter
         from inspect_app.explain.dataset import build_dataset, shared_sources
         from inspect_app.explain.language_model import load_language_model
-        from inspect_app.explain.adapter import ExplanationAdapter
         from inspect_app.explain.training import CachedFeatures, lora_weights, train_adapter
 
         if not cache.is_file():

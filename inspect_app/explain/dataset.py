@@ -11,9 +11,9 @@ training steps run only the adapter and the language model.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -98,6 +98,7 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
     from inspect_app.config import ImageTextConfig, InspectorConfig
     from inspect_app.data.images import load_image
     from inspect_app.inspector import Inspector
+    from inspect_app.results import EvidenceFor
     from inspect_app.synthesis import DefectSynthesizer
 
     anomaly_maps, kind_maps, embeddings, records = [], [], [], []
@@ -139,21 +140,22 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
                     sample = synthesizer.synthesize(goods[idx], donor=donor, rng=rng)
                     images.append(sample.image)
                     truths.append(sample)
-            for result, truth in zip(inspector.predict(images), truths):
+            for result, truth in zip(inspector.predict(images, evidence=EvidenceFor.ALL), truths):
                 if truth is None and result.verdict != "PASS" or truth is not None and result.verdict != "FAIL":
                     continue  # facts and verdict must agree; missed or false detections are left out
                 regions: tuple[RegionFact, ...] = ()
                 if truth is not None:
-                    region = _ground_truth_region(truth.mask, truth.kind, result.kind_maps, kinds, result.part_box)
+                    region = _ground_truth_region(truth.mask, truth.kind, result.evidence.kind_maps, kinds,
+                                                  result.part_box)
                     if region is None:
                         continue
                     regions = (region,)
                 facts = Facts(sanitize_product(source.name), result.verdict, round(result.score, 3), result.threshold,
                               regions, len(regions))
-                anomaly, kmaps = resize_maps(result.anomaly_map, result.kind_maps, len(kinds))
+                anomaly, kmaps = resize_maps(result.anomaly_map, result.evidence.kind_maps, len(kinds))
                 anomaly_maps.append(anomaly.astype(np.float16))
                 kind_maps.append(kmaps.astype(np.float16))
-                embeddings.append(result.embedding.astype(np.float32))
+                embeddings.append(result.evidence.embedding.astype(np.float32))
                 records.append({"product": source.name, "facts": asdict(facts),
                                 "method": None if truth is None else truth.method})
             if progress:

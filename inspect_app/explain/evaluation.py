@@ -25,17 +25,25 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from inspect_app.explain.facts import Facts, facts_from_result
 from inspect_app.explain.service import SOURCES, VARIANTS, finish
 from inspect_app.explain.template import template_from_facts
-from inspect_app.explain.validate import (_KEEP, _REMOVE, mentioned_kinds, mentioned_locations, says_defect,
-                                          says_no_defect, strip_product)
+from inspect_app.explain.validate import (
+    _KEEP,
+    _REMOVE,
+    mentioned_kinds,
+    mentioned_locations,
+    says_defect,
+    says_no_defect,
+    strip_product,
+)
 from inspect_app.post_processing.regions import location_word
+from inspect_app.results import EvidenceFor
 from inspect_app.synthesis.vocabulary import kinds_for_folder
 
 Progress = Callable[[int, int, str], None]
@@ -128,7 +136,7 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
                                                                   replace=False))])]
     cases, results = [], []
     for i, sample in enumerate(samples):
-        result = inspector.predict(str(sample.path))
+        result = inspector.predict(str(sample.path), evidence=EvidenceFor.FAILS)
         facts = facts_from_result(result)
         cells, centroid = set(), None
         if sample.is_defective and result.image_size:

@@ -16,10 +16,11 @@ import re
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 from inspect_app.explain.facts import Facts, facts_from_result
 from inspect_app.explain.template import template_from_facts
@@ -186,7 +187,7 @@ class ExplainerService:
         if self._watchdog is not None:
             self._watchdog.join(timeout=5.0)
 
-    def __enter__(self) -> "ExplainerService":
+    def __enter__(self) -> ExplainerService:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -48,7 +48,7 @@ class CachedFeatures:
     kind_names: list[str]
 
     @classmethod
-    def load(cls, path: Path) -> "CachedFeatures":
+    def load(cls, path: Path) -> CachedFeatures:
         from safetensors.torch import load_file
 
         tensors = load_file(str(path))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,21 +17,21 @@ def register(app: typer.Typer) -> None:
 
     @app.command("line")
     @user_errors
-    def line(config: Optional[Path] = typer.Option(None, "--config", help="Station YAML file (see data/station.example.yaml)."),
-             source: Optional[str] = typer.Option(None, "--source", help="Device index, rtsp:// or http(s):// URL, "
+    def line(config: Path | None = typer.Option(None, "--config", help="Station YAML file (see data/station.example.yaml)."),
+             source: str | None = typer.Option(None, "--source", help="Device index, rtsp:// or http(s):// URL, "
                                                   "video file, watched folder, or 'push'."),
-             product: Optional[str] = typer.Option(None, "--product", help="Fitted product to inspect."),
-             store: Optional[str] = typer.Option(None, "--store", help="Results store URL (default "
+             product: str | None = typer.Option(None, "--product", help="Fitted product to inspect."),
+             store: str | None = typer.Option(None, "--store", help="Results store URL (default "
                                                  "$INSPECT_APP_STORE_URL or SQLite under ./data/store)."),
-             mqtt: Optional[str] = typer.Option(None, "--mqtt", help="MQTT broker HOST:PORT."),
-             max_frames: Optional[int] = typer.Option(None, "--max-frames", min=1,
+             mqtt: str | None = typer.Option(None, "--mqtt", help="MQTT broker HOST:PORT."),
+             max_frames: int | None = typer.Option(None, "--max-frames", min=1,
                                                       help="Stop after N frames were inspected and stored."),
-             models_dir: Optional[Path] = ModelsDir,
-             station: Optional[str] = typer.Option(None, "--station", help="Station name (MQTT topics, store)."),
-             trigger: Optional[str] = typer.Option(None, "--trigger", help="continuous, external or part-present."),
-             fps: Optional[float] = typer.Option(None, "--fps", min=0.01,
+             models_dir: Path | None = ModelsDir,
+             station: str | None = typer.Option(None, "--station", help="Station name (MQTT topics, store)."),
+             trigger: str | None = typer.Option(None, "--trigger", help="continuous, external or part-present."),
+             fps: float | None = typer.Option(None, "--fps", min=0.01,
                                                  help="Continuous trigger: at most F inspections per second."),
-             api_port: Optional[int] = typer.Option(None, "--api-port", help="Also serve the REST API on this port."),
+             api_port: int | None = typer.Option(None, "--api-port", help="Also serve the REST API on this port."),
              ) -> None:
         """Run an inspection station on a camera, stream, video, folder or pushed images."""
         from inspect_app.errors import InspectAppError

@@ -91,7 +91,7 @@ class MqttConfig(_Strict):
     password: str | None = None
 
     @classmethod
-    def from_address(cls, address: str) -> "MqttConfig":
+    def from_address(cls, address: str) -> MqttConfig:
         host, _, port = address.rpartition(":") if ":" in address else (address, "", "1883")
         if not host or not port.isdigit():
             raise InspectAppError(f"--mqtt {address!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")

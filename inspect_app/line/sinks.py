@@ -24,9 +24,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable
 
 import paho.mqtt.client as mqtt
 
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 
 def _utc(ts: float | None = None) -> str:
-    return datetime.fromtimestamp(time.time() if ts is None else ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(time.time() if ts is None else ts, UTC).isoformat(timespec="milliseconds")
 
 
 class MqttLink:

@@ -28,28 +28,30 @@ import time
 from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from inspect_app.line.config import CsvConfig, MqttConfig, StationConfig, WebhookConfig
-from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.memory import TRIM_EVERY_S, release_free_memory
+from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.queues import InspectQueue, Job
 from inspect_app.line.sinks import CsvSink, MqttLink, WebhookSink
 from inspect_app.line.sources import CameraLink, Frame, PushSource, create_source
 from inspect_app.line.triggers import Decision, ExternalTrigger, PartPresentTrigger, create_trigger
+from inspect_app.results import EvidenceFor
 
 if TYPE_CHECKING:
-    from inspect_app.inspector import InspectionResult, Inspector
+    from inspect_app.inspector import Inspector
+    from inspect_app.results import InspectionResult
 
 log = logging.getLogger(__name__)
 ALARM_REPEAT_S = 5.0  # the same alarm kind goes to MQTT at most this often
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
 @dataclass
@@ -57,7 +59,7 @@ class LineResult:
     """A result on its way through the output stage."""
 
     seq: int
-    result: "InspectionResult"
+    result: InspectionResult
     image: np.ndarray | None
     trigger: str
     triggered_at: float
@@ -79,7 +81,7 @@ class Station:
     ``explainer`` may be given (tests, the API); otherwise they are created from ``config`` in
     ``start()`` and closed by ``stop()``."""
 
-    def __init__(self, config: StationConfig, *, inspector: "Inspector | None" = None, store: Any = None,
+    def __init__(self, config: StationConfig, *, inspector: Inspector | None = None, store: Any = None,
                  explainer: Any = None):
         self.config = config
         self.name = config.name
@@ -113,7 +115,7 @@ class Station:
                        "PASS": 0, "FAIL": 0, "ERROR": 0}
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "Station":
+    def start(self) -> Station:
         """Load what is missing, connect the sinks and start the threads. A failure here (no such
         product, store unreachable) closes whatever was opened and raises."""
         try:
@@ -358,7 +360,7 @@ class Station:
 
     def _reject(self, seq: int, trigger: str, triggered_at: float, reason: str, name: str | None = None) -> None:
         """A triggered part that will not be inspected: stored as ERROR, sent to the reject topic."""
-        from inspect_app.inspector import InspectionResult
+        from inspect_app.results import InspectionResult
 
         self.metrics.parts_rejected.labels(reason.split(":")[0].split(" within")[0][:40]).inc()
         with self._lock:
@@ -382,7 +384,7 @@ class Station:
 
     # ------------------------------------------------------------------ inspection
     def _inspect(self) -> None:
-        from inspect_app.inspector import InspectionResult
+        from inspect_app.results import InspectionResult
 
         batch_size = self.config.pipeline.batch_size
         try:
@@ -396,7 +398,8 @@ class Station:
                 names = [j.frame.name or f"{self.name}#{j.seq}" for j in jobs]
                 t0 = time.perf_counter()
                 try:
-                    results = self.inspector.predict_batch([j.frame.image for j in jobs], names)
+                    results = self.inspector.predict_batch([j.frame.image for j in jobs], names,
+                                                           evidence=EvidenceFor.FAILS)
                 except Exception as exc:  # one bad batch never stops the station
                     log.exception("inspection of %d frame(s) failed", len(jobs))
                     results = [InspectionResult(n, "ERROR", error=f"inspection failed: {type(exc).__name__}: {exc}",
@@ -448,7 +451,7 @@ class Station:
                                          "trigger": lr.trigger, "verdict_at": lr.verdict_at})
         try:
             lr.rid = self.store.add_result(res, station=self.name, lot=cfg.lot, image=lr.image,
-                                           time=datetime.fromtimestamp(lr.triggered_at, timezone.utc))
+                                           time=datetime.fromtimestamp(lr.triggered_at, UTC))
             self.metrics.results_stored.inc()
             with self._lock:
                 self.counts["stored"] += 1

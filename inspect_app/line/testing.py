@@ -8,9 +8,9 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -78,7 +78,7 @@ class MjpegCamera:
             self.sent_at.append(time.time())
             return index
 
-    def start(self) -> "MjpegCamera":
+    def start(self) -> MjpegCamera:
         camera = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -156,7 +156,7 @@ class Mosquitto:
     def available(binary: str = "/usr/sbin/mosquitto") -> bool:
         return Path(binary).exists() or shutil.which("mosquitto") is not None
 
-    def start(self) -> "Mosquitto":
+    def start(self) -> Mosquitto:
         log = (self.workdir / "mosquitto.log").open("a")
         self.process = subprocess.Popen([self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT)
         try:

@@ -51,7 +51,7 @@ class Calibration:
         tail = LogNormalTail.fit(self.normal_scores)
         return float(stats.t.sf((math.log(raw_threshold) - tail.mu) / tail.spread, tail.n - 1))
 
-    def with_sensitivity(self, target_frr: float) -> "Calibration":
+    def with_sensitivity(self, target_frr: float) -> Calibration:
         """The same calibration, re-thresholded for another false-reject target."""
         return calibrate_threshold(self.normal_scores, target_frr, self.holdout_method)
 
@@ -59,7 +59,7 @@ class Calibration:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Calibration":
+    def from_dict(cls, data: dict) -> Calibration:
         return cls(**data)
 
 
@@ -72,7 +72,7 @@ class LogNormalTail:
     n: int
 
     @classmethod
-    def fit(cls, scores) -> "LogNormalTail":
+    def fit(cls, scores) -> LogNormalTail:
         logs = np.log(np.maximum(np.asarray(scores, dtype=np.float64), 1e-12))
         return cls(float(logs.mean()), max(float(logs.std(ddof=1)), 1e-3 * max(abs(float(logs.mean())), 1e-6)),
                    int(logs.size))

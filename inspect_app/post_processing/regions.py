@@ -3,32 +3,14 @@ stages (explanations, UI, reports) use: where, how big, what shape, how strong."
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import cv2
 import numpy as np
+
+from inspect_app.results import Region
 
 LOCATION_WORDS = [["top-left", "top", "top-right"], ["left", "centre", "right"],
                   ["bottom-left", "bottom", "bottom-right"]]
 MAX_REGIONS = 10
-
-
-@dataclass
-class Region:
-    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1 in original image pixels (x1, y1 exclusive)
-    area_fraction: float  # region area / part area
-    centroid: tuple[float, float]  # x, y in original image pixels
-    location: str  # one of LOCATION_WORDS, relative to the part, at the region's focus (see extract_regions)
-    elongation: float  # major / minor axis length (1 = round)
-    shape: str  # "elongated" (elongation >= 3) or "compact"
-    size: str  # "small" (< 1 % of the part), "medium" (< 5 %) or "large"
-    peak_score: float  # calibrated score at the region's strongest pixel (> 0.5)
-    on_part: bool = True  # focus inside the part's box (always True without a part box)
-    defect_type: str | None = None  # most likely defect kind (image-text decoder), if available
-    defect_probability: float | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def location_word(x: float, y: float, box: tuple[int, int, int, int]) -> str:

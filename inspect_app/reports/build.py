@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ class ReportSummary:
 def _utc(t: datetime | None) -> datetime | None:
     if t is None:
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _worst(rows: list[ReportRow], n: int) -> list[int]:
@@ -191,7 +191,7 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
     times = [_utc(r.time) for r in rows if r.time is not None]
     failed = sorted((r for r in rows if r.result.verdict == "FAIL"), key=lambda r: -r.result.score)
     context = {
-        "product": product, "generated": datetime.now(timezone.utc), "version": __version__, "info": info,
+        "product": product, "generated": datetime.now(UTC), "version": __version__, "info": info,
         "counts": counts, "charts": {k: data_uri(v, "image/png") for k, v in charts.items()},
         "time_kind": kind, "kinds": kinds, "density": density, "gallery": gallery,
         "failed": failed[:FAILED_TABLE_ROWS], "n_failed_hidden": max(0, len(failed) - FAILED_TABLE_ROWS),

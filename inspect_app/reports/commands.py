@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,7 +11,7 @@ from inspect_app.cli import ModelsDir, console, out, progress_bar, user_errors
 from inspect_app.errors import InspectAppError
 
 
-def _time(value: Optional[str], option: str) -> Optional[datetime]:
+def _time(value: str | None, option: str) -> datetime | None:
     """ISO 8601 date or date-time; without a zone it is UTC."""
     if value is None:
         return None
@@ -20,7 +19,7 @@ def _time(value: Optional[str], option: str) -> Optional[datetime]:
         t = datetime.fromisoformat(value)
     except ValueError:
         raise InspectAppError(f"{option} {value!r} is not an ISO 8601 time (e.g. 2026-11-24T06:00)") from None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def register(app: typer.Typer) -> None:
@@ -28,15 +27,15 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def report(product: str = typer.Option(..., "--product", help="Product name (profile folder name)."),
                out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, report.pdf, results.csv/json."),
-               images: Optional[Path] = typer.Option(None, "--images", help="Folder of images to inspect now."),
+               images: Path | None = typer.Option(None, "--images", help="Folder of images to inspect now."),
                from_store: bool = typer.Option(False, "--from-store", help="Report stored results instead."),
-               since: Optional[str] = typer.Option(None, "--since", help="Stored results from this time (ISO 8601, UTC if no zone)."),
-               until: Optional[str] = typer.Option(None, "--until", help="Stored results up to this time."),
-               lot: Optional[str] = typer.Option(None, "--lot", help="Only this lot (stored results)."),
-               store_url: Optional[str] = typer.Option(None, "--store", help="Results store URL (default "
+               since: str | None = typer.Option(None, "--since", help="Stored results from this time (ISO 8601, UTC if no zone)."),
+               until: str | None = typer.Option(None, "--until", help="Stored results up to this time."),
+               lot: str | None = typer.Option(None, "--lot", help="Only this lot (stored results)."),
+               store_url: str | None = typer.Option(None, "--store", help="Results store URL (default "
                                                        "$INSPECT_APP_STORE_URL or ./data/store/results.db)."),
-               models_dir: Optional[Path] = ModelsDir,
-               ray: Optional[str] = typer.Option(None, "--ray", help="Score on Ray: a cluster ADDRESS, or 'local' "
+               models_dir: Path | None = ModelsDir,
+               ray: str | None = typer.Option(None, "--ray", help="Score on Ray: a cluster ADDRESS, or 'local' "
                                                  "for a local instance (folder reports)."),
                no_explain: bool = typer.Option(False, "--no-explain", help="Do not explain failed parts."),
                worst: int = typer.Option(12, "--worst", min=0, max=200, help="Parts in the gallery of worst parts."),

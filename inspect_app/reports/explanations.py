@@ -9,11 +9,11 @@ time of a large report. A fallback is recorded in the explanation source.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
-from inspect_app.inspector import InspectionResult
 from inspect_app.reports.scoring import Progress
+from inspect_app.results import InspectionResult
 
 REPORT_TIMEOUT_S = 60.0  # a report is not a line: it can wait for the model to load and write a batch
 

@@ -12,26 +12,32 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from inspect_app.errors import InspectAppError
-from inspect_app.inspector import InspectionResult
 from inspect_app.reports.rows import result_from_dict
 from inspect_app.reports.scoring import Progress, WorstKeeper
+from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult
 
 BATCH = 8  # the Inspector's own batch size: same batches as a single process
 LOCAL_CPUS = 2
 READ_CPUS = 0.2
-ARRAYS = ("anomaly_map", "kind_maps", "embedding")  # float32 arrays shipped back beside the JSON
+ARRAYS = ("anomaly_map", "kind_maps", "embedding")  # float32 arrays shipped back beside the JSON (FAILs: evidence)
 
 
 def _pack(array: np.ndarray | None) -> tuple[bytes, str]:
     if array is None:
         return b"", "null"
     return np.ascontiguousarray(array, np.float32).tobytes(), json.dumps(list(array.shape))
+
+
+def _array(result: InspectionResult, name: str) -> np.ndarray | None:
+    if name == "anomaly_map":
+        return result.anomaly_map
+    return None if result.evidence is None else getattr(result.evidence, name)
 
 
 def _unpack(raw: bytes, shape: str) -> np.ndarray | None:
@@ -52,11 +58,12 @@ class RayInspector:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(p) for p in batch["path"]]
-        results = self.inspector.predict([bytes(b) for b in batch["bytes"]], names=names)
+        results = self.inspector.predict([bytes(b) for b in batch["bytes"]], names=names,
+                                         evidence=EvidenceFor.FAILS)
         out = {"path": np.array(names, dtype=object),
                "result": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}
         for name in ARRAYS:
-            packed = [_pack(getattr(r, name)) for r in results]
+            packed = [_pack(_array(r, name)) for r in results]
             out[name] = np.array([raw for raw, _ in packed], dtype=object)
             out[name + "_shape"] = np.array([shape for _, shape in packed], dtype=object)
         return out
@@ -111,8 +118,10 @@ def score_files_on_ray(product: str, models_dir: str | Path | None, files: Seque
                 index = order[_local_path(str(path), order)]
                 result = result_from_dict(json.loads(text))
                 result.file = str(files[index])
-                for name in ARRAYS:
-                    setattr(result, name, _unpack(batch[name][row], batch[name + "_shape"][row]))
+                arrays = {name: _unpack(batch[name][row], batch[name + "_shape"][row]) for name in ARRAYS}
+                result.anomaly_map = arrays["anomaly_map"]
+                if arrays["embedding"] is not None:
+                    result.evidence = ExplanationEvidence(arrays["kind_maps"], arrays["embedding"])
                 keeper.offer(index, result)
                 results[index] = result
                 done += 1

@@ -14,8 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from inspect_app.inspector import THRESHOLD, InspectionResult
-from inspect_app.post_processing.regions import Region
+from inspect_app.results import THRESHOLD, InspectionResult, Region
 
 REGION_FIELDS = {f.name for f in dataclasses.fields(Region)}
 # Columns of results.csv / keys of results.json, in order.
@@ -78,7 +77,7 @@ class ReportRow:
         return Path(self.result.file).name if self.result.file else f"record {self.record_id}"
 
     @classmethod
-    def from_stored(cls, stored: Any) -> "ReportRow":
+    def from_stored(cls, stored: Any) -> ReportRow:
         """A row from a ``StoredResult`` of the results store."""
         result = InspectionResult(
             file=stored.file, verdict=stored.verdict, score=stored.score,

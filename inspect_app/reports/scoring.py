@@ -8,10 +8,11 @@ archive does not fill memory.
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
-from inspect_app.inspector import InspectionResult, Inspector
+from inspect_app.inspector import Inspector
+from inspect_app.results import EvidenceFor, InspectionResult
 
 Progress = Callable[[int, int, str], None]
 CHUNK = 64  # images per predict call: bounds the anomaly maps held at once
@@ -19,7 +20,7 @@ CHUNK = 64  # images per predict call: bounds the anomaly maps held at once
 
 def drop_maps(result: InspectionResult) -> None:
     """Free what only gallery parts need: the anomaly map and the explanation adapter's inputs."""
-    result.anomaly_map = result.kind_maps = result.embedding = None
+    result.anomaly_map, result.evidence = None, None
 
 
 class WorstKeeper:
@@ -54,7 +55,7 @@ def score_files(inspector: Inspector, files: Sequence[Path], keeper: WorstKeeper
     results: list[InspectionResult] = []
     for start in range(0, len(files), CHUNK):
         chunk = [str(f) for f in files[start:start + CHUNK]]
-        for offset, result in enumerate(inspector.predict(chunk)):
+        for offset, result in enumerate(inspector.predict(chunk, evidence=EvidenceFor.FAILS)):
             keeper.offer(start + offset, result)
             results.append(result)
         if progress:

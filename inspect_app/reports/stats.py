@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
-from typing import Sequence
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -41,7 +41,7 @@ class Counts:
     ci_high: float | None
 
     @classmethod
-    def of(cls, rows: Sequence[ReportRow]) -> "Counts":
+    def of(cls, rows: Sequence[ReportRow]) -> Counts:
         verdicts = Counter(r.result.verdict for r in rows)
         passed, failed = verdicts.get("PASS", 0), verdicts.get("FAIL", 0)
         inspected = passed + failed
@@ -64,7 +64,7 @@ class TimeBin:
 
 
 def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def time_bins(rows: Sequence[ReportRow]) -> tuple[str, list[TimeBin]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from typing import Optional
 
 import typer
 
@@ -38,7 +37,7 @@ def register(app: typer.Typer) -> None:
             password_stdin: bool = typer.Option(False, "--password-stdin",
                                                 help="Read the password from the first line of stdin "
                                                      "(an empty line: no password, operators only)."),
-            store_url: Optional[str] = StoreOption) -> None:
+            store_url: str | None = StoreOption) -> None:
         """Add a user; the password is prompted twice (operators may leave it empty)."""
         from inspect_app.store import ROLES, ResultsStore, StoreError
 
@@ -51,7 +50,7 @@ def register(app: typer.Typer) -> None:
 
     @users.command("list")
     @user_errors
-    def list_users(store_url: Optional[str] = StoreOption) -> None:
+    def list_users(store_url: str | None = StoreOption) -> None:
         """List users and their roles."""
         from rich.table import Table
 

@@ -11,16 +11,17 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from inspect_app.inspector import InspectionResult
+    from inspect_app.results import InspectionResult
 
 log = logging.getLogger(__name__)
 # PNG compression 1: files ~10 % larger than the default level, encoding several times faster.
@@ -48,7 +49,7 @@ class RetentionPolicy:
 @dataclass
 class ImageJob:
     result_id: int
-    result: "InspectionResult"
+    result: InspectionResult
     image: np.ndarray | None
     time: datetime
 

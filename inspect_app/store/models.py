@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
@@ -21,17 +21,17 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         if value.tzinfo is not None:
-            value = value.astimezone(timezone.utc)
+            value = value.astimezone(UTC)
         return value.replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
         if value is None:
             return None
-        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -62,7 +62,7 @@ class ResultRow(Base):
     overlay_path: Mapped[str | None] = mapped_column(Text)
     image_bytes: Mapped[int | None] = mapped_column(Integer)  # image + overlay on disk, for retention
 
-    feedback: Mapped[list["FeedbackRow"]] = relationship(back_populates="result", order_by="FeedbackRow.id")
+    feedback: Mapped[list[FeedbackRow]] = relationship(back_populates="result", order_by="FeedbackRow.id")
 
     __table_args__ = (
         Index("ix_results_product_time", "product", "time"),

@@ -13,11 +13,11 @@ import os
 import re
 import threading
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from sqlalchemy import Engine, create_engine, event, func, select, update
@@ -27,11 +27,19 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from inspect_app.errors import InspectAppError
 from inspect_app.store.images import ImageJob, ImageWriter, RetentionPolicy
-from inspect_app.store.models import (AlarmRow, AuditRow, FeedbackRow, ResultRow, SettingsRow, StationStatusRow,
-                                      UserRow, utc_now)
+from inspect_app.store.models import (
+    AlarmRow,
+    AuditRow,
+    FeedbackRow,
+    ResultRow,
+    SettingsRow,
+    StationStatusRow,
+    UserRow,
+    utc_now,
+)
 
 if TYPE_CHECKING:
-    from inspect_app.inspector import InspectionResult
+    from inspect_app.results import InspectionResult
 
 DEFAULT_STORE_DIR = Path("data/store")
 FEEDBACK_KINDS = ("false_reject", "missed_defect", "confirmed")
@@ -241,14 +249,14 @@ class ResultsStore:
         self._closed = True
         self.engine.dispose()
 
-    def __enter__(self) -> "ResultsStore":
+    def __enter__(self) -> ResultsStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     # ------------------------------------------------------------------ results
-    def add_result(self, result: "InspectionResult", *, station: str = "local", lot: str | None = None,
+    def add_result(self, result: InspectionResult, *, station: str = "local", lot: str | None = None,
                    image: np.ndarray | None = None, time: datetime | None = None) -> int:
         """Store one result and return its id. The row is committed before this returns; the frame
         (``image``, else the file ``result.file``) and its overlay are written in the background for
@@ -256,7 +264,7 @@ class ResultsStore:
         written: do not modify it in place afterwards."""
         when = time or utc_now()
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         row = ResultRow(
             time=when, station=station, product=result.product, profile_version=result.profile_version,
             mode=result.mode, lot=lot, file=result.file, verdict=result.verdict, score=result.score,
@@ -269,7 +277,7 @@ class ResultsStore:
             self._images.submit(ImageJob(row.id, result, image, when))
         return row.id
 
-    def _wants_images(self, result: "InspectionResult", image: np.ndarray | None) -> bool:
+    def _wants_images(self, result: InspectionResult, image: np.ndarray | None) -> bool:
         if result.verdict == "ERROR" or (image is None and not result.file):
             return False
         if result.verdict == "FAIL":

@@ -3,8 +3,14 @@ made from good images, for decoders trained on normal images only."""
 
 from inspect_app.synthesis.defects import DefectSynthesizer, SyntheticDefect, normal_sample, size_word
 from inspect_app.synthesis.part import Part, analyse_part
-from inspect_app.synthesis.vocabulary import (DEFECT_KINDS, DEFECT_VOCABULARY, FOLDER_KINDS, NORMAL_KIND,
-                                              NORMAL_LABEL, kinds_for_folder)
+from inspect_app.synthesis.vocabulary import (
+                                              DEFECT_KINDS,
+                                              DEFECT_VOCABULARY,
+                                              FOLDER_KINDS,
+                                              NORMAL_KIND,
+                                              NORMAL_LABEL,
+                                              kinds_for_folder,
+)
 
 __all__ = [
     "DEFECT_KINDS", "DEFECT_VOCABULARY", "FOLDER_KINDS", "NORMAL_KIND", "NORMAL_LABEL", "DefectSynthesizer",

@@ -4,8 +4,8 @@ the mask outlined, a close-up of the defect, and its label, location and size.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np

@@ -9,15 +9,14 @@ Every generator has the signature ``(image, part, rng, donor) -> (image, mask, m
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import cv2
 import numpy as np
 from scipy.ndimage import binary_fill_holes
 
 from inspect_app.synthesis.part import Part
-from inspect_app.synthesis.shapes import (draw_polyline, fractal_noise, perlin, random_walk, smoothstep,
-                                          soft_blob)
+from inspect_app.synthesis.shapes import draw_polyline, fractal_noise, perlin, random_walk, smoothstep, soft_blob
 
 Generated = tuple[np.ndarray, np.ndarray, str]
 

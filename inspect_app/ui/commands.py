@@ -6,7 +6,6 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -31,16 +30,16 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def ui(port: int = typer.Option(8501, "--port", min=1, max=65535, help="Port to serve on."),
            host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: the whole network)."),
-           models_dir: Optional[Path] = ModelsDir,
-           store: Optional[str] = typer.Option(None, "--store", help="Results store URL (default "
+           models_dir: Path | None = ModelsDir,
+           store: str | None = typer.Option(None, "--store", help="Results store URL (default "
                                                "$INSPECT_APP_STORE_URL, else SQLite under ./data/store)."),
-           operator_no_login: Optional[bool] = typer.Option(
+           operator_no_login: bool | None = typer.Option(
                None, "--operator-no-login/--operator-login",
                help="Let operators inspect and give feedback without signing in (default: "
                     "$INSPECT_APP_UI_OPERATOR_NO_LOGIN, else sign-in required)."),
-           max_upload_mb: Optional[float] = typer.Option(None, "--max-upload-mb", min=0.1,
+           max_upload_mb: float | None = typer.Option(None, "--max-upload-mb", min=0.1,
                                                          help="Largest image accepted (default 25 MB)."),
-           line_camera: Optional[str] = typer.Option(None, "--line-camera", help="Camera for on-demand "
+           line_camera: str | None = typer.Option(None, "--line-camera", help="Camera for on-demand "
                                                      "snapshots: device index, stream URL, video file or folder."),
            ) -> None:
         """Serve the station UI (inspect, live line, products, history, reports, settings)."""

@@ -13,7 +13,6 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from inspect_app.errors import InspectAppError
-
 from inspect_app.profile import models_dir as resolve_models_dir
 
 ENV_PREFIX = "INSPECT_APP_UI_"
@@ -39,7 +38,7 @@ class UIConfig(BaseModel):
         return int(self.max_upload_mb * 1024 * 1024)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> "UIConfig":
+    def from_env(cls, env: Mapping[str, str] | None = None) -> UIConfig:
         env = os.environ if env is None else env
         models = resolve_models_dir(env.get("INSPECT_APP_MODELS_DIR"))
         good = env.get(ENV_PREFIX + "GOOD_IMAGES_DIR")

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from inspect_app.inspector import InspectionResult, Inspector
+from inspect_app.inspector import Inspector
+from inspect_app.results import EvidenceFor, InspectionResult
 from inspect_app.ui.uploads import Upload, check_image
 
 
@@ -52,7 +53,8 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
     ok = [p for p in parts if p.image is not None]
     if ok:
         with lock or contextlib.nullcontext():
-            results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok])
+            results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok],
+                                        evidence=EvidenceFor.FAILS)
         elapsed = (time.perf_counter() - start) * 1000
         for part, result in zip(ok, results):
             part.result, part.verdict_ms = result, elapsed

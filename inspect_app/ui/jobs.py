@@ -9,7 +9,8 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from inspect_app.errors import InspectAppError
 

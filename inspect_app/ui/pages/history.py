@@ -4,7 +4,7 @@ feedback, export, and hand false rejects back to the product's good images for a
 import csv
 import io
 import json
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 import streamlit as st
@@ -44,8 +44,8 @@ until = cols[3].date_input("To (UTC day)", value=None, key="history_until")
 lot = cols[4].text_input("Lot", key="history_lot").strip()
 filters = {
     "product": None if product == ALL else product, "verdict": verdicts or None, "lot": lot or None,
-    "since": datetime.combine(since, time.min, timezone.utc) if since else None,
-    "until": datetime.combine(until, time.min, timezone.utc) + timedelta(days=1) if until else None,
+    "since": datetime.combine(since, time.min, UTC) if since else None,
+    "until": datetime.combine(until, time.min, UTC) + timedelta(days=1) if until else None,
 }
 total = store.count(**filters)
 results = store.query(**filters, limit=500)

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from inspect_app.errors import InspectAppError
-from inspect_app.inspector import THRESHOLD
+from inspect_app.results import THRESHOLD
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import collect_explanation, inspect_uploads
 from inspect_app.ui.uploads import Upload

@@ -1,7 +1,7 @@
 """Live line: a running station's heartbeat and its latest parts from the results store,
 refreshed in place every few seconds (``st.fragment(run_every=...)``)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import streamlit as st
@@ -35,7 +35,7 @@ def live_view() -> None:
         st.warning(f"Station {station} has no status any more.")
         return
     status = found[0]
-    age = (datetime.now(timezone.utc) - status["updated_at"]).total_seconds()
+    age = (datetime.now(UTC) - status["updated_at"]).total_seconds()
     state = status.get("state", "?") if age <= STALE_S else f"no heartbeat for {age:.0f} s"
     camera = status.get("camera") or {}
     counts = status.get("counts") or {}

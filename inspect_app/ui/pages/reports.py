@@ -1,7 +1,7 @@
 """Reports: a batch QA report (``inspect_app.reports.build_report``) for a folder of images or
 for stored results in a time range, built in the background, then downloaded."""
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 
 import streamlit as st
 
@@ -41,14 +41,14 @@ out_text = st.text_input(f"Write the report to (empty: {cfg.reports_dir}/{produc
 
 job: BackgroundJob | None = st.session_state.get(JOB_KEY)
 if st.button("Build report", key="reports_build", type="primary", disabled=job is not None and job.running):
-    out_dir = out_text.strip() or str(cfg.reports_dir / f"{product}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}")
+    out_dir = out_text.strip() or str(cfg.reports_dir / f"{product}-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     try:
         if from_store:
             if store is None:
                 raise InspectAppError("the results store cannot be opened (see above)")
             args = {"store": store, "lot": lot or None,
-                    "since": datetime.combine(since, time.min, timezone.utc) if since else None,
-                    "until": datetime.combine(until, time.min, timezone.utc) + timedelta(days=1) if until else None}
+                    "since": datetime.combine(since, time.min, UTC) if since else None,
+                    "until": datetime.combine(until, time.min, UTC) + timedelta(days=1) if until else None}
         else:
             if not folder:
                 raise InspectAppError("give the folder of images to report on")

@@ -33,8 +33,9 @@ sensitivity, explanations, sinks, audit_tab = st.tabs(["Sensitivity", "Explanati
 
 def parse_sinks(text: str) -> dict:
     """The sinks mapping, validated with the line runner's own settings models."""
-    from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
     from pydantic import ValidationError
+
+    from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
 
     models = {"mqtt": MqttConfig, "webhook": WebhookConfig, "csv": CsvConfig}
     try:
