@@ -18,7 +18,7 @@ from datetime import date
 from pathlib import Path
 
 from inspect_app.data.images import load_image
-from inspect_app.post_processing.foreground import estimate_part_box
+from inspect_app.imaging.foreground import estimate_part_box
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import CATEGORIES, datasets_root  # noqa: E402

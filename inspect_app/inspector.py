@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,13 +29,13 @@ from inspect_app.decoders.fusion import DecoderStats, fuse
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.decoders.image_text import ImageTextDecoder, anomaly_odds, build_training_set, train_image_text_decoder
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError, ProfileError
+from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
-from inspect_app.post_processing.foreground import estimate_part_box
 from inspect_app.post_processing.regions import extract_regions
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
+from inspect_app.progress import ProgressCallback
 from inspect_app.results import THRESHOLD, EvidenceFor, ExplanationEvidence, InspectionResult, Region, Verdict
 
-Progress = Callable[[int, int, str], None]
 MIN_HOLDOUT_IMAGES = 10  # below this, calibration uses leave-one-out instead of a held-out split
 AUGMENTED_VIEWS = 8
 # Which decoders each mode needs.
@@ -133,7 +133,7 @@ class Inspector:
         return ImageImageDecoder(cfg.coreset_ratio, cfg.coreset_projection_dim, cfg.aggregation_kernel,
                                  self.config.seed)
 
-    def _encode(self, images: Sequence[np.ndarray], progress: Progress | None = None) -> list[torch.Tensor]:
+    def _encode(self, images: Sequence[np.ndarray], progress: ProgressCallback | None = None) -> list[torch.Tensor]:
         """Encoder level features of decoded images, in batches."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
@@ -166,7 +166,7 @@ class Inspector:
         return fuse(maps.image_image, maps.image_text, self.stats["image-image"], self.stats["image-text"])
 
     # ------------------------------------------------------------------ fitting
-    def _read_sources(self, images, progress: Progress | None):
+    def _read_sources(self, images, progress: ProgressCallback | None):
         sources: list = list_images(images)[0] if isinstance(images, (str, Path)) else list(images)
         if not sources:
             raise NotEnoughImagesError("no good images given: at least 1 is needed (10 or more for a reliable threshold)")
@@ -192,9 +192,9 @@ class Inspector:
         return decoded, hashes, skipped
 
     def _text_embeddings(self) -> tuple[list[str], torch.Tensor]:
-        from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY
         from inspect_app.text.encoders import MiniLMTextEncoder, PromptCache
         from inspect_app.text.prompts import build_prompts
+        from inspect_app.vocabulary import DEFECT_VOCABULARY
 
         choice = self.config.image_text.text_encoder
         if choice == "clip" or (choice == "auto" and self.config.backbone.name == "openclip"):
@@ -209,7 +209,7 @@ class Inspector:
         return states[1:], embeddings
 
     def _train_image_text(self, images: list[np.ndarray], levels: list[torch.Tensor],
-                          progress: Progress | None) -> list[float]:
+                          progress: ProgressCallback | None) -> list[float]:
         from inspect_app.synthesis import DefectSynthesizer
 
         kinds, embeddings = self._text_embeddings()
@@ -236,7 +236,7 @@ class Inspector:
         return history
 
     def fit(self, images: str | Path | Iterable[ImageInput], product: str | None = None,
-            progress: Progress | None = None, defect_images: Iterable[ImageInput] | None = None) -> FitReport:
+            progress: ProgressCallback | None = None, defect_images: Iterable[ImageInput] | None = None) -> FitReport:
         """Learn a product from good images (a folder or a list of paths/arrays).
 
         Part of the good images is held out to calibrate the threshold of every supported mode
@@ -346,7 +346,7 @@ class Inspector:
                                f"{', '.join(self.supported_modes)}; refit with --mode {mode} to use {mode!r}")
 
     def predict(self, images: ImageInput | Sequence[ImageInput], names: Sequence[str] | None = None,
-                progress: Progress | None = None, mode: str | None = None,
+                progress: ProgressCallback | None = None, mode: str | None = None,
                 evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult | list[InspectionResult]:
         """Inspect one image (returns one result) or a batch (returns a list, same order).
         ``evidence`` says which results also carry the explanation adapter's inputs."""
@@ -356,7 +356,7 @@ class Inspector:
         return results[0] if single else results
 
     def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str] | None = None,
-                      progress: Progress | None = None, mode: str | None = None,
+                      progress: ProgressCallback | None = None, mode: str | None = None,
                       evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
         mode = mode or self.mode
         self._require_fitted(mode)

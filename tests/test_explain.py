@@ -56,8 +56,8 @@ def test_template_pass_error_and_unlabelled_regions():
 
 
 def test_template_is_faithful_for_every_location_size_shape_and_kind():
-    from inspect_app.post_processing.regions import LOCATION_WORDS
-    from inspect_app.synthesis.vocabulary import DEFECT_KINDS
+    from inspect_app.imaging.locations import LOCATION_WORDS
+    from inspect_app.vocabulary import DEFECT_KINDS
 
     for row in LOCATION_WORDS:
         for loc in row:

@@ -12,7 +12,7 @@ from inspect_app.decoders.image_text import ImageTextDecoder, TrainingSet, anoma
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.post_processing.calibration import calibrate_threshold
-from inspect_app.synthesis.vocabulary import DEFECT_KINDS
+from inspect_app.vocabulary import DEFECT_KINDS
 
 from conftest import ImageFactory, paste_blob
 

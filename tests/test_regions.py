@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from inspect_app.post_processing.foreground import estimate_part_box
-from inspect_app.post_processing.regions import MAX_REGIONS, extract_regions, location_word
+from inspect_app.imaging.foreground import estimate_part_box
+from inspect_app.imaging.locations import location_word
+from inspect_app.post_processing.regions import MAX_REGIONS, extract_regions
 
 
 def _disc(shape, cx, cy, r, value, base=None):

@@ -10,18 +10,9 @@ import numpy as np
 import pytest
 
 from inspect_app.errors import InspectAppError, NotEnoughImagesError
-from inspect_app.post_processing.regions import LOCATION_WORDS
-from inspect_app.synthesis import (
-    DEFECT_KINDS,
-    DEFECT_VOCABULARY,
-    FOLDER_KINDS,
-    NORMAL_KIND,
-    NORMAL_LABEL,
-    DefectSynthesizer,
-    analyse_part,
-    kinds_for_folder,
-    normal_sample,
-)
+from inspect_app.imaging.locations import LOCATION_WORDS
+from inspect_app.synthesis import DefectSynthesizer, analyse_part, normal_sample
+from inspect_app.vocabulary import DEFECT_KINDS, DEFECT_VOCABULARY, FOLDER_KINDS, NORMAL_KIND, NORMAL_LABEL, kinds_for_folder
 from inspect_app.synthesis.gallery import draw_gallery, gallery_size
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"

@@ -15,7 +15,6 @@ from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
 from inspect_app.errors import InspectAppError  # noqa: E402
-from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY  # noqa: E402
 from inspect_app.text import (  # noqa: E402
     ClipTextEncoder,
     MiniLMTextEncoder,
@@ -26,8 +25,10 @@ from inspect_app.text import (  # noqa: E402
     sanitize_product,
     text_embeddings,
 )
-from inspect_app.text.encoders import CACHE_ENV, weights_digest  # noqa: E402
+from inspect_app.text.encoders import CACHE_ENV  # noqa: E402
 from inspect_app.text.prompts import MAX_PRODUCT_CHARS, NORMAL_STATES, TEMPLATES  # noqa: E402
+from inspect_app.vocabulary import DEFECT_VOCABULARY  # noqa: E402
+from inspect_app.weights import weights_digest  # noqa: E402
 
 
 @pytest.fixture

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from inspect_app.backbones.base import Backbone, EncodedImages
 from inspect_app.errors import ProfileError
-from inspect_app.text.encoders import weights_digest
+from inspect_app.weights import weights_digest
 
 _CHECKPOINT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Progress = Callable[[int, int, str], None]
+from inspect_app.progress import ProgressCallback
 
 
 class LayerNorm2d(nn.Module):
@@ -168,7 +168,7 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps: int = 600,
                              batch_size: int = 16, lr: float = 1e-2, seed: int = 0,
-                             progress: Progress | None = None) -> list[float]:
+                             progress: ProgressCallback | None = None) -> list[float]:
     """Train the projections (and temperature) with focal + dice loss for a fixed number of
     steps (so small products get as much training as large ones); returns the loss per 50 steps."""
     generator = torch.Generator().manual_seed(seed)
@@ -209,7 +209,7 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
 def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: Callable[[list], list[torch.Tensor]],
                        synthesize: Callable[[object, object, str, object], tuple[object, object]],
                        kinds: list[str], per_image: int, max_synthetic: int, seed: int,
-                       batch_size: int = 8, progress: Progress | None = None) -> TrainingSet:
+                       batch_size: int = 8, progress: ProgressCallback | None = None) -> TrainingSet:
     """Synthesise defects on good images (kinds cycled for balance), encode them, and pair them
     with the good images themselves as normal samples.
 

@@ -11,7 +11,7 @@ training steps run only the adapter and the language model.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,8 +19,9 @@ import cv2
 import numpy as np
 
 from inspect_app.explain.facts import Facts, RegionFact, sanitize_product
+from inspect_app.imaging.locations import size_word
+from inspect_app.progress import ProgressCallback
 
-Progress = Callable[[int, int, str], None]
 MAP_SIZE = 64  # anomaly map side the adapter sees
 GRID_SIZE = 32  # kind posterior side the adapter sees
 
@@ -75,7 +76,7 @@ def _ground_truth_region(mask: np.ndarray, kind: str, kind_maps: np.ndarray | No
     biggest = max(regions, key=lambda r: r.area_fraction)
     area = float(mask.sum()) / max((part_box[2] - part_box[0]) * (part_box[3] - part_box[1]), 1) if part_box \
         else float(mask.mean())
-    size = "small" if area < 0.01 else "medium" if area < 0.05 else "large"
+    size = size_word(area)
     probability = None
     if kind_maps is not None and kind in kinds:
         small = cv2.resize(mask.astype(np.float32), kind_maps.shape[:0:-1], interpolation=cv2.INTER_AREA)
@@ -87,7 +88,7 @@ def _ground_truth_region(mask: np.ndarray, kind: str, kind_maps: np.ndarray | No
 
 def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fit_share: float = 0.5,
                   max_fit: int = 40, samples_per_product: int = 160, normal_share: float = 0.25,
-                  image_text_steps: int = 200, progress: Progress | None = None) -> Path:
+                  image_text_steps: int = 200, progress: ProgressCallback | None = None) -> Path:
     """Fit, synthesise, inspect; write ``out`` (.safetensors) and ``out`` with .json (facts).
 
     The image-text decoders train for fewer steps than a product fit (200, not 600): their kind

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -42,11 +41,11 @@ from inspect_app.explain.validate import (
     says_no_defect,
     strip_product,
 )
-from inspect_app.post_processing.regions import location_word
+from inspect_app.imaging.locations import location_word
+from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor
-from inspect_app.synthesis.vocabulary import kinds_for_folder
+from inspect_app.vocabulary import kinds_for_folder
 
-Progress = Callable[[int, int, str], None]
 CELL_SHARE = 0.10
 MAX_MASK_POINTS = 4000
 
@@ -113,7 +112,7 @@ def _percentile(values: list[float], q: float) -> float | None:
 def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: str = "fused",
                           k_shot: int | None = None, per_folder: int | None = None, seed: int = 0,
                           language_model: str | None = None, models_dir: str | Path | None = None,
-                          progress: Progress | None = None) -> dict:
+                          progress: ProgressCallback | None = None) -> dict:
     from inspect_app.config import InspectorConfig
     from inspect_app.data.mvtec import MVTecCategory
     from inspect_app.explain.generator import load_generator

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY
+from inspect_app.vocabulary import DEFECT_VOCABULARY
 
 MAX_FACT_REGIONS = 3
 MAX_PRODUCT_CHARS = 40

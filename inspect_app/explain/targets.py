@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from inspect_app.explain.facts import Facts
-from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY
+from inspect_app.vocabulary import DEFECT_VOCABULARY
 
 SIZE_WORDS = ("small", "medium", "large", "tiny", "big")
 # Kind phrases without size words (a "small cavity" would state a size the facts may not have).

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,9 +29,9 @@ from inspect_app.explain.facts import MAX_FACT_REGIONS, Facts, RegionFact
 from inspect_app.explain.generator import _ids, adapter_prompt
 from inspect_app.explain.language_model import LanguageModel
 from inspect_app.explain.targets import target_sentence
-from inspect_app.post_processing.regions import LOCATION_WORDS
+from inspect_app.imaging.locations import LOCATION_WORDS
+from inspect_app.progress import ProgressCallback
 
-Progress = Callable[[int, int, str], None]
 KIND_DROPOUT = 0.2
 WEAKER_REGION_SHARE = 0.6  # share of defect samples given made-up weaker regions
 LORA_TARGETS = ("q_proj", "v_proj")
@@ -122,7 +121,7 @@ def _loss(lm: LanguageModel, embeds, mask, labels) -> torch.Tensor:
 
 
 def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, batch_size: int = 4,
-                  lr: float = 3e-3, seed: int = 0, val_share: float = 0.1, progress: Progress | None = None,
+                  lr: float = 3e-3, seed: int = 0, val_share: float = 0.1, progress: ProgressCallback | None = None,
                   max_seconds: float | None = None, lora_rank: int = 0,
                   init: ExplanationAdapter | None = None) -> tuple[ExplanationAdapter, TrainingReport, list[int]]:
     """Train a new adapter; returns it, the report and the held-out sample indices.

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 
 from inspect_app.explain.facts import Facts
-from inspect_app.synthesis.vocabulary import DEFECT_KINDS
+from inspect_app.vocabulary import DEFECT_KINDS
 
 MAX_CHARS = 300
 MAX_SENTENCES = 3

@@ -19,8 +19,9 @@ from anomalib.metrics.auroc import _AUROC
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
-from inspect_app.inspector import Inspector, Progress
-from inspect_app.synthesis.vocabulary import kinds_for_folder
+from inspect_app.inspector import Inspector
+from inspect_app.progress import ProgressCallback
+from inspect_app.vocabulary import kinds_for_folder
 
 METRIC_KEYS = ["image_auroc", "pixel_auroc", "aupro", "frr", "detection_rate", "fit_seconds",
                "predict_ms_p50", "images_per_second"]
@@ -49,7 +50,7 @@ class EvaluationRun:
 
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None, seed: int = 0,
-                 progress: Progress | None = None, latency_samples: int = 20) -> EvaluationRun:
+                 progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
     category = MVTecCategory(category_dir)
     config = (config or InspectorConfig()).model_copy(update={"seed": seed})
     inspector = Inspector(config, product=category.name)
@@ -58,7 +59,7 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig | None = None
 
 
 def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fit_seconds: float,
-                    progress: Progress | None = None, latency_samples: int = 20) -> EvaluationRun:
+                    progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
     """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure."""
     samples = category.test_samples()
     paths = [s.path for s in samples]
@@ -116,7 +117,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fi
 
 
 def evaluate(category_dir: str | Path, config: InspectorConfig | None = None, seeds: int = 1,
-             progress: Progress | None = None) -> dict:
+             progress: ProgressCallback | None = None) -> dict:
     """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
     runs = [evaluate_run(category_dir, config, seed, progress) for seed in range(seeds)]
     summary = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}

@@ -6,18 +6,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from inspect_app.imaging.locations import location_word, size_word
 from inspect_app.results import Region
 
-LOCATION_WORDS = [["top-left", "top", "top-right"], ["left", "centre", "right"],
-                  ["bottom-left", "bottom", "bottom-right"]]
 MAX_REGIONS = 10
-
-
-def location_word(x: float, y: float, box: tuple[int, int, int, int]) -> str:
-    x0, y0, x1, y1 = box
-    col = min(2, max(0, int(3 * (x - x0) / max(x1 - x0, 1))))
-    row = min(2, max(0, int(3 * (y - y0) / max(y1 - y0, 1))))
-    return LOCATION_WORDS[row][col]
 
 
 def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
@@ -67,7 +59,7 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
             area_fraction=round(frac, 5), centroid=(round(float(cx), 1), round(float(cy), 1)),
             location=location_word(fx, fy, box), elongation=round(min(elongation, 100.0), 2),
             shape="elongated" if elongation >= 3 else "compact",
-            size="small" if frac < 0.01 else "medium" if frac < 0.05 else "large",
+            size=size_word(frac),
             peak_score=round(peak, 4),
             on_part=part_box is None or (box[0] <= fx < box[2] and box[1] <= fy < box[3]),
         ))

@@ -16,11 +16,12 @@ from typing import Any
 
 from inspect_app import __version__
 from inspect_app.errors import InspectAppError, NotEnoughImagesError
+from inspect_app.progress import ProgressCallback
 from inspect_app.reports import plots
 from inspect_app.reports.gallery import GalleryItem, data_uri, gallery_item
 from inspect_app.reports.render import render_html, write_pdf, write_tables, write_text
 from inspect_app.reports.rows import ReportRow, defect_kind
-from inspect_app.reports.scoring import Progress, WorstKeeper, drop_maps, score_files
+from inspect_app.reports.scoring import WorstKeeper, drop_maps, score_files
 from inspect_app.reports.stats import Counts, defect_density, defect_kinds, time_bins
 
 FAILED_TABLE_ROWS = 200  # the HTML/PDF lists this many failed parts; the CSV/JSON list every image
@@ -61,7 +62,7 @@ def _worst(rows: list[ReportRow], n: int) -> list[int]:
 
 
 def _rows_from_folder(product: str, folder: Path, models_dir, ray_address: str | None, worst_n: int,
-                      progress: Progress | None) -> tuple[list[ReportRow], list[int], dict[str, Any]]:
+                      progress: ProgressCallback | None) -> tuple[list[ReportRow], list[int], dict[str, Any]]:
     from inspect_app.data.images import list_images
     from inspect_app.inspector import Inspector
 
@@ -97,7 +98,7 @@ def _open_store(store):
 
 
 def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
-                     progress: Progress | None) -> tuple[list[ReportRow], list[int], dict[str, Any]]:
+                     progress: ProgressCallback | None) -> tuple[list[ReportRow], list[int], dict[str, Any]]:
     store, opened = _open_store(store)
     try:
         filters = {"product": product, "since": since, "until": until, "lot": lot}
@@ -128,7 +129,7 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
 def build_report(product: str, out_dir: str | Path, *, images: str | Path | None = None, store=None,
                  since: datetime | None = None, until: datetime | None = None, lot: str | None = None,
                  models_dir: str | Path | None = None, ray_address: str | None = None, explain: bool = True,
-                 progress: Progress | None = None, worst_n: int = 12, explainer=None) -> ReportSummary:
+                 progress: ProgressCallback | None = None, worst_n: int = 12, explainer=None) -> ReportSummary:
     """Write the report of ``product`` to ``out_dir`` from a folder of ``images`` (inspected now,
     in this process or on Ray at ``ray_address``/"local") or from a results ``store`` (a
     ``ResultsStore`` or its URL; filtered by ``since``/``until``/``lot``). ``explainer``: a running

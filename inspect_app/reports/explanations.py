@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from inspect_app.reports.scoring import Progress
+from inspect_app.progress import ProgressCallback
 from inspect_app.results import InspectionResult
 
 REPORT_TIMEOUT_S = 60.0  # a report is not a line: it can wait for the model to load and write a batch
@@ -24,7 +24,7 @@ def _source(expl) -> str:
 
 
 def explain_failures(results: Sequence[InspectionResult], gallery: set[int], models_dir: str | Path | None = None,
-                     progress: Progress | None = None, service=None) -> dict[str, int]:
+                     progress: ProgressCallback | None = None, service=None) -> dict[str, int]:
     """Fill ``explanation``/``explanation_source`` of FAIL results that have none; ``gallery``
     holds the indices explained by the service (``service``: a running ``ExplainerService`` to
     reuse, else one is started and closed here). Returns how many came from each source."""

@@ -18,8 +18,9 @@ from pathlib import Path
 import numpy as np
 
 from inspect_app.errors import InspectAppError
+from inspect_app.progress import ProgressCallback
 from inspect_app.reports.rows import result_from_dict
-from inspect_app.reports.scoring import Progress, WorstKeeper
+from inspect_app.reports.scoring import WorstKeeper
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult
 
 BATCH = 8  # the Inspector's own batch size: same batches as a single process
@@ -90,7 +91,7 @@ def _init_ray(address: str):
 
 
 def score_files_on_ray(product: str, models_dir: str | Path | None, files: Sequence[Path], address: str,
-                       keeper: WorstKeeper, progress: Progress | None = None) -> list[InspectionResult]:
+                       keeper: WorstKeeper, progress: ProgressCallback | None = None) -> list[InspectionResult]:
     """Score ``files`` on Ray (``address`` or ``"local"``: a local instance with 2 CPUs), in
     the files' order. Ray is shut down afterwards only if this call started it."""
     from inspect_app.profile import models_dir as resolve_models_dir

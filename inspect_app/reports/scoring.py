@@ -8,13 +8,13 @@ archive does not fill memory.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from inspect_app.inspector import Inspector
+from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, InspectionResult
 
-Progress = Callable[[int, int, str], None]
 CHUNK = 64  # images per predict call: bounds the anomaly maps held at once
 
 
@@ -50,7 +50,7 @@ class WorstKeeper:
 
 
 def score_files(inspector: Inspector, files: Sequence[Path], keeper: WorstKeeper,
-                progress: Progress | None = None) -> list[InspectionResult]:
+                progress: ProgressCallback | None = None) -> list[InspectionResult]:
     """``inspector.predict`` over ``files`` in chunks; unreadable files become ERROR results."""
     results: list[InspectionResult] = []
     for start in range(0, len(files), CHUNK):

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspect_app.errors import InspectAppError
-from inspect_app.post_processing.regions import location_word
+from inspect_app.imaging.locations import location_word, size_word
 from inspect_app.synthesis.generators import GENERATORS
 from inspect_app.synthesis.part import Part, analyse_part
-from inspect_app.synthesis.vocabulary import DEFECT_KINDS, DEFECT_VOCABULARY, NORMAL_KIND, NORMAL_LABEL
+from inspect_app.vocabulary import DEFECT_KINDS, DEFECT_VOCABULARY, NORMAL_KIND, NORMAL_LABEL
 
 MIN_CHANGE = 8  # grey levels: a pixel counts as changed when some channel moved at least this much
 MIN_CHANGED_SHARE = 0.3  # share of mask pixels that must have changed
@@ -52,11 +52,6 @@ def _check_image(image: np.ndarray) -> None:
     if min(image.shape[:2]) < 16:
         raise InspectAppError(f"defect synthesis needs an image of at least 16x16 pixels, "
                               f"got {image.shape[1]}x{image.shape[0]}")
-
-
-def size_word(area_fraction: float) -> str:
-    """Same bands as inspection regions: < 1 % of the part is small, < 5 % medium, else large."""
-    return "small" if area_fraction < 0.01 else "medium" if area_fraction < 0.05 else "large"
 
 
 def normal_sample(image: np.ndarray) -> SyntheticDefect:

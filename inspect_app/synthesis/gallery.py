@@ -4,7 +4,6 @@ the mask outlined, a close-up of the defect, and its label, location and size.""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -12,8 +11,9 @@ import numpy as np
 
 from inspect_app.data.images import load_image
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError
+from inspect_app.progress import ProgressCallback
 from inspect_app.synthesis.defects import DefectSynthesizer, SyntheticDefect
-from inspect_app.synthesis.vocabulary import DEFECT_KINDS
+from inspect_app.vocabulary import DEFECT_KINDS
 
 PANEL = 200  # pixels per shown image
 GAP = 8
@@ -23,7 +23,6 @@ PANELS = 3
 ZOOM_MIN = 48  # smallest close-up window, in image pixels
 WORK_SIZE = 512  # long side images are reduced to before synthesis, as in training
 
-Progress = Callable[[int, int, str], None]
 
 
 def gallery_size(n: int) -> tuple[int, int]:
@@ -82,7 +81,7 @@ def _load(path: Path) -> np.ndarray:
 
 
 def draw_gallery(images: list[Path], out_png: Path, n: int = 24, seed: int = 0,
-                 progress: Progress | None = None) -> Path:
+                 progress: ProgressCallback | None = None) -> Path:
     """Synthesise ``n`` defects (kinds in turn, so all appear) from randomly chosen good ``images``
     and save them as a PNG grid at ``out_png``. Unreadable images are skipped. Returns the path."""
     out_png = Path(out_png)

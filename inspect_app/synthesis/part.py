@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from inspect_app.post_processing.foreground import downscale, part_silhouette, silhouette_box
+from inspect_app.imaging.foreground import downscale, part_silhouette, silhouette_box
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import platformdirs
@@ -25,27 +25,11 @@ from safetensors.torch import save_file
 from torch import nn
 
 from inspect_app.errors import ProfileError
+from inspect_app.weights import weights_digest
 
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "INSPECT_APP_CACHE_DIR"
-_SAMPLES_PER_TENSOR = 1024
-
-
-def weights_digest(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """Short digest of a set of weights: every tensor's name, shape and dtype plus an evenly strided
-    sample of its values, so a different checkpoint (or random init) changes it without hashing
-    hundreds of megabytes."""
-    h = hashlib.sha256()
-    for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
-        flat = tensor.detach().reshape(-1)
-        step = max(1, flat.numel() // _SAMPLES_PER_TENSOR)
-        sample = flat[::step][:_SAMPLES_PER_TENSOR].to(device="cpu", dtype=torch.float32).contiguous()
-        h.update(f"{name}|{tuple(tensor.shape)}|{tensor.dtype}|".encode())
-        h.update(sample.numpy().tobytes())
-    return h.hexdigest()[:16]
-
-
 class TextEncoder(ABC):
     """``encode(texts) -> [N, dim]`` float32 rows of unit length, on the CPU.
 

@@ -12,7 +12,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 
 from inspect_app.errors import InspectAppError
-from inspect_app.synthesis.vocabulary import DEFECT_VOCABULARY, NORMAL_KIND
+from inspect_app.vocabulary import DEFECT_VOCABULARY, NORMAL_KIND
 
 MAX_PRODUCT_CHARS = 48
 
