@@ -12,8 +12,15 @@ import pytest
 from inspect_app.errors import InspectAppError, NotEnoughImagesError
 from inspect_app.imaging.locations import LOCATION_WORDS
 from inspect_app.synthesis import DefectSynthesizer, analyse_part, normal_sample
-from inspect_app.vocabulary import DEFECT_KINDS, DEFECT_VOCABULARY, FOLDER_KINDS, NORMAL_KIND, NORMAL_LABEL, kinds_for_folder
 from inspect_app.synthesis.gallery import draw_gallery, gallery_size
+from inspect_app.vocabulary import (
+    DEFECT_KINDS,
+    DEFECT_VOCABULARY,
+    FOLDER_KINDS,
+    NORMAL_KIND,
+    NORMAL_LABEL,
+    kinds_for_folder,
+)
 
 DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 ALL_LOCATIONS = {word for row in LOCATION_WORDS for word in row}
