@@ -6,108 +6,20 @@ and exit with status 2; they never show a traceback.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from inspect_app import __version__
-from inspect_app.errors import InspectAppError
+from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
 from inspect_app.results import EvidenceFor
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Learn good parts from normal images, flag and locate defects.")
-console = Console(stderr=True, soft_wrap=True)
-out = Console()
-
-ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
-ModeOption = typer.Option("fused", "--mode",
-                          help="fused (both decoders, the default), image-image (memory bank only: fastest fit), "
-                               "image-text (text-space decoder), or zero-shot (OpenCLIP only).")
-
-
-def _mode(value: str) -> str:
-    from inspect_app.config import MODES
-    from inspect_app.errors import InspectAppError
-
-    if value not in MODES:
-        raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
-    return value
-
-
-def user_errors(func):
-    """Turn expected failures into one clear line and exit status 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except InspectAppError as exc:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}")
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            console.print("[yellow]interrupted: nothing was saved[/]")
-            raise typer.Exit(130) from None
-
-    return wrapper
-
-
-@contextmanager
-def progress_bar():
-    """The Inspector's progress callback: a rich bar (counts, elapsed, ETA) on a terminal; on a log
-    file or pipe, where a live bar shows nothing until a step ends, one line per step every 10 %
-    or 30 s with the same counts and ETA."""
-    if not console.is_terminal:
-        yield LogProgress(lambda line: console.print(line, markup=False, highlight=False))
-        return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
-
-        def update(done: int, total: int, label: str) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
-
-        yield update
-
-
-class LogProgress:
-    """Progress as log lines: ``label: done/total (pct), elapsed, ETA``."""
-
-    def __init__(self, emit, every_seconds: float = 30.0, clock=time.monotonic):
-        self.emit, self.every, self.clock = emit, every_seconds, clock
-        self.started: dict[str, float] = {}
-        self.last: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        now = self.clock()
-        start = self.started.setdefault(label, now)
-        last_time, last_tenth = self.last.get(label, (start, -1))
-        tenth = 10 * done // max(total, 1)
-        if done < total and tenth <= last_tenth and now - last_time < self.every:
-            return
-        self.last[label] = (now, tenth)
-        elapsed = now - start
-        eta_text = f"ETA {_clock_text(elapsed / done * (total - done))}" if done > 0 else "ETA ?"
-        self.emit(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
-                  f"{_clock_text(elapsed)} elapsed, {eta_text}")
-
-
-def _clock_text(seconds: float) -> str:
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
 def _version(value: bool) -> None:
     if value:
         out.print(f"inspect-app {__version__}")
@@ -145,7 +57,7 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {escape(', '.join(p.name for p in skipped[:5]))}")
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
-                             calibration=CalibrationConfig(target_frr=target_frr), mode=_mode(mode))
+                             calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
     with progress_bar() as progress:
@@ -180,7 +92,7 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     from inspect_app.errors import ImageLoadError
     from inspect_app.inspector import Inspector
 
-    inspector = Inspector.load(product, models_dir, mode=_mode(mode) if mode else None)
+    inspector = Inspector.load(product, models_dir, mode=parse_mode(mode) if mode else None)
     if path.is_dir():
         files, skipped = list_images(path)
         if skipped:
@@ -239,7 +151,7 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
     from inspect_app.config import BackboneConfig, InspectorConfig
     from inspect_app.metrics.evaluate import evaluate, markdown_table
 
-    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=_mode(mode))
+    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=parse_mode(mode))
     with progress_bar() as progress:
         summary = evaluate(category_dir, config, seeds=seeds, progress=progress)
     table = markdown_table([summary])

@@ -205,7 +205,7 @@ def test_predict_in_a_mode_the_profile_lacks_says_how_to_refit(fitted_cli, runne
 
 def test_progress_on_a_log_file_is_lines_with_counts_and_eta():
     """Without a terminal a live bar shows nothing until a step ends; log lines come every 10 %."""
-    from inspect_app.cli import LogProgress
+    from inspect_app.clikit import LogProgress
 
     lines, now = [], [0.0]
     progress = LogProgress(lines.append, every_seconds=30.0, clock=lambda: now[0])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from inspect_app.cli import ModelsDir, console, user_errors
+from inspect_app.clikit import ModelsDir, console, user_errors
 
 
 def register(app: typer.Typer) -> None:

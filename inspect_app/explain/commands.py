@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from inspect_app.cli import ModelsDir, console, out, progress_bar, user_errors
+from inspect_app.clikit import ModelsDir, console, out, progress_bar, user_errors
 from inspect_app.results import EvidenceFor
 
 VariantOption = typer.Option(None, "--variant", help="adapter (soft tokens + facts), facts (facts-only prompt) "
@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
                      language_model: str | None = LanguageModelOption,
                      ) -> None:
         """Fit on train/good, explain every test image with each variant; faithfulness and latency."""
-        from inspect_app.cli import _mode
+        from inspect_app.clikit import parse_mode
         from inspect_app.explain.evaluation import evaluate_explanations
         from inspect_app.explain.generator import DEFAULT_VARIANT
         from inspect_app.explain.language_model import LanguageModelError
@@ -86,7 +86,7 @@ def register(app: typer.Typer) -> None:
 
         variants = list(VARIANTS) if variant == "all" else [_check_variant(variant, VARIANTS)]
         with progress_bar() as progress:
-            summary = evaluate_explanations(category_dir, variants, _mode(mode), k_shot, per_folder,
+            summary = evaluate_explanations(category_dir, variants, parse_mode(mode), k_shot, per_folder,
                                             language_model=language_model, models_dir=models_dir, progress=progress)
         measured = [v for v in variants if "error" not in summary["variants"][v]]
         for name in set(variants) - set(measured):

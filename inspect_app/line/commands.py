@@ -13,7 +13,7 @@ import typer
 
 
 def register(app: typer.Typer) -> None:
-    from inspect_app.cli import ModelsDir, user_errors
+    from inspect_app.clikit import ModelsDir, user_errors
 
     @app.command("line")
     @user_errors
@@ -66,7 +66,7 @@ def run_station(cfg) -> dict:
     import threading
     import time
 
-    from inspect_app.cli import console, out
+    from inspect_app.clikit import console, out
     from inspect_app.line.station import Station
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from inspect_app.cli import ModelsDir, console, out, progress_bar, user_errors
+from inspect_app.clikit import ModelsDir, console, out, progress_bar, user_errors
 from inspect_app.errors import InspectAppError
 
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from inspect_app.cli import console, out, user_errors
+from inspect_app.clikit import console, out, user_errors
 
 StoreOption = typer.Option(None, "--store", help="Results store URL (default $INSPECT_APP_STORE_URL or "
                                                  "sqlite:///data/store/results.db).")

@@ -24,7 +24,7 @@ def streamlit_command(port: int, host: str, max_upload_mb: float) -> list[str]:
 
 
 def register(app: typer.Typer) -> None:
-    from inspect_app.cli import ModelsDir, out, user_errors
+    from inspect_app.clikit import ModelsDir, out, user_errors
 
     @app.command("ui")
     @user_errors

@@ -1,0 +1,104 @@
+"""What every command module shares: the consoles, one-line user errors, progress bars and the
+common options. Feature packages build their commands from these and register them with
+``register(app)``; none of them imports ``inspect_app.cli``."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import ParamSpec, TypeVar, cast
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from inspect_app.config import MODES, Mode
+from inspect_app.errors import InspectAppError
+from inspect_app.progress import ProgressCallback
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
+ModeOption = typer.Option("fused", "--mode",
+                          help="fused (both decoders, the default), image-image (memory bank only: fastest fit), "
+                               "image-text (text-space decoder), or zero-shot (OpenCLIP only).")
+
+
+def parse_mode(value: str) -> Mode:
+    """A ``--mode`` value, checked against the modes the product knows."""
+    if value not in MODES:
+        raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
+    return cast(Mode, value)
+
+
+def user_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn expected failures into one clear line and exit status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except InspectAppError as exc:
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted: nothing was saved[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+@contextmanager
+def progress_bar() -> Iterator[ProgressCallback]:
+    """The Inspector's progress callback: a rich bar (counts, elapsed, ETA) on a terminal; on a log
+    file or pipe, where a live bar shows nothing until a step ends, one line per step every 10 %
+    or 30 s with the same counts and ETA."""
+    if not console.is_terminal:
+        yield LogProgress(lambda line: console.print(line, markup=False, highlight=False))
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=False) as bar:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, label: str) -> None:
+            if label not in tasks:
+                tasks[label] = bar.add_task(label, total=total)
+            bar.update(tasks[label], completed=done, total=total)
+
+        yield update
+
+
+class LogProgress:
+    """Progress as log lines: ``label: done/total (pct), elapsed, ETA``."""
+
+    def __init__(self, emit: Callable[[str], object], every_seconds: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.emit, self.every, self.clock = emit, every_seconds, clock
+        self.started: dict[str, float] = {}
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        now = self.clock()
+        start = self.started.setdefault(label, now)
+        last_time, last_tenth = self.last.get(label, (start, -1))
+        tenth = 10 * done // max(total, 1)
+        if done < total and tenth <= last_tenth and now - last_time < self.every:
+            return
+        self.last[label] = (now, tenth)
+        elapsed = now - start
+        eta_text = f"ETA {_clock_text(elapsed / done * (total - done))}" if done > 0 else "ETA ?"
+        self.emit(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
+                  f"{_clock_text(elapsed)} elapsed, {eta_text}")
+
+
+def _clock_text(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
