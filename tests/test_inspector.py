@@ -240,7 +240,7 @@ def test_object_on_plain_background_uses_part_frame():
 
     inspector = Inspector(tiny_config(), product="disc")
     inspector.fit([part() for _ in range(4)])
-    assert inspector.part_frame == "object"
+    assert inspector.post_processor.part_frame == "object"
     result = inspector.predict(part(defect=True))
     assert result.verdict == "FAIL"
     assert result.part_box is not None

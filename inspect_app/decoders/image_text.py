@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -54,7 +55,6 @@ class ImageTextDecoder(nn.Module):
         self.register_buffer("text", F.normalize(text - text.mean(0, keepdim=True), dim=-1))
         self.register_buffer("feature_mean", torch.zeros(sum(channels)))
         self.register_buffer("feature_std", torch.ones(sum(channels)))
-        self.register_buffer("kind_prior", torch.full((len(kinds),), 1.0 / max(len(kinds), 1)))
         self.channels = list(channels)
         self.projections = nn.ModuleList(nn.Sequential(LayerNorm2d(c), nn.Conv2d(c, dim, 1)) for c in channels)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.07)))
@@ -89,7 +89,7 @@ class ImageTextDecoder(nn.Module):
         neighbourhood average: it measured better in image-text mode (mean image AUROC 0.807 ->
         0.857, pixel 0.807 -> 0.842 over three categories) and the same fused (benchmarks/RESULTS.md)."""
         out, start = [], 0
-        for feat, c in zip(levels, self.channels):
+        for feat, c in zip(levels, self.channels, strict=True):
             feat = feat.float()
             mean = self.feature_mean[start:start + c].view(1, -1, 1, 1)
             std = self.feature_std[start:start + c].view(1, -1, 1, 1)
@@ -102,7 +102,7 @@ class ImageTextDecoder(nn.Module):
         size = levels[0].shape[-2:]
         total = None
         scale = self.log_temperature.exp()
-        for feat, proj in zip(self._prepare(levels), self.projections):
+        for feat, proj in zip(self._prepare(levels), self.projections, strict=True):
             emb = F.normalize(proj(feat), dim=1)
             logits = torch.einsum("bdhw,kd->bkhw", emb, self.text) / scale
             if logits.shape[-2:] != size:
@@ -117,20 +117,6 @@ class ImageTextDecoder(nn.Module):
         anomaly = 1.0 - probs[:, 0]
         kinds = probs[:, 1:] / probs[:, 1:].sum(dim=1, keepdim=True).clamp_min(1e-8)
         return anomaly, kinds
-
-    def set_kind_prior(self, normal_kinds: torch.Tensor) -> None:
-        """The kinds this product's good patches lean towards: the mean posterior [K] of held-out
-        good images' patches ([B, K, h, w]). Each product's texture favours some kinds everywhere
-        (magnetic tile: contamination and scratch)."""
-        prior = normal_kinds.float().mean(dim=(0, 2, 3)).clamp_min(1e-4)
-        self.kind_prior.copy_(prior / prior.sum())
-
-    def region_kinds(self, posterior: np.ndarray) -> np.ndarray:
-        """A region's kind posterior [K] with the product's lean divided out, renormalised. Done
-        per region rather than per patch: it measured better on bottle and magnetic tile, the same
-        on cookie, and both beat no correction (benchmarks/RESULTS.md)."""
-        corrected = posterior / self.kind_prior.numpy()
-        return corrected / corrected.sum()
 
 
 def anomaly_odds(anomaly: torch.Tensor) -> torch.Tensor:
@@ -206,8 +192,16 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
     return history
 
 
-def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: Callable[[list], list[torch.Tensor]],
-                       synthesize: Callable[[object, object, str, object], tuple[object, object]],
+class SynthesizeDefect(Protocol):
+    """Paint a defect of ``kind`` on a good image (``donor``: another good image some kinds
+    borrow from); returns the defective image and its mask [H, W]."""
+
+    def __call__(self, image: np.ndarray, donor: np.ndarray, kind: str,
+                 rng: np.random.Generator, /) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tensor],
+                       encode: Callable[[list[np.ndarray]], list[torch.Tensor]], synthesize: SynthesizeDefect,
                        kinds: list[str], per_image: int, max_synthetic: int, seed: int,
                        batch_size: int = 8, progress: ProgressCallback | None = None) -> TrainingSet:
     """Synthesise defects on good images (kinds cycled for balance), encode them, and pair them
@@ -225,7 +219,7 @@ def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: 
     pending_images, pending_masks = [], []
 
     def flush() -> None:
-        for store, feat in zip(syn_levels, encode(pending_images)):
+        for store, feat in zip(syn_levels, encode(pending_images), strict=True):
             store.append(feat)
         for m in pending_masks:
             masks.append(torch.from_numpy(cv2.resize(m.astype(np.float32), (grid_w, grid_h),
@@ -247,7 +241,7 @@ def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: 
             progress(i + 1, total, "synthesising defects")
     if pending_images:
         flush()
-    levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels)]
+    levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels, strict=True)]
     normal_masks = torch.zeros(normal_levels[0].shape[0], grid_h, grid_w)
     return TrainingSet(levels=levels, masks=torch.cat([normal_masks, torch.stack(masks)]),
                        kinds=torch.tensor([0] * normal_levels[0].shape[0] + targets, dtype=torch.long))

@@ -1,15 +1,13 @@
 """Products: the onboarding wizard (good images -> fit in the background -> calibration -> save),
 and the list of profiles with delete."""
 
-import json
 
 import streamlit as st
 
 from inspect_app.config import CalibrationConfig, InspectorConfig
 from inspect_app.data.images import list_images
-from inspect_app.errors import InspectAppError
-from inspect_app.post_processing.calibration import Calibration
-from inspect_app.profile import PROFILE_FILE, check_product_name, delete_profile
+from inspect_app.errors import InspectAppError, ProfileError
+from inspect_app.profile import check_product_name, delete_profile, read_profile_summary
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
@@ -31,15 +29,14 @@ def profile_rows() -> list[dict]:
     for name in resources.products(cfg):
         row = {"product": name}
         try:
-            meta = json.loads((cfg.models_dir / name / PROFILE_FILE).read_text())
-            cal = meta["calibrations"][meta["config"]["mode"]]
-            row.update({"fitted (UTC)": meta.get("created_at"), "mode": meta["config"]["mode"],
-                        "good images": meta.get("training", {}).get("count"),
-                        "threshold (raw)": round(cal["raw_threshold"], 4),
-                        "target FRR": cal["target_frr"], "expected FRR": round(cal["expected_frr"], 4),
+            summary = read_profile_summary(cfg.models_dir / name)
+            cal = summary.calibration
+            row.update({"fitted (UTC)": summary.created_at, "mode": summary.mode, "good images": summary.n_images,
+                        "threshold (raw)": round(cal.raw_threshold, 4),
+                        "target FRR": cal.target_frr, "expected FRR": round(cal.expected_frr, 4),
                         "status": "ok"})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            row["status"] = f"corrupt profile ({type(exc).__name__}: {exc}); refit"
+        except (OSError, ProfileError) as exc:
+            row["status"] = f"unusable profile ({exc})"
         rows.append(row)
     return rows
 
@@ -53,8 +50,7 @@ if rows:
     with st.expander("Calibration of a profile"):
         shown = st.selectbox("Profile", usable, index=None, placeholder="Choose a profile", key="products_show_name")
         if shown:
-            meta = json.loads((cfg.models_dir / shown / PROFILE_FILE).read_text())
-            saved = Calibration.from_dict(meta["calibrations"][meta["config"]["mode"]])
+            saved = read_profile_summary(cfg.models_dir / shown).calibration
             st.image(calibration_histogram(saved.normal_scores, saved.raw_threshold, f"{shown}: held-out good parts"),
                      caption=f"{saved.n_normal} held-out good scores ({saved.holdout_method}); threshold "
                              f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
