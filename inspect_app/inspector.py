@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import numpy as np
 import torch
@@ -119,7 +119,7 @@ class Inspector:
         return self.model, self.post_processor
 
     @overload
-    def predict(self, images: Sequence[ImageInput], names: Sequence[str | None] | None = None,
+    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], names: Sequence[str | None] | None = None,
                 progress: ProgressCallback | None = None, mode: Mode | None = None,
                 evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]: ...
 
@@ -135,7 +135,7 @@ class Inspector:
         ``evidence`` says which results also carry the explanation adapter's inputs."""
         if isinstance(images, (list, tuple)):
             return self.predict_batch(images, names, progress, mode, evidence)
-        return self.predict_batch([images], names, progress, mode, evidence)[0]
+        return self.predict_batch([cast(ImageInput, images)], names, progress, mode, evidence)[0]
 
     def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str | None] | None = None,
                       progress: ProgressCallback | None = None, mode: Mode | None = None,

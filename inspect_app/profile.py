@@ -15,8 +15,8 @@ import os
 import re
 import shutil
 import uuid
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspect_app import PROFILE_FORMAT

@@ -96,6 +96,10 @@ def text_embeddings(config: InspectorConfig, product: str, encoder: Backbone) ->
     choice = config.image_text.text_encoder
     text_encoder: TextEncoder
     if choice == "clip" or (choice == "auto" and config.backbone.name == "openclip"):
+        from inspect_app.backbones.openclip import OpenClipEncoder
+
+        if not isinstance(encoder, OpenClipEncoder):
+            raise ProfileError("the CLIP text encoder needs an OpenCLIP image encoder")
         text_encoder = ClipTextEncoder(encoder.model, encoder.model_name)
     else:
         text_encoder = MiniLMTextEncoder()
@@ -217,7 +221,11 @@ class Trainer:
         assert decoder is not None
         decoder.set_feature_stats(levels)
         if cfg.mode == "zero-shot":
-            decoder.init_zero_shot(self.encoder)
+            from inspect_app.backbones.openclip import OpenClipEncoder
+
+            if not isinstance(self.encoder, OpenClipEncoder):
+                raise ProfileError("zero-shot scoring needs an encoder with a joint image-text space (OpenCLIP)")
+            decoder.init_zero_shot(self.encoder.joint_projection())
             decoder.eval()
             return []
         synthesizer = DefectSynthesizer(seed=cfg.seed)

@@ -58,17 +58,17 @@ def read_good_images(sources: Sequence[ImageInput], k_shot: int | None = None, s
         sources = [sources[i] for i in sorted(pick)]
     out = GoodImages([], [], [])
     for i, src in enumerate(sources):
-        is_file = isinstance(src, (str, Path))
-        name = str(src) if is_file else f"image[{i}]"
+        path = Path(src) if isinstance(src, (str, Path)) else None
+        name = str(src) if path is not None else f"image[{i}]"
         try:
             image = load_image(src, name=name)
         except ImageLoadError as exc:
             out.skipped.append(str(exc))
         else:
-            raw = Path(src).read_bytes() if is_file else image.tobytes()
+            raw = path.read_bytes() if path is not None else image.tobytes()
             out.images.append(image)
             out.records.append(TrainingImage(Path(name).name, hashlib.sha256(raw).hexdigest(),
-                                             str(Path(src).resolve()) if is_file else None))
+                                             str(path.resolve()) if path is not None else None))
         if progress:
             progress(i + 1, len(sources), "reading images")
     if not out.images:

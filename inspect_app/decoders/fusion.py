@@ -28,6 +28,9 @@ def log_score_stats(normal_maps: torch.Tensor) -> tuple[float, float]:
 class Fusion(nn.Module):
     """The fused map of the two decoders' raw maps; the good-image statistics are buffers."""
 
+    log_mean: torch.Tensor
+    log_std: torch.Tensor
+
     def __init__(self) -> None:
         super().__init__()
         self.register_buffer("log_mean", torch.zeros(2))  # image-image, image-text

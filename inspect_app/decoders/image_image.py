@@ -82,6 +82,9 @@ class ImageImageDecoder(nn.Module):
     product and a minimum (``nearest_distances``), which exports to ONNX/OpenVINO as it is.
     """
 
+    memory_bank: torch.Tensor
+    bank_sq: torch.Tensor
+
     def __init__(self, channels: int, kernel: int = 3, coreset_ratio: float = 0.01, projection_dim: int = 64,
                  seed: int = 0):
         super().__init__()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
@@ -43,6 +43,10 @@ class LayerNorm2d(nn.Module):
 class ImageTextDecoder(nn.Module):
     """Patch-to-text scoring. ``text_embeddings`` [1 + K, D]: row 0 is the normal state."""
 
+    text: torch.Tensor
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(self, channels: list[int], text_embeddings: torch.Tensor, kinds: list[str]):
         super().__init__()
         if text_embeddings.shape[0] != len(kinds) + 1:
@@ -59,19 +63,21 @@ class ImageTextDecoder(nn.Module):
         self.projections = nn.ModuleList(nn.Sequential(LayerNorm2d(c), nn.Conv2d(c, dim, 1)) for c in channels)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.07)))
 
-    def init_zero_shot(self, backbone) -> None:
-        """Start from the encoder's own patch-to-joint-space projection (OpenCLIP: ``ln_post`` and
-        ``proj``), so the decoder scores patches against the text before any training (WinCLIP-like)."""
-        if not hasattr(backbone, "joint_projection"):
-            raise ValueError("zero-shot scoring needs an encoder with a joint image-text space (OpenCLIP)")
+    def init_zero_shot(self, joint_projection: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Start from the encoder's own patch-to-joint-space projection (OpenCLIP: ``ln_post``
+        weight [C], bias [C] and ``proj`` [C, D]), so the decoder scores patches against the text
+        before any training (WinCLIP-like)."""
         self.feature_mean.zero_()
         self.feature_std.fill_(1.0)
-        norm_weight, norm_bias, proj = backbone.joint_projection()  # [C], [C], [C, D]
+        norm_weight, norm_bias, proj = joint_projection
         for seq in self.projections:
-            seq[0].weight.data.copy_(norm_weight)
-            seq[0].bias.data.copy_(norm_bias)
-            seq[1].weight.data.copy_(proj.T.reshape(proj.shape[1], proj.shape[0], 1, 1))
-            seq[1].bias.data.zero_()
+            norm, conv = cast(nn.Sequential, seq)
+            assert isinstance(norm, LayerNorm2d) and isinstance(conv, nn.Conv2d)
+            norm.weight.data.copy_(norm_weight)
+            norm.bias.data.copy_(norm_bias)
+            conv.weight.data.copy_(proj.T.reshape(proj.shape[1], proj.shape[0], 1, 1))
+            assert conv.bias is not None
+            conv.bias.data.zero_()
         self.log_temperature.data.fill_(math.log(0.01))
 
     def set_feature_stats(self, levels: list[torch.Tensor]) -> None:
@@ -100,14 +106,14 @@ class ImageTextDecoder(nn.Module):
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """Logits [B, 1 + K, H, W] on the finest level's grid (mean over levels)."""
         size = levels[0].shape[-2:]
-        total = None
+        total = torch.zeros(())
         scale = self.log_temperature.exp()
         for feat, proj in zip(self._prepare(levels), self.projections, strict=True):
             emb = F.normalize(proj(feat), dim=1)
             logits = torch.einsum("bdhw,kd->bkhw", emb, self.text) / scale
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            total = logits if total is None else total + logits
+            total = total + logits
         return total / len(self.projections)
 
     @torch.inference_mode()
@@ -216,7 +222,8 @@ def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tenso
     grid_h, grid_w = normal_levels[0].shape[-2:]
     syn_levels: list[list[torch.Tensor]] = [[] for _ in normal_levels]
     masks, targets = [], []
-    pending_images, pending_masks = [], []
+    pending_images: list[np.ndarray] = []
+    pending_masks: list[np.ndarray] = []
 
     def flush() -> None:
         for store, feat in zip(syn_levels, encode(pending_images), strict=True):
