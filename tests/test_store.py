@@ -64,7 +64,7 @@ def test_schema_from_migrations_matches_models_and_sqlite_uses_wal(store):
 def test_migrations_downgrade_to_nothing_and_upgrade_again(tmp_path):
     from alembic import command
 
-    from inspect_app.store.store import alembic_config
+    from inspect_app.store.database import alembic_config
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     with ResultsStore(url) as store:
