@@ -17,9 +17,8 @@ from typing import Any
 from sqlalchemy import Engine, Table, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from tenacity import retry, retry_if_exception_type, stop_after_attempt
 
 from inspect_app.errors import InspectAppError
 from inspect_app.store.models import Base
@@ -96,14 +95,24 @@ def alembic_config(connection: Any) -> Any:
     return config
 
 
-# Two processes creating a new database at once: the loser's DDL collides (table exists, duplicate
-# alembic_version row); on its second attempt it finds the schema at head and has nothing to do.
-@retry(retry=retry_if_exception_type((OperationalError, IntegrityError)), stop=stop_after_attempt(2), reraise=True)
+# Any constant: the key of the PostgreSQL advisory lock that serialises schema upgrades.
+_SCHEMA_LOCK_KEY = 0x1A5_2024
+
+
 def _upgrade_schema(engine: Engine) -> None:
+    """Bring the schema to head, one process at a time: two processes opening a new database at once
+    would otherwise both run the DDL, and the loser fail (or, on SQLite, whose driver commits DDL as it
+    goes, find half a schema). The lock is held until the upgrade commits; the next process then finds
+    the schema at head and has nothing to do."""
     from alembic import command
 
-    with engine.begin() as connection:
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")  # the write lock now, for the whole upgrade
+        else:
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK_KEY})")
         command.upgrade(alembic_config(connection), "head")
+        connection.commit()
 
 
 class Database:
