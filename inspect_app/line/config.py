@@ -32,8 +32,8 @@ class SourceConfig(StrictSettings):
     reconnect_max_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=5.0, gt=0, description="no frame for this long = camera lost")
     settle_s: float = Field(default=0.5, ge=0, description="watched folder: a file unchanged this long is complete")
-    done_dir: Path | None = Field(default=None, description="watched folder: move each file here once read, so a restart "
-                                                    "does not inspect it again (default: leave it)")
+    done_dir: Path | None = Field(default=None, description="watched folder: move each file here once read, so a "
+                                  "restart does not inspect it again (default: leave it)")
     poll_s: float = Field(default=0.1, gt=0)
     push_queue: int = Field(default=32, ge=1, description="pushed images waiting for inspection")
 
@@ -58,13 +58,20 @@ class TriggerConfig(StrictSettings):
     """Which frames become inspections (streaming sources; every folder file or pushed image is a part)."""
 
     mode: TriggerMode = "continuous"
-    fps: float | None = Field(default=None, gt=0, description="continuous: at most this many inspections/s (default: every frame)")
-    timeout_s: float = Field(default=2.0, gt=0, description="external: a trigger with no frame by then is rejected with an alarm")
-    reference: Path | None = Field(default=None, description="part-present: image of the empty belt (default: learned at start)")
-    reference_frames: int = Field(default=5, ge=1, description="part-present: frames averaged into the learned reference")
-    pixel_threshold: float = Field(default=25.0, gt=0, description="grey-level change (0-255) that makes a pixel count as changed")
-    present_fraction: float = Field(default=0.02, gt=0, lt=1, description="share of the view changed from the empty belt meaning 'part present'")
-    still_fraction: float = Field(default=0.005, ge=0, lt=1, description="share of the view changed since the last frame still counted as 'still'")
+    fps: float | None = Field(default=None, gt=0,
+                              description="continuous: at most this many inspections/s (default: every frame)")
+    timeout_s: float = Field(default=2.0, gt=0,
+                             description="external: a trigger with no frame by then is rejected with an alarm")
+    reference: Path | None = Field(default=None,
+                                   description="part-present: image of the empty belt (default: learned at start)")
+    reference_frames: int = Field(default=5, ge=1,
+                                  description="part-present: frames averaged into the learned reference")
+    pixel_threshold: float = Field(default=25.0, gt=0,
+                                   description="grey-level change (0-255) that makes a pixel count as changed")
+    present_fraction: float = Field(default=0.02, gt=0, lt=1,
+                                    description="share of the view changed from the empty belt meaning 'part present'")
+    still_fraction: float = Field(default=0.005, ge=0, lt=1,
+                                  description="share of the view changed since the last frame still counted as 'still'")
     still_frames: int = Field(default=2, ge=1, description="consecutive still frames before the part is inspected")
     empty_frames: int = Field(default=2, ge=1, description="consecutive empty frames before the next part can arrive")
 
@@ -72,7 +79,8 @@ class TriggerConfig(StrictSettings):
 class PipelineConfig(StrictSettings):
     queue_size: int = Field(default=16, ge=1, description="frames waiting for inspection")
     batch_size: int = Field(default=4, ge=1, description="at most this many queued frames are inspected together")
-    backpressure_s: float = Field(default=5.0, ge=0, description="a triggered part waits this long for queue space, then is rejected with an alarm")
+    backpressure_s: float = Field(default=5.0, ge=0, description="a triggered part waits this long for queue space, "
+                                  "then is rejected with an alarm")
     shutdown_timeout_s: float = Field(default=60.0, gt=0, description="how long stop() keeps flushing the queues")
     heartbeat_s: float = Field(default=2.0, gt=0)
 
@@ -86,7 +94,8 @@ class ExplainConfig(StrictSettings):
     enabled: bool = True
     language: str = "en"
     variant: Literal["adapter", "facts", "template"] | None = Field(
-        default=None, description="adapter (trained soft tokens), facts (language model on the facts), template; default: the explainer's")
+        default=None, description="adapter (trained soft tokens), facts (language model on the facts), template; "
+                                  "default: the explainer's")
     timeout_s: float = Field(default=10.0, gt=0)
     max_queue: int = Field(default=8, ge=1)
 

@@ -80,9 +80,10 @@ class StationMetrics:
                                             "Inspector time per frame (a batch's time divided by its size)",
                                             buckets=LATENCY_BUCKETS, registry=r)
         self.trigger_to_verdict = Histogram("inspect_line_trigger_to_verdict_seconds",
-                                            "From the trigger (or frame capture) to the verdict", buckets=LATENCY_BUCKETS,
-                                            registry=r)
-        self.queue_depth = Gauge("inspect_line_queue_depth", "Items waiting in each pipeline queue", ["queue"], registry=r)
+                                            "From the trigger (or frame capture) to the verdict",
+                                            buckets=LATENCY_BUCKETS, registry=r)
+        self.queue_depth = Gauge("inspect_line_queue_depth", "Items waiting in each pipeline queue", ["queue"],
+                                 registry=r)
         self.frames_captured = Counter("inspect_line_frames_captured", "Frames read from the source", registry=r)
         self.triggers = Counter("inspect_line_triggers", "Frames selected for inspection, by trigger kind", ["kind"],
                                 registry=r)
@@ -96,19 +97,19 @@ class StationMetrics:
                                       ["reason"], registry=r)
         self.corrupt_frames = Counter("inspect_line_corrupt_frames", "Frames that could not be decoded (skipped)",
                                       registry=r)
-        self.unprocessed_at_shutdown = Counter("inspect_line_unprocessed_at_shutdown",
-                                               "Admitted parts not inspected or not delivered within the shutdown limit",
-                                               registry=r)
+        self.unprocessed_at_shutdown = Counter("inspect_line_unprocessed_at_shutdown", "Admitted parts not "
+                                               "inspected or not delivered within the shutdown limit", registry=r)
         self.camera_state = Enum("inspect_line_camera_state", "Camera connection state",
                                  states=[s.value for s in CameraState], registry=r)
         self.camera_state.state(CameraState.DISCONNECTED)
-        self.camera_reconnects = Counter("inspect_line_camera_reconnects", "Successful camera reconnections", registry=r)
-        self.camera_gap = Histogram("inspect_line_camera_gap_seconds", "Durations of camera outages", buckets=GAP_BUCKETS,
-                                    registry=r)
+        self.camera_reconnects = Counter("inspect_line_camera_reconnects", "Successful camera reconnections",
+                                         registry=r)
+        self.camera_gap = Histogram("inspect_line_camera_gap_seconds", "Durations of camera outages",
+                                    buckets=GAP_BUCKETS, registry=r)
         self.results_stored = Counter("inspect_line_results_stored", "Results written to the results store", registry=r)
         self.sink_errors = Counter("inspect_line_sink_errors", "Failed deliveries by sink", ["sink"], registry=r)
-        self.mqtt_published = Counter("inspect_line_mqtt_published", "MQTT messages acknowledged by the broker (QoS 1), "
-                                      "by topic", ["topic"], registry=r)
+        self.mqtt_published = Counter("inspect_line_mqtt_published", "MQTT messages acknowledged by the broker "
+                                      "(QoS 1), by topic", ["topic"], registry=r)
         self.mqtt_connected = Gauge("inspect_line_mqtt_connected", "1 while connected to the MQTT broker", registry=r)
         self.explanations = Counter("inspect_line_explanations", "Explanations attached to FAIL results, by source",
                                     ["source"], registry=r)

@@ -25,6 +25,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,7 +57,8 @@ class MqttLink:
         self.cfg, self.station, self.metrics = cfg, station, metrics
         self.on_trigger, self.on_frame = on_trigger, on_frame
         base = f"{cfg.topic_prefix}/{station}"
-        self.topics = {k: f"{base}/{k}" for k in ("result", "reject", "explanation", "status", "alarm", "trigger", "frame")}
+        self.topics = {k: f"{base}/{k}"
+                       for k in ("result", "reject", "explanation", "status", "alarm", "trigger", "frame")}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"inspect-app-{station}",
                                   clean_session=True)
         if cfg.username:
@@ -250,3 +252,12 @@ class CsvSink:
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
+
+
+@dataclass
+class Sinks:
+    """The sinks a station opened (any of them may be off)."""
+
+    mqtt: MqttLink | None = None
+    webhook: WebhookSink | None = None
+    csv: CsvSink | None = None

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from tenacity import Retrying, RetryCallState, retry_if_exception_type, stop_when_event_set, wait_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from inspect_app.data.images import IMAGE_EXTENSIONS, load_image
 from inspect_app.errors import ImageLoadError, InspectAppError
