@@ -343,3 +343,15 @@ def test_station_counts_are_read_back_from_the_prometheus_metrics():
     assert metrics.mqtt_counts() == (5, 4, 0)
     text = generate_latest(metrics.registry).decode()
     assert 'inspect_line_results_total{verdict="PASS"} 3.0' in text and "inspect_line_explanations_pending 1.0" in text
+
+
+def test_the_line_imports_without_torch():
+    """The line loads the Inspector (and torch) only when a station starts; its modules, the CLI
+    command module and the sink settings import without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inspect_app.line, inspect_app.line.commands, inspect_app.product_settings; "
+            "print(sorted(m for m in ('torch', 'inspect_app.inspector', 'inspect_app.api') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

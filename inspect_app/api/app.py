@@ -66,7 +66,8 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     store = store if store is not None else ResultsStore()
     inspectors = InspectorCache(models_dir)
     metrics = ApiMetrics()
-    station_registry = metrics_registry if metrics_registry is not None or station is None else station.metrics_registry
+    if metrics_registry is None and station is not None:
+        metrics_registry = station.metrics_registry
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -218,8 +219,8 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     @app.get("/metrics", summary="Prometheus text exposition")
     def prometheus_metrics() -> Response:
         text = generate_latest(metrics.registry)
-        if station_registry is not None:
-            text += generate_latest(station_registry)
+        if metrics_registry is not None:
+            text += generate_latest(metrics_registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
     def require_station() -> ServedStation:
