@@ -207,15 +207,19 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
 
 # Commands of the later features live beside them: each module has ``register(app)``.
 FEATURE_COMMANDS: list[str] = ["inspect_app.store.commands", "inspect_app.api.commands",
-                                 "inspect_app.reports.commands", "inspect_app.line.commands",
-                                 "inspect_app.ui.commands", "inspect_app.explain.commands"]
+                                 "inspect_app.reports.commands", "inspect_app.ui.commands",
+                                 "inspect_app.explain.commands"]
 
 
 def _register_feature_commands() -> None:
     import importlib
 
+    from inspect_app.api import create_app
+    from inspect_app.line import commands as line_commands
+
     for name in FEATURE_COMMANDS:
         importlib.import_module(name).register(app)
+    line_commands.register(app, create_api=create_app)  # the line serves the API without importing it
 
 
 if __name__ != "__main__":  # run as a script, the commands register on the importable module below

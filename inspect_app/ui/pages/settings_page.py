@@ -35,7 +35,7 @@ def parse_sinks(text: str) -> dict:
     """The sinks mapping, validated with the line runner's own settings models."""
     from pydantic import ValidationError
 
-    from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
+    from inspect_app.product_settings import CsvConfig, MqttConfig, WebhookConfig
 
     models = {"mqtt": MqttConfig, "webhook": WebhookConfig, "csv": CsvConfig}
     try:
