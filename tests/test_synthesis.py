@@ -22,7 +22,6 @@ from inspect_app.vocabulary import (
     kinds_for_folder,
 )
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 ALL_LOCATIONS = {word for row in LOCATION_WORDS for word in row}
 SIZE = 128
 CENTRE, RADIUS = (64, 64), 40
@@ -241,10 +240,8 @@ def test_gallery_rejects_bad_requests(tmp_path):
 
 
 @pytest.mark.dataset
-def test_real_bottle_defects_land_on_the_bottle():
-    folder = DATASETS / "mvtec_ad" / "bottle" / "train" / "good"
-    if not folder.is_dir():
-        pytest.skip("MVTec bottle not available")
+def test_real_bottle_defects_land_on_the_bottle(datasets_dir):
+    folder = datasets_dir / "mvtec_ad" / "bottle" / "train" / "good"
     from inspect_app.data.images import load_image
 
     files = sorted(folder.glob("*.png"))[:3]

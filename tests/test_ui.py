@@ -123,7 +123,7 @@ def test_inspect_shows_verdicts_refuses_bad_files_and_loads_the_model_once(stati
 
 
 def test_inspect_explanation_fills_in_after_the_verdict(station, monkeypatch):
-    from inspect_app.explain.service import Explanation
+    from inspect_app.explain import Explanation
     from inspect_app.ui import resources
 
     class SlowExplainer:

@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspect_app.explain.facts import Facts, RegionFact, sanitize_product
+from inspect_app.explain.facts import Facts, RegionFact
+from inspect_app.vocabulary import sanitize_product
 from inspect_app.imaging.locations import size_word
 from inspect_app.progress import ProgressCallback
 
@@ -35,7 +36,7 @@ class ProductSource:
 def shared_sources(datasets_dir: Path, max_per_product: int = 240) -> list[ProductSource]:
     """Good images of the shared datasets (train/good) and the elpv-dataset normal cells."""
     from inspect_app.data.images import list_images
-    from inspect_app.demo import elpv_cells
+    from inspect_app.data.datasets import elpv_cells
 
     sources = []
     for name, rel in (("bottle", "mvtec_ad/bottle"), ("magnetic tile", "magnetic_tile/tile"),
