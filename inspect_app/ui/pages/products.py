@@ -66,7 +66,6 @@ if rows:
             if auth.require_engineer(cfg, "delete a profile"):
                 try:
                     delete_profile(victim, cfg.models_dir)
-                    resources.forget_inspectors()
                     auth.audit(cfg, "product.delete", {"product": victim})
                     st.success(f"Deleted profile {victim}.")
                     st.rerun()
@@ -173,7 +172,6 @@ elif job is not None:
         if auth.require_engineer(cfg, "save a profile"):
             try:
                 path = inspector.save(cfg.models_dir)
-                resources.forget_inspectors()
                 auth.audit(cfg, "product.save", {"product": report.product, "path": str(path),
                                                  "profile_version": inspector.profile_version,
                                                  "raw_threshold": cal.raw_threshold})

@@ -52,7 +52,7 @@ def parse_sinks(text: str) -> dict:
 
 with sensitivity:
     try:
-        inspector = resources.inspector(cfg, product)
+        inspector = resources.inspector(cfg, product).inspector
     except InspectAppError as exc:
         st.error(f"Product {product!r} cannot be used: {exc}")
         inspector = None
@@ -87,7 +87,6 @@ with sensitivity:
                 fresh = Inspector.load(product, cfg.models_dir)  # the cached one serves other sessions
                 saved = fresh.set_target_frr(target)
                 fresh.save(cfg.models_dir)
-                resources.forget_inspectors()
                 auth.audit(cfg, "threshold.change", {
                     "product": product, "profile_version": fresh.profile_version,
                     "before": {"target_frr": cal.target_frr, "raw_threshold": cal.raw_threshold},
