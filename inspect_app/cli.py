@@ -15,8 +15,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from inspect_app import __version__
-from inspect_app.api import create_app
 from inspect_app.api import commands as api_commands
+from inspect_app.api import create_app
 from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
 from inspect_app.explain import commands as explain_commands
 from inspect_app.line import commands as line_commands
@@ -65,7 +65,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     check_product_name(product)
     images, skipped = list_images(folder)
     if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {escape(', '.join(p.name for p in skipped[:5]))}")
+        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
+                      f"{escape(', '.join(p.name for p in skipped[:5]))}")
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
@@ -132,7 +133,7 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     if overlays:
         from inspect_app.visualize import save_overlay
 
-        for file, res in zip(files, results):
+        for file, res in zip(files, results, strict=True):
             if res.verdict != Verdict.ERROR:
                 save_overlay(file, res, overlays / f"{file.stem}_overlay.png")
         out.print(f"overlays written to {overlays}")

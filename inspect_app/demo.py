@@ -75,7 +75,7 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str,
     path = inspector.save(models_dir)
     console.print(f"profile saved to {path} (fit {fit_report.seconds:.1f} s)")
     samples = [(p, "good") for p in good] + [(p, "defective") for p in bad]
-    results = inspector.predict([p for p, _ in samples], evidence=EvidenceFor.FAILS)
+    results = inspector.predict_batch([p for p, _ in samples], evidence=EvidenceFor.FAILS)
     explainer: Explainer = ExplainerService(models_dir=models_dir)
     try:
         fails = [res for res in results if res.verdict == Verdict.FAIL]
@@ -99,7 +99,7 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str,
         table.add_column(col)
     correct = 0
     rows = []
-    for (src, truth), res in zip(samples, results):
+    for (src, truth), res in zip(samples, results, strict=True):
         expected = Verdict.PASS if truth == "good" else Verdict.FAIL
         correct += res.verdict == expected
         colour = VERDICT_COLOURS[res.verdict]

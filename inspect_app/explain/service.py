@@ -287,5 +287,5 @@ class ExplainerService:
                 self._resolve(job, Explanation(template_from_facts(job.facts), "template",
                                                fallback_reason=f"generation failed: {type(exc).__name__}: {exc}"))
             return
-        for job, raw in zip(jobs, raws):
+        for job, raw in zip(jobs, raws, strict=False):  # jobs left without text: the watchdog's deadline
             self._resolve(job, finish(raw, job.facts, generator.source, 0.0))

@@ -12,7 +12,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 from inspect_app.errors import InspectAppError
 from inspect_app.progress import ProgressCallback
@@ -21,14 +21,14 @@ R = TypeVar("R")
 
 
 class BackgroundJob(Generic[R]):
-    """Runs ``work(progress)`` once in a daemon thread; ``result`` holds what it returned."""
+    """Runs ``work(progress)`` once in a daemon thread; ``result`` is what it returned."""
 
     def __init__(self, name: str, work: Callable[[ProgressCallback], R]):
         self.name = name
         self.started = time.time()
         self.finished: float | None = None
         self.done, self.total, self.stage = 0, 1, "starting"
-        self.result: R | None = None
+        self._result: R | None = None
         self.error: str | None = None
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, args=(work,), name=f"ui-job-{name}", daemon=True)
@@ -41,7 +41,7 @@ class BackgroundJob(Generic[R]):
 
     def _run(self, work: Callable[[ProgressCallback], R]) -> None:
         try:
-            self.result = work(self.progress)
+            self._result = work(self.progress)
         except InspectAppError as exc:
             self.error = str(exc)
         except Exception as exc:  # shown on the page; the app keeps running
@@ -53,6 +53,13 @@ class BackgroundJob(Generic[R]):
     @property
     def running(self) -> bool:
         return self.finished is None
+
+    @property
+    def result(self) -> R:
+        """What the work returned; ``RuntimeError`` while it runs or when it failed."""
+        if self.running or self.error is not None:
+            raise RuntimeError(f"job {self.name} has no result: {self.error or 'it is still running'}")
+        return cast(R, self._result)
 
     @property
     def fraction(self) -> float:

@@ -79,7 +79,7 @@ elif job is not None:
     st.success(f"Report for {summary.product}: {summary.n_images} parts, PASS {summary.n_pass}, FAIL {summary.n_fail}, "
                f"not inspected {summary.n_error}; defect rate {rate}{ci}. Written to {summary.out_dir}.")
     buttons = st.columns(len(DOWNLOADS))
-    for col, (attr, label, mime) in zip(buttons, DOWNLOADS):
+    for col, (attr, label, mime) in zip(buttons, DOWNLOADS, strict=True):
         path = getattr(summary, attr)
         if path is not None and path.is_file():
             col.download_button(label, path.read_bytes(), file_name=path.name, mime=mime, key=f"reports_dl_{attr}")
