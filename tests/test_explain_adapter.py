@@ -1,6 +1,7 @@
 """The adapter and the language-model path with a tiny random-init Llama (no download, no GGUF):
-soft-token shapes, the inputs_embeds generation path, a training step that lowers the loss, and
-the GGUF reader's de-quantisation."""
+soft-token shapes, save and load, the inputs_embeds generation path (batched as one at a time), a
+training step that lowers the loss, and a LoRA trained, saved and merged. The embedded model's
+GGUF is de-quantised by transformers; ``test_explain_cli`` runs that model end to end."""
 
 from __future__ import annotations
 
