@@ -10,6 +10,7 @@ from inspect_app.data.images import list_images
 from inspect_app.errors import InspectAppError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.profile import PROFILE_FILE, check_product_name, delete_profile
+from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
@@ -122,7 +123,7 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
                                       "that holds them")
             config = InspectorConfig(mode=mode, calibration=CalibrationConfig(target_frr=target_frr))
 
-            def fit(progress, images=images, name=name, config=config):
+            def fit(progress: ProgressCallback, images=images, name=name, config=config):
                 from inspect_app.inspector import Inspector
 
                 inspector = Inspector(config, product=name)

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 import streamlit as st
 
 from inspect_app.errors import InspectAppError
+from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.jobs import BackgroundJob
 from inspect_app.ui.widgets import job_progress, store_or_error
@@ -54,7 +55,7 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
                 raise InspectAppError("give the folder of images to report on")
             args = {"images": folder}
 
-        def build(progress, product=product, out_dir=out_dir, args=args, explain=explain):
+        def build(progress: ProgressCallback, product=product, out_dir=out_dir, args=args, explain=explain):
             from inspect_app.reports import build_report
 
             return build_report(product, out_dir, models_dir=cfg.models_dir, explain=explain, progress=progress,
