@@ -258,7 +258,7 @@ def test_explanations_follow_settings_and_explainer(saved_models, store):
 def test_inspector_cache_reloads_a_refitted_profile(saved_models, tmp_path):
     import shutil
 
-    from inspect_app.api.inspectors import InspectorCache
+    from inspect_app.inspector_cache import InspectorCache
 
     root = tmp_path / "models"
     shutil.copytree(saved_models / "gradient", root / "gradient")

@@ -26,10 +26,10 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inspect_app import __version__
-from inspect_app.api.inspectors import InspectorCache
 from inspect_app.api.metrics import ApiMetrics
 from inspect_app.api.station import ServedStation
 from inspect_app.errors import ImageLoadError, InspectAppError, ProfileError
+from inspect_app.inspector_cache import InspectorCache
 from inspect_app.profile import check_product_name
 from inspect_app.results import InspectionResult, Verdict
 
