@@ -7,7 +7,7 @@ import platform
 import sys
 from pathlib import Path
 
-from inspect_app.demo import shared_datasets
+from inspect_app.data.datasets import shared_datasets
 
 CATEGORIES = {"bottle": "mvtec_ad/bottle", "cookie": "lookout_cookies/cookie", "tile": "magnetic_tile/tile"}
 

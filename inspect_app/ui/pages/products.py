@@ -4,10 +4,11 @@ and the list of profiles with delete."""
 
 import streamlit as st
 
-from inspect_app.config import CalibrationConfig, InspectorConfig
+from inspect_app.config import CalibrationConfig, InspectorConfig, Mode
 from inspect_app.data.images import list_images
 from inspect_app.errors import InspectAppError, ProfileError
 from inspect_app.profile import check_product_name, delete_profile, read_profile_summary
+from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
@@ -15,7 +16,7 @@ from inspect_app.ui.uploads import Upload, save_images
 from inspect_app.ui.widgets import calibration_histogram, job_progress, verdict_banner
 
 JOB_KEY = "products_fit_job"
-FIT_MODES = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
+FIT_MODES: dict[Mode, str] = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
              "image-image": "image-image (memory of normal patches only; fastest fit)",
              "image-text": "image-text (text-space decoder; names defect kinds)"}
 
@@ -62,7 +63,6 @@ if rows:
             if auth.require_engineer(cfg, "delete a profile"):
                 try:
                     delete_profile(victim, cfg.models_dir)
-                    resources.forget_inspectors()
                     auth.audit(cfg, "product.delete", {"product": victim})
                     st.success(f"Deleted profile {victim}.")
                     st.rerun()
@@ -76,7 +76,7 @@ st.header("New product or refit")
 st.markdown("**1. Name the product** (a refit of an existing name replaces its profile when saved)")
 cols = st.columns(3)
 name = cols[0].text_input("Product name", key="products_name").strip()
-mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=FIT_MODES.get, key="products_mode")
+mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=lambda m: FIT_MODES[m], key="products_mode")
 target_frr = cols[2].number_input("Target false-reject rate", min_value=0.001, max_value=0.2, value=0.01,
                                   step=0.005, format="%.3f", key="products_target_frr")
 
@@ -91,7 +91,7 @@ if source == "Upload images or a zip":
         st.caption(f"Uploads are kept in {good_folder} ({kept} image(s) there now, including false rejects "
                    "added from History); the fit uses every image in that folder.")
 else:
-    files = None
+    files = []
     folder_text = st.text_input("Folder of good images", key="products_folder")
 
 st.markdown("**3. Fit**")
@@ -102,13 +102,16 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
     if user:
         try:
             check_product_name(name)
+            if mode is None:
+                raise InspectAppError("choose a mode")
             if source == "Upload images or a zip":
-                uploads = [Upload(f.name, f.getvalue()) for f in files or []]
-                written, refused = save_images(uploads, good_folder, cfg.max_upload_bytes,
+                folder = cfg.good_images_dir / name
+                uploads = [Upload(f.name, f.getvalue()) for f in files]
+                written, refused = save_images(uploads, folder, cfg.max_upload_bytes,
                                                int(cfg.max_zip_mb * 1024 * 1024))
                 for reason in refused:
                     st.warning(f"Not used: {reason}")
-                images = list_images(good_folder, min_count=0)[0] if good_folder.is_dir() else []
+                images = list_images(folder, min_count=0)[0] if folder.is_dir() else []
             else:
                 images = list_images(folder_text.strip(), min_count=0)[0] if folder_text.strip() else []
             if not images:
@@ -116,7 +119,7 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
                                       "that holds them")
             config = InspectorConfig(mode=mode, calibration=CalibrationConfig(target_frr=target_frr))
 
-            def fit(progress, images=images, name=name, config=config):
+            def fit(progress: ProgressCallback, images=images, name=name, config=config):
                 from inspect_app.inspector import Inspector
 
                 inspector = Inspector(config, product=name)
@@ -169,7 +172,6 @@ elif job is not None:
         if auth.require_engineer(cfg, "save a profile"):
             try:
                 path = inspector.save(cfg.models_dir)
-                resources.forget_inspectors()
                 auth.audit(cfg, "product.save", {"product": report.product, "path": str(path),
                                                  "profile_version": inspector.profile_version,
                                                  "raw_threshold": cal.raw_threshold})
