@@ -110,10 +110,10 @@ def test_same_seed_same_samples_different_seed_different():
         return [synthesizer.synthesize(DISC, donor=TEXTURE) for _ in range(14)]
 
     first, second, other = run(7), run(7), run(8)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
         assert (a.kind, a.label, a.location, a.size, a.method) == (b.kind, b.label, b.location, b.size, b.method)
-    assert any(not np.array_equal(a.mask, c.mask) for a, c in zip(first, other))
+    assert any(not np.array_equal(a.mask, c.mask) for a, c in zip(first, other, strict=True))
 
 
 def test_explicit_rng_is_used_and_reproducible():
