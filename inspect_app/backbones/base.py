@@ -22,14 +22,18 @@ class EncodedImages:
 class Backbone(nn.Module):
     """A frozen encoder: ``encode(images) -> EncodedImages``.
 
-    Subclasses set ``image_size``, ``mean``, ``std`` and ``fingerprint`` (a string that changes
-    whenever the weights or the returned features would change, stored in profiles).
+    Subclasses set ``image_size``, ``mean``, ``std``, ``fingerprint`` (a string that changes
+    whenever the weights or the returned features would change, stored in profiles) and, per
+    returned level, its ``channels`` and ``strides`` (input pixels per feature cell).
     """
 
     image_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     fingerprint: str
+    levels: tuple[int, ...]
+    channels: list[int]
+    strides: list[int]
 
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
         """Resize RGB uint8 arrays to the encoder's square input and normalise them (channels-last)."""
