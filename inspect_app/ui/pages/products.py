@@ -25,10 +25,10 @@ if st.session_state.get("products_saved"):
     st.success(st.session_state.pop("products_saved"))
 
 
-def profile_rows() -> list[dict]:
+def profile_rows() -> list[dict[str, object]]:
     rows = []
     for name in resources.products(cfg):
-        row = {"product": name}
+        row: dict[str, object] = {"product": name}
         try:
             summary = read_profile_summary(cfg.models_dir / name)
             cal = summary.calibration
@@ -47,7 +47,8 @@ st.header("Profiles")
 rows = profile_rows()
 if rows:
     st.dataframe(rows, hide_index=True)
-    usable = [r["product"] for r in rows if r["status"] == "ok"]
+    names = [str(r["product"]) for r in rows]
+    usable = [name for name, r in zip(names, rows, strict=True) if r["status"] == "ok"]
     with st.expander("Calibration of a profile"):
         shown = st.selectbox("Profile", usable, index=None, placeholder="Choose a profile", key="products_show_name")
         if shown:
@@ -57,7 +58,7 @@ if rows:
                              f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
                              f"{saved.expected_frr:.2%}")
     with st.expander("Delete a profile"):
-        victim = st.selectbox("Profile", [r["product"] for r in rows], key="products_delete_name")
+        victim = st.selectbox("Profile", names, key="products_delete_name")
         sure = st.checkbox(f"Yes, delete {victim} (its good-images folder is kept)", key="products_delete_sure")
         if st.button("Delete profile", key="products_delete", disabled=not sure):
             if auth.require_engineer(cfg, "delete a profile"):
