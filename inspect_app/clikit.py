@@ -8,7 +8,7 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar, cast
+from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -41,9 +41,10 @@ ModeOption = typer.Option("fused", "--mode",
 
 def parse_mode(value: str) -> Mode:
     """A ``--mode`` value, checked against the modes the product knows."""
-    if value not in MODES:
-        raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
-    return cast(Mode, value)
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:

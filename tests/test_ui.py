@@ -234,7 +234,8 @@ def test_products_wizard_fits_in_background_shows_calibration_saves_and_deletes(
     (station.models / "broken").mkdir()
     (station.models / "broken" / "profile.json").write_text("[]")
     at.run()
-    assert at.dataframe[0].value.set_index("product").loc["broken", "status"].startswith("corrupt profile")
+    status = at.dataframe[0].value.set_index("product").loc["broken", "status"]
+    assert status.startswith("unusable profile") and "corrupt" in status and "refit" in status
     (station.models / "broken" / "profile.json").unlink()
     (station.models / "broken").rmdir()
 

@@ -125,7 +125,7 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
         config = InspectorConfig(mode="fused", seed=seed, image_text=ImageTextConfig(steps=image_text_steps))
         inspector = Inspector(config, product=source.name.replace(" ", "-"))
         inspector.fit(fit_paths, progress=progress)
-        kinds = list(inspector.image_text.kinds)
+        kinds = inspector.kinds
         synthesizer = DefectSynthesizer(seed=seed + p_index)
         goods = [load_image(p) for p in synth_paths]
         n_normal = int(samples_per_product * normal_share)

@@ -13,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
+from inspect_app.config import Mode
 from inspect_app.errors import InspectAppError
 from inspect_app.product_settings import CsvConfig, MqttConfig, StrictSettings, WebhookConfig
 
@@ -106,7 +107,7 @@ class StationConfig(StrictSettings):
     name: str = "station1"
     product: str
     models_dir: Path | None = None
-    mode: str | None = None  # decoder mode (default: the profile's)
+    mode: Mode | None = None  # decoder mode (default: the profile's)
     lot: str | None = None
     source: SourceConfig = Field(default_factory=SourceConfig)
     trigger: TriggerConfig = Field(default_factory=TriggerConfig)

@@ -82,7 +82,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fi
     scores = torch.tensor([r.score for r in results], dtype=torch.float64)
     image_auroc = _AUROC()
     image_auroc.update(scores, labels)
-    size = inspector.backbone.image_size
+    size = inspector.input_size
     masks_np = [s.mask((size, size)) for s in samples]
     # Defective images without a localised mask (e.g. some magnetic-tile "uneven") count for
     # image metrics only: their pixels would otherwise be scored as normal.

@@ -1,15 +1,13 @@
 """Products: the onboarding wizard (good images -> fit in the background -> calibration -> save),
 and the list of profiles with delete."""
 
-import json
 
 import streamlit as st
 
 from inspect_app.config import CalibrationConfig, InspectorConfig, Mode
 from inspect_app.data.images import list_images
-from inspect_app.errors import InspectAppError
-from inspect_app.post_processing.calibration import Calibration
-from inspect_app.profile import PROFILE_FILE, check_product_name, delete_profile
+from inspect_app.errors import InspectAppError, ProfileError
+from inspect_app.profile import check_product_name, delete_profile, read_profile_summary
 from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
@@ -27,20 +25,19 @@ if st.session_state.get("products_saved"):
     st.success(st.session_state.pop("products_saved"))
 
 
-def profile_rows() -> list[dict]:
+def profile_rows() -> list[dict[str, object]]:
     rows = []
     for name in resources.products(cfg):
-        row = {"product": name}
+        row: dict[str, object] = {"product": name}
         try:
-            meta = json.loads((cfg.models_dir / name / PROFILE_FILE).read_text())
-            cal = meta["calibrations"][meta["config"]["mode"]]
-            row.update({"fitted (UTC)": meta.get("created_at"), "mode": meta["config"]["mode"],
-                        "good images": meta.get("training", {}).get("count"),
-                        "threshold (raw)": round(cal["raw_threshold"], 4),
-                        "target FRR": cal["target_frr"], "expected FRR": round(cal["expected_frr"], 4),
+            summary = read_profile_summary(cfg.models_dir / name)
+            cal = summary.calibration
+            row.update({"fitted (UTC)": summary.created_at, "mode": summary.mode, "good images": summary.n_images,
+                        "threshold (raw)": round(cal.raw_threshold, 4),
+                        "target FRR": cal.target_frr, "expected FRR": round(cal.expected_frr, 4),
                         "status": "ok"})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            row["status"] = f"corrupt profile ({type(exc).__name__}: {exc}); refit"
+        except (OSError, ProfileError) as exc:
+            row["status"] = f"unusable profile ({exc})"
         rows.append(row)
     return rows
 
@@ -50,18 +47,18 @@ st.header("Profiles")
 rows = profile_rows()
 if rows:
     st.dataframe(rows, hide_index=True)
-    usable = [r["product"] for r in rows if r["status"] == "ok"]
+    names = [str(r["product"]) for r in rows]
+    usable = [name for name, r in zip(names, rows, strict=True) if r["status"] == "ok"]
     with st.expander("Calibration of a profile"):
         shown = st.selectbox("Profile", usable, index=None, placeholder="Choose a profile", key="products_show_name")
         if shown:
-            meta = json.loads((cfg.models_dir / shown / PROFILE_FILE).read_text())
-            saved = Calibration.from_dict(meta["calibrations"][meta["config"]["mode"]])
+            saved = read_profile_summary(cfg.models_dir / shown).calibration
             st.image(calibration_histogram(saved.normal_scores, saved.raw_threshold, f"{shown}: held-out good parts"),
                      caption=f"{saved.n_normal} held-out good scores ({saved.holdout_method}); threshold "
                              f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
                              f"{saved.expected_frr:.2%}")
     with st.expander("Delete a profile"):
-        victim = st.selectbox("Profile", [r["product"] for r in rows], key="products_delete_name")
+        victim = st.selectbox("Profile", names, key="products_delete_name")
         sure = st.checkbox(f"Yes, delete {victim} (its good-images folder is kept)", key="products_delete_sure")
         if st.button("Delete profile", key="products_delete", disabled=not sure):
             if auth.require_engineer(cfg, "delete a profile"):
