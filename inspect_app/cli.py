@@ -202,6 +202,44 @@ def list_cmd(models_dir: Path | None = ModelsDir) -> None:
 
 @app.command()
 @user_errors
+def refit(product: str | None = typer.Argument(None, help="The product to refit (or --all)."),
+          all_products: bool = typer.Option(False, "--all", help="Refit every profile in the models folder."),
+          images: Path | None = typer.Option(None, "--images", help="Folder of the product's good images, for "
+                                             "profiles that do not record where theirs are."),
+          models_dir: Path | None = ModelsDir,
+          ) -> None:
+    """Fit saved products again from the same good images with the same settings (after an upgrade
+    changed the profile format). The images come from --images, the paths the profile recorded, or
+    the UI's uploaded good images."""
+    from inspect_app.errors import InspectAppError
+    from inspect_app.refit import RefitPlan, plan_refit, refit_all_plans
+    from inspect_app.refit import refit as run_refit
+
+    if all_products == (product is not None):
+        raise InspectAppError("name one product, or give --all")
+    if all_products and images is not None:
+        raise InspectAppError("--images names one product's folder: use it without --all")
+    plans = refit_all_plans(models_dir) if all_products else [plan_refit(product or "", models_dir, images)]
+    failed = 0
+    for plan in plans:
+        if not isinstance(plan, RefitPlan):
+            console.print(f"[bold red]cannot refit:[/] {escape(str(plan))}")
+            failed += 1
+            continue
+        out.print(f"refitting [bold]{plan.product}[/] ({plan.config.mode}) on {len(plan.images)} images from "
+                  f"{escape(plan.source)}")
+        for label, names in (("changed since the last fit", plan.changed), ("missing", plan.missing)):
+            if names:
+                console.print(f"[yellow]{len(names)} image(s) {label}:[/] {escape(', '.join(names[:5]))}")
+        with progress_bar() as progress:
+            report, path = run_refit(plan, models_dir, progress)
+        out.print(f"refitted {plan.product} in {report.seconds:.1f} s -> {path}")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
 def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where overlays and results go."),
          models_dir: Path | None = ModelsDir,
          dataset: str = typer.Option("auto", "--dataset",
