@@ -16,7 +16,7 @@ from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.sinks import Sinks
 
 if TYPE_CHECKING:
-    from inspect_app.store import ResultsStore
+    from inspect_app.store import LineStore
 
 log = logging.getLogger(__name__)
 ALARM_MQTT_INTERVAL_S = 5.0  # the same alarm kind goes to MQTT at most this often (the store folds repeats itself)
@@ -33,7 +33,7 @@ class Alarms:
 
     def __init__(self, station: str, metrics: StationMetrics, sinks: Sinks):
         self.station, self.metrics, self.sinks = station, metrics, sinks
-        self.store: ResultsStore | None = None
+        self.store: LineStore | None = None
         self._published: dict[str, float] = {}  # kind -> time.monotonic() of its last MQTT message
         self._lock = threading.Lock()
 
@@ -75,7 +75,7 @@ class VerdictRate:
         return recent / RATE_WINDOW_S
 
 
-def run_heartbeat(station: str, status: Callable[[], dict[str, Any]], store: ResultsStore, sinks: Sinks,
+def run_heartbeat(station: str, status: Callable[[], dict[str, Any]], store: LineStore, sinks: Sinks,
                   every_s: float, stop: threading.Event) -> None:
     """Until ``stop``: write ``status()`` to the store and the retained status topic every
     ``every_s``, and hand free heap pages back now and then (see ``line.memory``: keeps RSS flat)."""

@@ -25,8 +25,8 @@ from inspect_app.line.sinks import Sinks
 from inspect_app.results import InspectionResult, Verdict
 
 if TYPE_CHECKING:
-    from inspect_app.explain import ExplainerService, Explanation
-    from inspect_app.store import ResultsStore
+    from inspect_app.explain import Explainer, Explanation
+    from inspect_app.store import LineStore
 
 log = logging.getLogger(__name__)
 END_GRACE_S = 2.0  # after inspection ended, explanations get their own timeout plus this to come back
@@ -69,8 +69,8 @@ class OutputStage:
     here has gone out and the explanations came back (or ran out of time); ``stop_capture`` is
     set once ``max_frames`` results went out and nothing admitted is still on its way."""
 
-    def __init__(self, config: StationConfig, metrics: StationMetrics, store: ResultsStore, sinks: Sinks,
-                 explainer: ExplainerService | None, alarms: Alarms, *, stop_capture: threading.Event,
+    def __init__(self, config: StationConfig, metrics: StationMetrics, store: LineStore, sinks: Sinks,
+                 explainer: Explainer | None, alarms: Alarms, *, stop_capture: threading.Event,
                  finished: threading.Event):
         self.config, self.metrics, self.store, self.sinks = config, metrics, store, sinks
         self.explainer, self.alarms = explainer, alarms

@@ -4,7 +4,7 @@ Threads and queues (all bounded where frames wait), one module each:
 
     capture ──InspectQueue──> inspect (Inspector.predict_batch) ──results──> output
                                                                    ^           |  store, MQTT, CSV, webhook
-                                               ExplainerService ───┘ <─────────┘  (FAIL only, async)
+                                               explainer ────────┘ <─────────┘  (FAIL only, async)
 
 - ``line.capture``: the source through ``CameraLink``, corrupt frames, triggers, rejected parts.
 - ``line.inspection``: whatever is queued (up to ``batch_size``) through the one ``Inspector``.
@@ -42,8 +42,8 @@ from inspect_app.product_settings import SINK_SETTINGS
 from inspect_app.results import Verdict
 
 if TYPE_CHECKING:
-    from inspect_app.explain import ExplainerService
-    from inspect_app.store import ResultsStore
+    from inspect_app.explain import Explainer
+    from inspect_app.store import LineStore, ResultsStore
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class Station:
     ``start()`` and closed by ``stop()``."""
 
     def __init__(self, config: StationConfig, *, inspector: LineInspector | None = None,
-                 store: ResultsStore | None = None, explainer: ExplainerService | None = None):
+                 store: LineStore | None = None, explainer: Explainer | None = None):
         self.config = config
         self.name = config.name
         self.metrics = StationMetrics(config.name, config.product)
@@ -81,7 +81,8 @@ class Station:
         self.inspector = inspector
         self.store = store
         self.explainer = explainer
-        self._owns_store, self._owns_explainer = store is None, explainer is None
+        self._owned_store: ResultsStore | None = None  # opened here from the config, so closed here
+        self._owns_explainer = explainer is None
         self.source = create_source(config.source)
         self.trigger_policy = create_trigger(config.trigger)
         self.queue = InspectQueue(config.pipeline.queue_size)
@@ -130,7 +131,7 @@ class Station:
                  cfg.source.uri, cfg.source.resolve_kind(), cfg.trigger.mode)
         return self
 
-    def _open(self) -> tuple[LineInspector, ResultsStore]:
+    def _open(self) -> tuple[LineInspector, LineStore]:
         cfg = self.config
         if self.inspector is None:
             from inspect_app.inspector import Inspector
@@ -139,7 +140,7 @@ class Station:
         if self.store is None:
             from inspect_app.store import ResultsStore
 
-            self.store = ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir)
+            self.store = self._owned_store = ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir)
         self.alarms.store = self.store
         cfg = self.config = self._with_product_settings(cfg, self.store)
         if cfg.csv:
@@ -165,7 +166,7 @@ class Station:
         return self.inspector, self.store
 
     @staticmethod
-    def _with_product_settings(cfg: StationConfig, store: ResultsStore) -> StationConfig:
+    def _with_product_settings(cfg: StationConfig, store: LineStore) -> StationConfig:
         """The product's settings saved from the UI: explanations on/off and language override the
         station file (they are the engineer's switch); saved sinks fill in sinks the file lacks."""
         try:
@@ -194,8 +195,8 @@ class Station:
             self.sinks.webhook = None
         if self.explainer is not None and self._owns_explainer:
             self.explainer.close()
-        if self.store is not None and self._owns_store:
-            self.store.close()
+        if self._owned_store is not None:
+            self._owned_store.close()
 
     def stop(self, timeout: float | None = None) -> dict[str, Any]:
         """Stop capturing, flush the queues, and return the final status (with the accounting)."""

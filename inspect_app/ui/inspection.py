@@ -21,7 +21,7 @@ from inspect_app.ui.uploads import Upload, check_image
 
 if TYPE_CHECKING:
     from inspect_app.inspector import Inspector
-    from inspect_app.store import ResultsStore
+    from inspect_app.store import ResultRecorder
 
 
 @dataclass
@@ -43,7 +43,7 @@ class InspectedPart:
         return self.explanation_future is not None and self.result is not None and self.result.explanation is None
 
 
-def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store: ResultsStore | None = None,
+def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store: ResultRecorder | None = None,
                     station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
                     lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
@@ -78,7 +78,7 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
 
 
 def finish_explanation(part: InspectedPart, text: str, source: str, seconds: float,
-                       store: ResultsStore | None = None) -> None:
+                       store: ResultRecorder | None = None) -> None:
     """Attach an explanation to the inspected part's result (and its stored row)."""
     if part.result is None:
         raise ValueError(f"{part.upload.name} was not inspected: it has no result to explain")
@@ -91,7 +91,7 @@ def finish_explanation(part: InspectedPart, text: str, source: str, seconds: flo
             part.store_error = str(exc)
 
 
-def collect_explanation(part: InspectedPart, store: ResultsStore | None = None) -> bool:
+def collect_explanation(part: InspectedPart, store: ResultRecorder | None = None) -> bool:
     """Take a finished explanation from its future; True once the part has its explanation."""
     future = part.explanation_future
     if future is None or not part.explanation_pending:
