@@ -4,7 +4,7 @@ Threads and queues (all bounded where frames wait), one module each:
 
     capture ──InspectQueue──> inspect (Inspector.predict_batch) ──results──> output
                                                                    ^           |  store, MQTT, CSV, webhook
-                                               explainer ────────┘ <─────────┘  (FAIL only, async)
+                                               explainer ─────────┘ <─────────┘  (FAIL only, async)
 
 - ``line.capture``: the source through ``CameraLink``, corrupt frames, triggers, rejected parts.
 - ``line.inspection``: whatever is queued (up to ``batch_size``) through the one ``Inspector``.
