@@ -27,7 +27,11 @@ $(STAMP): pyproject.toml requirements.lock
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(VENV)/bin/inspect-app demo
 
+# Lint, types and the import contracts first (seconds), then the tests.
 test: $(STAMP)
+	$(VENV)/bin/ruff check inspect_app tests
+	$(VENV)/bin/mypy inspect_app
+	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 # Rewrite requirements.lock from the working .venv, keeping its comment header.

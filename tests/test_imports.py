@@ -123,3 +123,12 @@ if __name__ == "__main__":
     for module, error in sorted(failures.items()):
         print(f"--- {module}\n{error}")
     sys.exit(1 if failures else 0)
+
+
+MAX_MODULE_LINES = 450  # issue 24: a module longer than this does more than one job
+
+
+def test_no_module_is_longer_than_the_limit():
+    long = {str(p.relative_to(ROOT)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
+    assert not long, f"modules over {MAX_MODULE_LINES} lines: {long}"
