@@ -2,9 +2,9 @@
 
 The gallery's failed parts (the ones people read) go to the ``ExplainerService`` in chunks no
 larger than its queue, so none is turned away for a full queue; the language model (when it is
-installed and loads) writes each chunk in one batched decoding pass. Every other failed part gets the deterministic sentence
-directly: it states the same validated facts, and a language model on a CPU would multiply the
-time of a large report. A fallback is recorded in the explanation source.
+installed and loads) writes each chunk in one batched decoding pass. Every other failed part gets
+the deterministic sentence directly: it states the same validated facts, and a language model on
+a CPU would multiply the time of a large report. A fallback is recorded in the explanation source.
 """
 
 from __future__ import annotations
@@ -13,10 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from inspect_app.progress import ProgressCallback
-from inspect_app.results import InspectionResult
+from inspect_app.results import InspectionResult, Verdict
 
 REPORT_TIMEOUT_S = 60.0  # a report is not a line: it can wait for the model to load and write a batch
-
 
 
 def _source(expl) -> str:
@@ -30,7 +29,7 @@ def explain_failures(results: Sequence[InspectionResult], gallery: set[int], mod
     reuse, else one is started and closed here). Returns how many came from each source."""
     from inspect_app.explain import ExplainerService, template_explanation
 
-    todo = [i for i, r in enumerate(results) if r.verdict == "FAIL" and not r.explanation]
+    todo = [i for i, r in enumerate(results) if r.verdict == Verdict.FAIL and not r.explanation]
     modelled = [i for i in todo if i in gallery]
     counts: dict[str, int] = {}
     done = 0
@@ -39,7 +38,8 @@ def explain_failures(results: Sequence[InspectionResult], gallery: set[int], mod
     if owned:
         try:
             size = max(len(modelled), 1)
-            service = ExplainerService(models_dir=models_dir, max_queue=size, batch_size=size, timeout_s=REPORT_TIMEOUT_S)
+            service = ExplainerService(models_dir=models_dir, max_queue=size, batch_size=size,
+                                       timeout_s=REPORT_TIMEOUT_S)
         except Exception as exc:  # a broken explainer must not cost the report
             service, fallback = None, f"template (fallback: explainer unavailable: {type(exc).__name__}: {exc})"
             modelled = []
@@ -49,10 +49,11 @@ def explain_failures(results: Sequence[InspectionResult], gallery: set[int], mod
             for start in range(0, len(modelled), chunk):
                 batch = modelled[start:start + chunk]
                 futures = [service.submit(results[i]) for i in batch]
-                for i, future in zip(batch, futures):
+                for i, future in zip(batch, futures, strict=True):
                     expl = future.result(timeout=service.timeout_s * (len(batch) + 1))
-                    results[i].explanation, results[i].explanation_source = expl.text, _source(expl)
-                    counts[results[i].explanation_source] = counts.get(results[i].explanation_source, 0) + 1
+                    source = _source(expl)
+                    results[i].explanation, results[i].explanation_source = expl.text, source
+                    counts[source] = counts.get(source, 0) + 1
                 done += len(batch)
                 if progress:
                     progress(done, len(todo), "explaining failed parts")
