@@ -3,14 +3,15 @@
 Each test fits ``InspectorConfig()`` (whatever mode is the default: the floors follow it) on a
 category's good training images, inspects its test images, and checks image AUROC, pixel AUROC
 and, at the threshold calibrated from good images alone, the false-reject rate on good parts and
-the detection rate on defective ones. Floors sit a little below the figures measured on
-2026-12-06 (RESULTS.md, fused default: bottle 1.000 / 0.984, cookie 1.000 / 0.978 image / pixel
-AUROC), so that a real regression fails while seed-level wobble does not.
+the detection rate on defective ones. Floors sit a little below the figures these very fits gave
+on 2026-12-06 (fused default; bottle and cookie as in RESULTS.md), so that a real regression
+fails while float-level differences between machines do not.
 
-To stay within about three minutes on two cores, bottle and cookie run in full, and magnetic
-tile on a fixed subset drawn with seed 0: 120 of its 762 good training images, and 20 good plus
-12 of each of its five defect folders among its test images (80 of 582). The subset's figures
-are its own (measured on the same day), not the full category's. The full run over every shared
+To stay near three minutes on two cores, bottle and cookie run in full, and magnetic tile on a
+fixed subset: 120 of its 762 good training images (drawn with seed 0), and 40 good plus 20 of
+each of its five defect folders among its test images (seed 1; 140 of 582). The subset's figures
+are its own: with 24 held-out good images instead of 152 the calibrated bound is wider, so it
+detects 28 % of defects where the full category detects 83 %. The full run over every shared
 category is a benchmark: ``benchmarks/run_all.py --only ablation``.
 """
 
@@ -29,7 +30,7 @@ from inspect_app.metrics.evaluate import Quality, measure
 
 pytestmark = [pytest.mark.dataset, pytest.mark.slow]
 
-TILE_TRAIN, TILE_TEST_GOOD, TILE_TEST_PER_DEFECT = 120, 20, 12
+TILE_TRAIN, TILE_TEST_GOOD, TILE_TEST_PER_DEFECT = 120, 40, 20
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,12 @@ def test_cookie_default_mode(datasets_dir: Path):
 
 def test_magnetic_tile_subset_default_mode(datasets_dir: Path):
     category = _category(datasets_dir, "magnetic_tile/tile")
-    rng = np.random.default_rng(0)
-    train = _seeded_subset(category.train_images(), TILE_TRAIN, rng)
-    samples = category.test_samples()
+    train = _seeded_subset(category.train_images(), TILE_TRAIN, np.random.default_rng(0))
+    samples, rng = category.test_samples(), np.random.default_rng(1)
     chosen = _seeded_subset([s for s in samples if not s.is_defective], TILE_TEST_GOOD, rng)
     for defect_type in sorted({s.defect_type for s in samples if s.is_defective}):
         chosen += _seeded_subset([s for s in samples if s.defect_type == defect_type], TILE_TEST_PER_DEFECT, rng)
     quality = _fit_and_measure("tile", train, chosen)
-    assert (quality.n_test_good, quality.n_test_defective) == (20, 60)
-    # measured on this subset: see the module docstring
-    _check(quality, Floors(image_auroc=0.90, pixel_auroc=0.75, max_frr=0.20, min_detection=0.70))
+    assert (quality.n_test_good, quality.n_test_defective) == (TILE_TEST_GOOD, 5 * TILE_TEST_PER_DEFECT)
+    # measured on this subset: 0.842 / 0.798, no good tile rejected, 28 of 100 defects detected
+    _check(quality, Floors(image_auroc=0.81, pixel_auroc=0.77, max_frr=4 / 40, min_detection=0.22))
