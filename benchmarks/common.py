@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from inspect_app.config import MODES, InspectorConfig
-from inspect_app.demo import shared_datasets
+from inspect_app.data.datasets import shared_datasets
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"

@@ -119,7 +119,7 @@ def find_datasets(entries: list[Entry]) -> Path | None:
     """The shared data sets folder, when an entry names a path in it (found as the benchmarks find it)."""
     if not any(e.needs_datasets_path for e in entries):
         return None
-    from inspect_app.demo import shared_datasets
+    from inspect_app.data.datasets import shared_datasets
 
     return shared_datasets()
 

@@ -15,11 +15,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from inspect_app import __version__
+from inspect_app.api import commands as api_commands
+from inspect_app.api import create_app
 from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
-from inspect_app.results import EvidenceFor
+from inspect_app.explain import commands as explain_commands
+from inspect_app.line import commands as line_commands
+from inspect_app.reports import commands as reports_commands
+from inspect_app.results import EvidenceFor, Verdict
+from inspect_app.store import commands as store_commands
+from inspect_app.ui import commands as ui_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Learn good parts from normal images, flag and locate defects.")
+VERDICT_COLOURS = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.ERROR: "yellow"}
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"inspect-app {__version__}")
@@ -55,7 +65,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     check_product_name(product)
     images, skipped = list_images(folder)
     if skipped:
-        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] {escape(', '.join(p.name for p in skipped[:5]))}")
+        console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
+                      f"{escape(', '.join(p.name for p in skipped[:5]))}")
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
@@ -103,31 +114,28 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     else:
         raise ImageLoadError(f"{path}: no such file or folder")
     with progress_bar() as progress:
-        results = inspector.predict(files, progress=progress if len(files) > 1 else None,
-                                    evidence=EvidenceFor.FAILS if explain else EvidenceFor.NONE)
+        results = inspector.predict_batch(files, progress=progress if len(files) > 1 else None,
+                                          evidence=EvidenceFor.FAILS if explain else EvidenceFor.NONE)
     if explain:
-        from inspect_app.explain.commands import explain_results
-
-        explain_results(results, models_dir)
+        explain_commands.explain_results(results, models_dir)
     table = Table(title=f"{product}: {len(results)} image(s)")
     for col in ("file", "verdict", "score", "regions"):
         table.add_column(col)
     for res in results:
-        colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
+        colour = VERDICT_COLOURS[res.verdict]
         where = ", ".join(f"{r.defect_type + ' ' if r.defect_type else ''}{r.size} {r.shape} at {r.location}"
                           for r in res.regions[:3]) or (res.error or "")
         score = "" if res.score is None else f"{res.score:.3f}"
         table.add_row(Path(res.file or "").name, f"[{colour}]{res.verdict}[/]", score,
                       res.explanation if explain and res.explanation else where)
     out.print(table)
-    counts = {v: sum(r.verdict == v for r in results) for v in ("PASS", "FAIL", "ERROR")}
-    out.print(f"PASS {counts['PASS']}  FAIL {counts['FAIL']}  ERROR {counts['ERROR']}")
+    out.print("  ".join(f"{v} {sum(r.verdict == v for r in results)}" for v in Verdict))
     if overlays:
         from inspect_app.visualize import save_overlay
 
-        for res in results:
-            if res.verdict != "ERROR":
-                save_overlay(res.file, res, overlays / f"{Path(res.file).stem}_overlay.png")
+        for file, res in zip(files, results, strict=True):
+            if res.verdict != Verdict.ERROR:
+                save_overlay(file, res, overlays / f"{file.stem}_overlay.png")
         out.print(f"overlays written to {overlays}")
     if json_out:
         json_out.parent.mkdir(parents=True, exist_ok=True)
@@ -194,6 +202,44 @@ def list_cmd(models_dir: Path | None = ModelsDir) -> None:
 
 @app.command()
 @user_errors
+def refit(product: str | None = typer.Argument(None, help="The product to refit (or --all)."),
+          all_products: bool = typer.Option(False, "--all", help="Refit every profile in the models folder."),
+          images: Path | None = typer.Option(None, "--images", help="Folder of the product's good images, for "
+                                             "profiles that do not record where theirs are."),
+          models_dir: Path | None = ModelsDir,
+          ) -> None:
+    """Fit saved products again from the same good images with the same settings (after an upgrade
+    changed the profile format). The images come from --images, the paths the profile recorded, or
+    the UI's uploaded good images."""
+    from inspect_app.errors import InspectAppError
+    from inspect_app.refit import RefitPlan, plan_refit, refit_all_plans
+    from inspect_app.refit import refit as run_refit
+
+    if all_products == (product is not None):
+        raise InspectAppError("name one product, or give --all")
+    if all_products and images is not None:
+        raise InspectAppError("--images names one product's folder: use it without --all")
+    plans = refit_all_plans(models_dir) if all_products else [plan_refit(product or "", models_dir, images)]
+    failed = 0
+    for plan in plans:
+        if not isinstance(plan, RefitPlan):
+            console.print(f"[bold red]cannot refit:[/] {escape(str(plan))}")
+            failed += 1
+            continue
+        out.print(f"refitting [bold]{plan.product}[/] ({plan.config.mode}) on {len(plan.images)} images from "
+                  f"{escape(plan.source)}")
+        for label, names in (("changed since the last fit", plan.changed), ("missing", plan.missing)):
+            if names:
+                console.print(f"[yellow]{len(names)} image(s) {label}:[/] {escape(', '.join(names[:5]))}")
+        with progress_bar() as progress:
+            report, path = run_refit(plan, models_dir, progress)
+        out.print(f"refitted {plan.product} in {report.seconds:.1f} s -> {path}")
+    if failed:
+        raise typer.Exit(2)
+
+
+@app.command()
+@user_errors
 def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where overlays and results go."),
          models_dir: Path | None = ModelsDir,
          dataset: str = typer.Option("auto", "--dataset",
@@ -205,21 +251,14 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
     run_demo(out_dir, models_dir, dataset, progress_factory=progress_bar, console=out)
 
 
-# Commands of the later features live beside them: each module has ``register(app)``.
-FEATURE_COMMANDS: list[str] = ["inspect_app.store.commands", "inspect_app.api.commands",
-                                 "inspect_app.reports.commands", "inspect_app.line.commands",
-                                 "inspect_app.ui.commands", "inspect_app.explain.commands"]
-
-
-def _register_feature_commands() -> None:
-    import importlib
-
-    for name in FEATURE_COMMANDS:
-        importlib.import_module(name).register(app)
-
-
-if __name__ != "__main__":  # run as a script, the commands register on the importable module below
-    _register_feature_commands()
+# Each feature builds its commands beside its code and registers them here; the line station gets
+# the API factory from here, so the two features never import each other.
+api_commands.register(app)
+explain_commands.register(app)
+line_commands.register(app, create_api=create_app)
+reports_commands.register(app)
+store_commands.register(app)
+ui_commands.register(app)
 
 
 def main() -> None:
@@ -228,8 +267,3 @@ def main() -> None:
     except KeyboardInterrupt:  # pragma: no cover - outside a command
         sys.exit(130)
 
-
-if __name__ == "__main__":
-    from inspect_app.cli import main as run_importable
-
-    run_importable()

@@ -8,12 +8,20 @@ import functools
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import ParamSpec, TypeVar, cast
+from typing import ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from inspect_app.config import MODES, Mode
 from inspect_app.errors import InspectAppError
@@ -33,9 +41,10 @@ ModeOption = typer.Option("fused", "--mode",
 
 def parse_mode(value: str) -> Mode:
     """A ``--mode`` value, checked against the modes the product knows."""
-    if value not in MODES:
-        raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
-    return cast(Mode, value)
+    for mode in MODES:
+        if value == mode:
+            return mode
+    raise InspectAppError(f"unknown mode {value!r}: choose one of {', '.join(MODES)}")
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
@@ -66,18 +75,19 @@ def progress_bar() -> Iterator[ProgressCallback]:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn()]
     with Progress(*columns, console=console, transient=False) as bar:
-        tasks: dict[str, int] = {}
+        tasks: dict[str, TaskID] = {}
 
-        def update(done: int, total: int, label: str) -> None:
-            if label not in tasks:
-                tasks[label] = bar.add_task(label, total=total)
-            bar.update(tasks[label], completed=done, total=total)
+        def update(done: int, total: int, stage: str, /) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
 
         yield update
 
 
 class LogProgress:
-    """Progress as log lines: ``label: done/total (pct), elapsed, ETA``."""
+    """Progress as log lines, ``stage: done/total (pct), elapsed, ETA``: the display for log files and
+    pipes (a live bar shows nothing there until a step ends) and for scripts such as the benchmarks."""
 
     def __init__(self, emit: Callable[[str], object], every_seconds: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
@@ -85,17 +95,17 @@ class LogProgress:
         self.started: dict[str, float] = {}
         self.last: dict[str, tuple[float, int]] = {}
 
-    def __call__(self, done: int, total: int, label: str) -> None:
+    def __call__(self, done: int, total: int, stage: str, /) -> None:
         now = self.clock()
-        start = self.started.setdefault(label, now)
-        last_time, last_tenth = self.last.get(label, (start, -1))
+        start = self.started.setdefault(stage, now)
+        last_time, last_tenth = self.last.get(stage, (start, -1))
         tenth = 10 * done // max(total, 1)
         if done < total and tenth <= last_tenth and now - last_time < self.every:
             return
-        self.last[label] = (now, tenth)
+        self.last[stage] = (now, tenth)
         elapsed = now - start
         eta_text = f"ETA {_clock_text(elapsed / done * (total - done))}" if done > 0 else "ETA ?"
-        self.emit(f"{label}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
+        self.emit(f"{stage}: {done}/{total} ({100 * done / max(total, 1):.0f} %), "
                   f"{_clock_text(elapsed)} elapsed, {eta_text}")
 
 

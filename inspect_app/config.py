@@ -49,7 +49,12 @@ class CalibrationConfig(BaseModel):
 
 
 Mode = Literal["image-image", "image-text", "fused", "zero-shot"]
-MODES: tuple[str, ...] = ("image-image", "image-text", "fused", "zero-shot")
+MODES: tuple[Mode, ...] = ("image-image", "image-text", "fused", "zero-shot")
+Decoder = Literal["image-image", "image-text"]
+# Which decoders each mode needs.
+MODE_DECODERS: dict[Mode, tuple[Decoder, ...]] = {
+    "image-image": ("image-image",), "image-text": ("image-text",),
+    "fused": ("image-image", "image-text"), "zero-shot": ("image-text",)}
 
 
 class InspectorConfig(BaseModel):

@@ -2,61 +2,44 @@
 fit a product on good images, inspect good and defective ones, explain each FAIL to the operator,
 and write overlays, the calibration histogram and a batch QA report.
 
-With the shared MVTec bottle set present (``../shared/datasets``) the demo uses it; otherwise it
-uses the monocrystalline solar cells of the ``elpv-dataset`` wheel (defect probability 0 = good,
-1 = defective).
+With the shared MVTec bottle set present (``inspect_app.data.datasets.shared_datasets``) the demo
+uses it; otherwise it uses the monocrystalline solar cells of the ``elpv-dataset`` wheel (defect
+probability 0 = good, 1 = defective).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import os
 import shutil
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from inspect_app.data.datasets import elpv_cells, shared_datasets
 from inspect_app.errors import NotEnoughImagesError
-from inspect_app.explain import ExplainerService
+from inspect_app.explain import Explainer, ExplainerService
 from inspect_app.inspector import Inspector
+from inspect_app.progress import ProgressCallback
 from inspect_app.reports import build_report
-from inspect_app.results import EvidenceFor
+from inspect_app.results import EvidenceFor, Verdict
 from inspect_app.visualize import save_overlay, score_histogram
 
 ELPV_FIT_IMAGES = 150
 ELPV_SHOWN_PER_CLASS = 8
+VERDICT_COLOURS = {Verdict.PASS: "green", Verdict.FAIL: "red", Verdict.ERROR: "yellow"}
 
 
-def shared_datasets() -> Path | None:
-    """``$INSPECT_APP_DATASETS`` or a ``shared/datasets`` folder beside the working or project folder."""
-    candidates = [os.environ.get("INSPECT_APP_DATASETS")]
-    candidates += [Path.cwd().parent / "shared" / "datasets", Path(__file__).resolve().parents[2] / "shared" / "datasets"]
-    for cand in candidates:
-        if cand and (Path(cand) / "mvtec_ad" / "bottle" / "train" / "good").is_dir():
-            return Path(cand)
-    return None
-
-
-def elpv_cells() -> tuple[list[Path], list[Path]]:
-    """Good and defective monocrystalline cells from the elpv-dataset wheel (sorted, fixed)."""
-    spec = importlib.util.find_spec("elpv_dataset")
-    if spec is None or spec.origin is None:
-        raise NotEnoughImagesError("the elpv-dataset package is not installed: pip install elpv-dataset")
-    root = Path(spec.origin).parent / "data"
-    good, bad = [], []
-    for line in (root / "labels.csv").read_text().splitlines():
-        parts = line.split()
-        if len(parts) != 3 or parts[2] != "mono":
-            continue
-        prob = float(parts[1])
-        if prob == 0.0:
-            good.append(root / parts[0])
-        elif prob == 1.0:
-            bad.append(root / parts[0])
-    return good, bad
+@dataclass
+class DemoSummary:
+    product: str
+    correct: int  # verdicts that match the labels
+    total: int
+    report: Path  # the QA report's HTML page
 
 
 def demo_sets(dataset: str) -> tuple[str, list[Path], list[Path], list[Path]]:
@@ -80,7 +63,10 @@ def demo_sets(dataset: str) -> tuple[str, list[Path], list[Path], list[Path]]:
     return "demo-solar-cell", train, held, bad
 
 
-def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_factory, console: Console) -> dict:
+def run_demo(out_dir: Path, models_dir: Path | None, dataset: str,
+             progress_factory: Callable[[], AbstractContextManager[ProgressCallback]], console: Console) -> DemoSummary:
+    """Fit, inspect, explain and report as the module docstring says; ``progress_factory`` opens
+    the progress display of each long step (``clikit.progress_bar`` in the CLI)."""
     product, train, good, bad = demo_sets(dataset)
     console.print(f"[bold]demo[/]: fitting [bold]{product}[/] on {len(train)} good images")
     inspector = Inspector(product=product)
@@ -89,10 +75,10 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
     path = inspector.save(models_dir)
     console.print(f"profile saved to {path} (fit {fit_report.seconds:.1f} s)")
     samples = [(p, "good") for p in good] + [(p, "defective") for p in bad]
-    results = inspector.predict([p for p, _ in samples], evidence=EvidenceFor.FAILS)
-    explainer = ExplainerService(models_dir=models_dir)
+    results = inspector.predict_batch([p for p, _ in samples], evidence=EvidenceFor.FAILS)
+    explainer: Explainer = ExplainerService(models_dir=models_dir)
     try:
-        fails = [res for res in results if res.verdict == "FAIL"]
+        fails = [res for res in results if res.verdict == Verdict.FAIL]
         console.print(f"explaining {len(fails)} FAIL result(s) ({explainer.variant} variant)")
         for res in fails:
             explanation = explainer.explain(res)
@@ -113,10 +99,10 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
         table.add_column(col)
     correct = 0
     rows = []
-    for (src, truth), res in zip(samples, results):
-        expected = "PASS" if truth == "good" else "FAIL"
+    for (src, truth), res in zip(samples, results, strict=True):
+        expected = Verdict.PASS if truth == "good" else Verdict.FAIL
         correct += res.verdict == expected
-        colour = {"PASS": "green", "FAIL": "red"}.get(res.verdict, "yellow")
+        colour = VERDICT_COLOURS[res.verdict]
         where = res.explanation or ", ".join(f"{r.size} {r.shape} area at {r.location}" for r in res.regions[:2])
         table.add_row(f"{src.parent.name}/{src.name}", truth, f"[{colour}]{res.verdict}[/]",
                       f"{res.score:.3f}" if res.score is not None else "", where or (res.error or ""))
@@ -130,4 +116,4 @@ def run_demo(out_dir: Path, models_dir: Path | None, dataset: str, progress_fact
     (out_dir / "results.json").write_text(json.dumps(rows, indent=2))
     console.print(f"{correct}/{len(samples)} verdicts match the labels; overlays and results in {out_dir}/")
     console.print(f"QA report: {report.html} and {report.pdf}")
-    return {"product": product, "correct": correct, "total": len(samples), "report": str(report.html)}
+    return DemoSummary(product, correct, len(samples), report.html)

@@ -15,8 +15,6 @@ from PIL import Image
 # Tests never wait on a hub download.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DATASETS_DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
-
 # Inspector tests use 128 px images and model input: at 64 px the default stage-5 level is a
 # 4x4 grid whose receptive field spans the whole image, so a pasted defect lights up the whole
 # map and cannot be located. Tests that need no localisation (CLI) use 64 px.
@@ -112,10 +110,12 @@ def fitted_inspector():
 
 @pytest.fixture(scope="session")
 def datasets_dir() -> Path:
-    """The shared real datasets (``$INSPECT_APP_DATASETS`` or ../shared/datasets); skip when absent."""
-    path = Path(os.environ.get("INSPECT_APP_DATASETS") or DATASETS_DEFAULT)
-    if not path.is_dir():
-        pytest.skip(f"datasets folder {path} not present")
+    """The shared real datasets (``inspect_app.data.datasets.shared_datasets``); skip when absent."""
+    from inspect_app.data.datasets import DATASETS_ENV, shared_datasets
+
+    path = shared_datasets()
+    if path is None:
+        pytest.skip(f"shared datasets not found: set {DATASETS_ENV} or place them in ../shared/datasets")
     return path
 
 

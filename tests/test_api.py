@@ -21,6 +21,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry, Counter
 
 from inspect_app.api import create_app
+from inspect_app.line import Station, StationConfig
 from inspect_app.store import ResultsStore
 
 from conftest import ImageFactory
@@ -99,9 +100,11 @@ def test_bad_uploads_get_clear_4xx_and_store_nothing(saved_models, store):
             "too large file": (inspect(client, good + b"\0" * 200, "big2.png"), 413, "exceeds the limit"),
             "tiny": (inspect(client, png_bytes(np.zeros((4, 4, 3), np.uint8)), "tiny.png"), 400, "too small"),
             "unknown product": (client.post("/inspect", params={"product": "nosuch"},
-                                            files={"file": ("a.png", good, "image/png")}), 404, "fitted products: gradient"),
+                                            files={"file": ("a.png", good, "image/png")}),
+                                404, "fitted products: gradient"),
             "bad product name": (client.post("/inspect", params={"product": "../etc"},
-                                             files={"file": ("a.png", good, "image/png")}), 400, "invalid product name"),
+                                             files={"file": ("a.png", good, "image/png")}),
+                                 400, "invalid product name"),
         }
         for label, (response, status, words) in cases.items():
             assert response.status_code == status, (label, response.text)
@@ -150,19 +153,20 @@ def test_health_metrics_openapi(client):
 
 
 class FakeStation:
-    """What the API needs of a line station (``inspect_app.line.Station``): trigger(), push(),
-    status() and metrics_registry, answering ``{"accepted": bool, "reason": ...}``."""
+    """What the API needs of a line station (``inspect_app.api.station.ServedStation``): trigger(),
+    push(), status() and metrics_registry, answering ``{"accepted": bool, "reason": ...}``."""
 
     def __init__(self):
         self.running = True
         self.pushed: list[tuple[str, int]] = []
         self.metrics_registry = CollectorRegistry()
-        self.triggers = Counter("inspect_line_triggers", "Triggers", ["kind"], registry=self.metrics_registry)
+        self.triggers = Counter("inspect_line_external_triggers", "Triggers", ["source"],
+                                registry=self.metrics_registry)
 
     def trigger(self) -> dict:
         if not self.running:
             return {"accepted": False, "trigger": None, "reason": "station is stopped"}
-        self.triggers.labels("external-http").inc()
+        self.triggers.labels("http").inc()
         return {"accepted": True, "trigger": 1, "reason": None}
 
     def push(self, data: bytes, name: str | None = None) -> dict:
@@ -183,7 +187,8 @@ def test_trigger_frames_and_station_metrics(saved_models, store):
         response = client.post("/trigger")
         assert response.status_code == 202 and response.json() == {"accepted": True, "trigger": 1, "reason": None}
         text = client.get("/metrics").text
-        assert 'inspect_line_triggers_total{kind="external-http"} 1.0' in text and "inspect_api_requests_total" in text
+        assert 'inspect_line_external_triggers_total{source="http"} 1.0' in text
+        assert "inspect_api_requests_total" in text
         assert client.get("/health").json()["station"]["camera"] == "connected"
         response = client.post("/frames", files={"file": ("p1.jpg", b"jpeg bytes", "image/jpeg")})
         assert response.status_code == 202 and station.pushed == [("p1.jpg", 10)]
@@ -202,12 +207,9 @@ def test_trigger_frames_and_station_metrics(saved_models, store):
 
 
 def test_with_a_real_push_station(saved_models, store, fitted_inspector):
-    line = pytest.importorskip("inspect_app.line.station", reason="the line runner is not installed")
-    from inspect_app.line.config import StationConfig
-
     config = StationConfig.model_validate({"name": "api-test", "product": "gradient", "models_dir": str(saved_models),
                                            "source": {"uri": "push"}, "explain": {"enabled": False}})
-    station = line.Station(config, inspector=fitted_inspector, store=store).start()
+    station = Station(config, inspector=fitted_inspector, store=store).start()
     try:
         with TestClient(create_app(saved_models, store, station)) as client:
             factory = ImageFactory(seed=17)
@@ -256,7 +258,7 @@ def test_explanations_follow_settings_and_explainer(saved_models, store):
 def test_inspector_cache_reloads_a_refitted_profile(saved_models, tmp_path):
     import shutil
 
-    from inspect_app.api.inspectors import InspectorCache
+    from inspect_app.inspector_cache import InspectorCache
 
     root = tmp_path / "models"
     shutil.copytree(saved_models / "gradient", root / "gradient")
@@ -279,8 +281,8 @@ def free_port() -> int:
 def test_api_command_serves_with_uvicorn(saved_models, tmp_path):
     port = free_port()
     url = f"sqlite:///{tmp_path / 'served.db'}"
-    cmd = [sys.executable, "-c", "from inspect_app.cli import main; main()", "api", "--port", str(port), "--models-dir", str(saved_models),
-           "--store", url]
+    cmd = [sys.executable, "-c", "from inspect_app.cli import main; main()", "api", "--port", str(port),
+           "--models-dir", str(saved_models), "--store", url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:

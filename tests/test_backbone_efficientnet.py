@@ -46,7 +46,7 @@ def test_matches_reference_implementation_at_every_stage(lite0_all_stages):
     ours = lite0_all_stages.encode(x).levels
     ends = _stage_end_blocks("lite0")
     assert len(ours) == 7
-    for stage, (out, end) in enumerate(zip(ours, ends), start=1):
+    for stage, (out, end) in enumerate(zip(ours, ends, strict=True), start=1):
         expected = blocks[end]
         assert out.shape == expected.shape, f"stage {stage}"
         diff = (out - expected).abs().max().item()

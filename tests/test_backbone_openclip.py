@@ -95,7 +95,7 @@ def test_batch_consistency():
     together = enc.encode(x)
     for i in range(3):
         alone = enc.encode(x[i:i + 1])
-        for t, a in zip(together.levels, alone.levels):
+        for t, a in zip(together.levels, alone.levels, strict=True):
             assert torch.allclose(t[i:i + 1], a, atol=1e-5)
         assert torch.allclose(together.global_embedding[i], alone.global_embedding[0], atol=1e-5)
 

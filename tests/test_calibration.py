@@ -122,3 +122,18 @@ def test_dict_round_trip():
     again = Calibration.from_dict(cal.to_dict())
     assert again == cal
     assert again.normalize(7.0) == cal.normalize(7.0)
+
+
+def test_f1_optimal_threshold_matches_the_definition():
+    """The library's precision-recall curve gives the threshold a direct count does: the lowest
+    distinct score with the best F1 of "score >= t is a defect"."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        normals, defects = rng.lognormal(0, 0.4, 30), rng.lognormal(0.6, 0.5, 6)
+        best_f1, best_t = -1.0, None
+        for t in np.unique(np.concatenate([normals, defects])):
+            tp, fp, fn = (defects >= t).sum(), (normals >= t).sum(), (defects < t).sum()
+            f1 = 2 * tp / (2 * tp + fp + fn)
+            if f1 > best_f1:
+                best_f1, best_t = f1, t
+        assert calibrate_threshold(normals, defect_scores=defects).raw_threshold == pytest.approx(best_t)

@@ -221,3 +221,33 @@ def test_progress_on_a_log_file_is_lines_with_counts_and_eta():
     now[0] = 140.0
     progress(2, 1000, "slow step")  # no new tenth, but 40 s since the last line
     assert lines[-1] == "slow step: 2/1000 (0 %), 0:00:40 elapsed, ETA 5:32:40"
+
+
+def test_refit_all_after_a_format_change(runner: CliRunner, tmp_path: Path):
+    """An upgrade that bumps the profile format strands no station: predict names the refit
+    command, ``refit --all`` fits every product again from its recorded images, and predict works."""
+    import json
+
+    good = ImageFactory(tmp_path, seed=21).folder("good", 10, size=CLI_SIZE)
+    models = tmp_path / "models"
+    for product in ("alpha", "beta"):
+        assert runner.invoke(app, _fit_args(good, product, "--models-dir", str(models))).exit_code == 0
+    for product in ("alpha", "beta"):
+        meta_path = models / product / "profile.json"
+        meta = json.loads(meta_path.read_text())
+        meta["format"] -= 1
+        meta_path.write_text(json.dumps(meta))
+    image = str(good / "good_000.png")
+    stale = runner.invoke(app, ["predict", image, "--product", "alpha", "--models-dir", str(models)])
+    _assert_user_error(stale, "format", "inspect-app refit alpha")
+    result = runner.invoke(app, ["refit", "--all", "--models-dir", str(models)])
+    assert result.exit_code == 0, result.output
+    assert "refitting alpha (image-image) on 10 images from the recorded training images" in result.output
+    assert "refitted beta" in result.output
+    again = runner.invoke(app, ["predict", image, "--product", "alpha", "--models-dir", str(models)])
+    assert again.exit_code == 0 and "PASS 1" in again.output
+
+
+def test_refit_needs_one_product_or_all(runner: CliRunner, tmp_path: Path):
+    _assert_user_error(runner.invoke(app, ["refit", "--models-dir", str(tmp_path)]), "one product", "--all")
+    _assert_user_error(runner.invoke(app, ["refit", "ghost", "--models-dir", str(tmp_path)]), "no profile", "ghost")

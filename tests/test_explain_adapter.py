@@ -1,6 +1,7 @@
 """The adapter and the language-model path with a tiny random-init Llama (no download, no GGUF):
-soft-token shapes, the inputs_embeds generation path, a training step that lowers the loss, and
-the GGUF reader's de-quantisation."""
+soft-token shapes, save and load, the inputs_embeds generation path (batched as one at a time), a
+training step that lowers the loss, and a LoRA trained, saved and merged. The embedded model's
+GGUF is de-quantised by transformers; ``test_explain_cli`` runs that model end to end."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter
 from inspect_app.explain.facts import Facts, RegionFact
@@ -86,7 +88,7 @@ def test_adapter_save_load_roundtrip(tmp_path):
     args = adapter.inputs(result())
     assert torch.allclose(adapter.eval()(*args), loaded(*args))
     (tmp_path / "bad.safetensors").write_bytes(b"not safetensors")
-    with pytest.raises(Exception):
+    with pytest.raises(SafetensorError):
         ExplanationAdapter.load(tmp_path / "bad.safetensors")
 
 
@@ -142,7 +144,8 @@ def test_lora_is_trained_saved_and_merged(tiny_lm, tmp_path):
     lm = LanguageModel(copy.deepcopy(tiny_lm.model), tiny_lm.tokenizer, "tiny")
     base = copy.deepcopy(tiny_lm.model)
     facts = Facts("bottle", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.6),), 1)
-    adapter, report, _ = train_adapter(lm, CachedFeatures.load(write_features(tmp_path, facts, 6)), steps=8, batch_size=2, lr=1e-2, lora_rank=2)
+    adapter, report, _ = train_adapter(lm, CachedFeatures.load(write_features(tmp_path, facts, 6)), steps=8,
+                                       batch_size=2, lr=1e-2, lora_rank=2)
     lora, scale = lora_weights(lm)
     assert len(lora) == 2 * 2 * 2  # 2 layers x (q, v) x (A, B)
     assert any(float(v.abs().sum()) > 0 for k, v in lora.items() if k.endswith("lora_B"))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from inspect_app.explain.evaluation import ground_truth_cells, text_metrics, verdict_consistent
+from inspect_app.explain.evaluation import Case, ground_truth_cells, text_metrics, verdict_consistent
 from inspect_app.explain.facts import Facts, RegionFact
 
 from conftest import ImageFactory, paste_blob
@@ -29,9 +30,8 @@ def test_ground_truth_cells_use_the_region_location_logic():
 def test_text_metrics_count_what_the_issue_asks():
     fail = Facts("tile", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.7),), 1)
     good = Facts("tile", "PASS", 0.1, 0.5)
-    cases = [{"facts": fail, "defective": True, "cells": {"top", "top-left"}, "centroid": "top",
-              "folder_kinds": {"hole"}},
-             {"facts": good, "defective": False, "cells": set(), "centroid": None, "folder_kinds": None}]
+    cases = [Case("a.png", "hole", True, fail, {"top", "top-left"}, "top", {"hole"}),
+             Case("b.png", "good", False, good, set(), None, None)]
     right = ["A hole at the top of the tile. Remove the part.", "No defect found. The part can go on."]
     assert text_metrics(right, cases) == {"verdict_consistency": 1.0, "location_faithfulness": 1.0,
                                           "location_centroid_agreement": 1.0, "type_mention_accuracy": 1.0,
@@ -45,8 +45,8 @@ def test_text_metrics_count_what_the_issue_asks():
 
 def test_defects_without_a_mask_count_for_the_verdict_and_kind_but_not_the_location():
     fail = Facts("tile", "FAIL", 0.8, 0.5, (RegionFact("top", "small", "compact", "hole", 0.7),), 1)
-    located = {"facts": fail, "defective": True, "cells": {"bottom"}, "centroid": "bottom", "folder_kinds": {"hole"}}
-    unlocalised = dict(located, cells=set(), centroid=None)
+    located = Case("a.png", "hole", True, fail, {"bottom"}, "bottom", {"hole"})
+    unlocalised = dataclasses.replace(located, cells=set(), centroid=None)
     text = "A hole at the top of the tile. Remove the part."
     figures = text_metrics([text, text], [located, unlocalised])
     assert figures["location_faithfulness"] == 0.0 and figures["location_centroid_agreement"] == 0.0
@@ -84,7 +84,7 @@ def test_explain_eval_cli_template(category, tmp_path, monkeypatch):
     figures = data["variants"]["template"]
     assert figures["verdict_consistency"] == 1.0 and figures["raw_verdict_consistency"] == 1.0
     assert figures["hallucination_rate"] == 0.0 and figures["fallback_rate"] == 0.0
-    assert figures["location_faithfulness"] is None or figures["location_faithfulness"] >= 2 / 3
+    assert data["n_fail"] >= 2 and figures["location_faithfulness"] >= 2 / 3  # the holes are found and located
     assert data["location_faithfulness"] == figures["location_faithfulness"]  # headline keys at the top
     for key in ("type_mention_accuracy", "p50_seconds", "p95_seconds", "raw_location_faithfulness"):
         assert key in data

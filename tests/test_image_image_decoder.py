@@ -106,7 +106,7 @@ def test_aggregate_patches_averages_neighbourhood():
 def test_patch_scores_flag_the_unusual_patch():
     g = torch.Generator().manual_seed(0)
     normal = torch.randn(6, 16, 8, 8, generator=g) * 0.1 + 1.0
-    decoder = ImageImageDecoder(coreset_ratio=1.0)
+    decoder = ImageImageDecoder(16, coreset_ratio=1.0)
     decoder.fit(normal, n_images=6)
     query = torch.randn(1, 16, 8, 8, generator=g) * 0.1 + 1.0
     query[0, :, 2, 5] = -3.0  # one patch unlike anything in the bank
@@ -121,29 +121,29 @@ def test_patch_scores_flag_the_unusual_patch():
 def test_fit_uses_coreset_for_many_images_and_keeps_all_for_few():
     g = torch.Generator().manual_seed(1)
     many = torch.randn(20, 8, 4, 4, generator=g)
-    full = ImageImageDecoder(coreset_ratio=0.1, projection_dim=4)
+    full = ImageImageDecoder(8, coreset_ratio=0.1, projection_dim=4)
     full.fit(many, n_images=20)
-    assert full.bank.shape == (32, 8)  # 10% of 320 patches
-    few = ImageImageDecoder(coreset_ratio=0.1)
+    assert full.memory_bank.shape == (32, 8)  # 10% of 320 patches
+    few = ImageImageDecoder(8, coreset_ratio=0.1)
     few.fit(many[:5], n_images=5)
-    assert few.bank.shape == (80, 8)
+    assert few.memory_bank.shape == (80, 8)
 
 
 def test_extend_adds_new_patches():
     g = torch.Generator().manual_seed(2)
-    decoder = ImageImageDecoder(coreset_ratio=0.1, projection_dim=4)
+    decoder = ImageImageDecoder(8, coreset_ratio=0.1, projection_dim=4)
     decoder.fit(torch.randn(20, 8, 4, 4, generator=g), n_images=20)
-    before = decoder.bank.shape[0]
+    before = decoder.memory_bank.shape[0]
     far = torch.randn(5, 8, 4, 4, generator=g) + 50.0
     assert decoder.patch_scores(far).min() > 40
     decoder.extend(far)
-    assert decoder.bank.shape[0] == before + 8
+    assert decoder.memory_bank.shape[0] == before + 8
     assert decoder.patch_scores(far).median() < 10
 
 
 def test_decoder_before_fit_raises():
     with pytest.raises(RuntimeError, match="before fit"):
-        ImageImageDecoder().patch_scores(torch.zeros(1, 4, 2, 2))
+        ImageImageDecoder(4).patch_scores(torch.zeros(1, 4, 2, 2))
 
 
 # ---------------------------------------------------------------- upsampling and blur

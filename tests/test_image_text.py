@@ -7,28 +7,29 @@ import pytest
 import torch
 
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
-from inspect_app.decoders.fusion import DecoderStats, fuse
+from inspect_app.decoders.fusion import Fusion
 from inspect_app.decoders.image_text import ImageTextDecoder, TrainingSet, anomaly_odds, train_image_text_decoder
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.post_processing.calibration import calibrate_threshold
+from inspect_app.post_processing.kinds import kind_prior, region_kind_posterior
 from inspect_app.vocabulary import DEFECT_KINDS
 
 from conftest import ImageFactory, paste_blob
 
 
 def _fused_config(**overrides) -> InspectorConfig:
-    return InspectorConfig(mode="fused", backbone=BackboneConfig(image_size=128),
-                           image_text=ImageTextConfig(steps=120, synthetic_per_image=4, max_synthetic=48), **overrides)
+    settings = {"mode": "fused", "backbone": BackboneConfig(image_size=128),
+                "image_text": ImageTextConfig(steps=120, synthetic_per_image=4, max_synthetic=48), **overrides}
+    return InspectorConfig(**settings)
 
 
 @pytest.fixture(scope="module")
 def fused_inspector(tmp_path_factory):
-    import os
-
-    os.environ["INSPECT_APP_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    inspector = Inspector(_fused_config(), product="gradient")
-    report = inspector.fit(ImageFactory(seed=7).goods(12))
+    with pytest.MonkeyPatch.context() as patch:  # the text-embedding cache of this module only
+        patch.setenv("INSPECT_APP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        inspector = Inspector(_fused_config(), product="gradient")
+        report = inspector.fit(ImageFactory(seed=7).goods(12))
     return inspector, report
 
 
@@ -71,28 +72,33 @@ def test_image_text_threshold_stays_reachable_when_good_probabilities_spread_ove
 def test_region_kinds_divide_out_the_lean_of_good_patches():
     """When good patches lean towards 'crack', a region that is only as crack-like as a good
     patch is no longer called a crack; one far more crack-like than good patches still is."""
-    gen = torch.Generator().manual_seed(0)
-    text = torch.nn.functional.normalize(torch.randn(3, 16, generator=gen), dim=-1)
-    decoder = ImageTextDecoder([8], text, ["crack", "hole"])
-    normal = torch.zeros(4, 2, 3, 3)
+    normal = np.zeros((4, 2, 3, 3), np.float32)
     normal[:, 0], normal[:, 1] = 0.8, 0.2
-    decoder.set_kind_prior(normal)
-    assert torch.allclose(decoder.kind_prior, torch.tensor([0.8, 0.2]))
-    as_good = decoder.region_kinds(np.array([0.7, 0.3]))
+    prior = kind_prior(normal)
+    assert np.allclose(prior, [0.8, 0.2])
+    cal_map = np.full((30, 30), 0.9, np.float32)
+    box, size = (0, 0, 30, 30), (30, 30)
+
+    def region_posterior(crack: float) -> np.ndarray:
+        posteriors = np.stack([np.full((3, 3), crack), np.full((3, 3), 1 - crack)]).astype(np.float32)
+        return region_kind_posterior(posteriors, cal_map, box, size, prior)
+
+    as_good = region_posterior(0.7)
     assert as_good.argmax() == 1 and np.isclose(as_good.sum(), 1.0)
-    assert decoder.region_kinds(np.array([0.97, 0.03])).argmax() == 0
-    assert "kind_prior" in decoder.state_dict()
+    assert region_posterior(0.97).argmax() == 0
 
 
-def test_fuse_is_monotone_in_each_map_and_weighted_towards_image_image():
-    stats = DecoderStats(log_mean=0.0, log_std=1.0)
+def test_fusion_is_monotone_in_each_map_and_weighted_towards_image_image():
+    fusion = Fusion()
+    fusion.set_stats((0.0, 1.0), (0.0, 1.0))
     base = torch.full((1, 4, 4), 1.0)
     higher = base.clone()
     higher[0, 0, 0] = 5.0
-    assert fuse(higher, base, stats, stats)[0, 0, 0] > fuse(base, base, stats, stats)[0, 0, 0]
-    assert fuse(base, higher, stats, stats)[0, 0, 0] > fuse(base, base, stats, stats)[0, 0, 0]
-    assert fuse(higher, base, stats, stats)[0, 0, 0] > fuse(base, higher, stats, stats)[0, 0, 0]
-    assert (fuse(base, base, stats, stats) > 0).all()
+    assert fusion(higher, base)[0, 0, 0] > fusion(base, base)[0, 0, 0]
+    assert fusion(base, higher)[0, 0, 0] > fusion(base, base)[0, 0, 0]
+    assert fusion(higher, base)[0, 0, 0] > fusion(base, higher)[0, 0, 0]
+    assert (fusion(base, base) > 0).all()
+    assert set(dict(fusion.named_buffers())) == {"log_mean", "log_std"}  # saved with the model
 
 
 def test_fused_fit_supports_three_modes_and_labels_regions(fused_inspector):
@@ -118,8 +124,8 @@ def test_same_seed_same_image_text_decoder(fused_inspector):
     torch.manual_seed(12345)
     again = Inspector(_fused_config(), product="gradient")
     again.fit(ImageFactory(seed=7).goods(12))
-    for name, value in inspector.image_text.state_dict().items():
-        assert torch.equal(value, again.image_text.state_dict()[name]), name
+    for name, value in inspector.model.image_text.state_dict().items():
+        assert torch.equal(value, again.model.image_text.state_dict()[name]), name
 
 
 def test_fused_profile_round_trip(fused_inspector, models_dir):
@@ -144,17 +150,27 @@ def test_zero_shot_needs_openclip():
         Inspector(InspectorConfig(mode="zero-shot"), product="x").fit(ImageFactory(seed=1).goods(3))
 
 
-def test_interrupted_training_leaves_no_profile(monkeypatch, models_dir, tmp_path):
-    import inspect_app.inspector as inspector_module
+def test_interrupted_refit_keeps_the_fitted_model(monkeypatch, tmp_path):
+    """Ctrl-C during a refit's training leaves the inspector as it was: same model, same scores."""
+    import inspect_app.training as training_module
 
     monkeypatch.setenv("INSPECT_APP_CACHE_DIR", str(tmp_path / "cache"))
+    inspector = Inspector(_fused_config(mode="image-image"), product="gradient")
+    inspector.fit(ImageFactory(seed=3).goods(12))
+    probe = ImageFactory(seed=4).good()
+    before, model = inspector.predict(probe).score, inspector.model
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(inspector_module, "train_image_text_decoder", interrupted)
-    inspector = Inspector(_fused_config(), product="gradient")
+    monkeypatch.setattr(training_module, "train_image_text_decoder", interrupted)
+    inspector.config = _fused_config()
     with pytest.raises(KeyboardInterrupt):
         inspector.fit(ImageFactory(seed=3).goods(12))
-    assert not inspector.is_fitted
-    assert list(models_dir.iterdir()) == []
+    assert inspector.model is model and inspector.predict(probe).score == before
+    fresh = Inspector(_fused_config(), product="gradient")
+    with pytest.raises(KeyboardInterrupt):
+        fresh.fit(ImageFactory(seed=3).goods(12))
+    assert not fresh.is_fitted
+    with pytest.raises(ProfileError, match="not fitted"):
+        fresh.save(tmp_path / "models")

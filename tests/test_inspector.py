@@ -123,7 +123,7 @@ def test_save_load_gives_identical_scores(fitted_inspector, fresh_goods, models_
     images = fresh_goods[:3] + [paste_blob(fresh_goods[3], 26, 102, radius=10)]
     before = fitted_inspector.predict(images)
     after = loaded.predict(images)
-    for a, b in zip(before, after):
+    for a, b in zip(before, after, strict=False):
         assert a.verdict == b.verdict
         assert a.score == pytest.approx(b.score, abs=1e-6)
         np.testing.assert_allclose(a.anomaly_map, b.anomaly_map, atol=1e-5)
@@ -240,7 +240,7 @@ def test_object_on_plain_background_uses_part_frame():
 
     inspector = Inspector(tiny_config(), product="disc")
     inspector.fit([part() for _ in range(4)])
-    assert inspector.part_frame == "object"
+    assert inspector.post_processor.part_frame == "object"
     result = inspector.predict(part(defect=True))
     assert result.verdict == "FAIL"
     assert result.part_box is not None

@@ -1,4 +1,4 @@
-"""Line runner parts that need no broker: config, queue overload rules, triggers, sources, sinks."""
+"""Line runner parts that need no broker: config, queue overload rules, triggers, sources, sinks, metrics."""
 
 from __future__ import annotations
 
@@ -11,22 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from inspect_app.data.images import load_image
 from inspect_app.errors import InspectAppError
-from inspect_app.line.config import (
-    CsvConfig,
-    MqttConfig,
-    SourceConfig,
-    TriggerConfig,
-    WebhookConfig,
-    load_station_config,
-    parse_station_config,
-)
-from inspect_app.line.metrics import StationMetrics
+from inspect_app.line.config import SourceConfig, TriggerConfig, load_station_config, parse_station_config
+from inspect_app.line.metrics import CameraState, StationMetrics
 from inspect_app.line.queues import InspectQueue, Job
 from inspect_app.line.sinks import CsvSink, WebhookSink
-from inspect_app.line.sources import CameraLink, FolderSource, Frame, MjpegSource, PushSource
-from inspect_app.line.testing import MjpegCamera, encode_jpeg, free_port
+from inspect_app.line.sources import CameraLink, FolderSource, Frame, OpenCVSource, PushSource
+from inspect_app.line.testing import MjpegCamera, SnapshotCamera, encode_jpeg, free_port
 from inspect_app.line.triggers import ContinuousTrigger, ExternalTrigger, PartPresentTrigger
+from inspect_app.product_settings import CsvConfig, MqttConfig, WebhookConfig
+from inspect_app.results import Verdict
 
 from conftest import ImageFactory
 
@@ -174,20 +169,40 @@ def test_watched_folder_reads_each_file_once_and_only_when_fully_written(tmp_pat
     assert bad.name == "bad.jpg" and bad.image is None and "bad.jpg" in bad.error
 
 
-def test_mjpeg_source_reads_frames_and_flags_a_corrupt_one():
+@pytest.mark.parametrize("content_length", [True, False], ids=["with-length", "without-length"])
+def test_mjpeg_stream_reads_frames_and_flags_a_corrupt_one(content_length):
+    """OpenCV reads the HTTP MJPEG stream; the JPEGs are decoded by ``load_image``, so a truncated
+    frame is reported corrupt (FFmpeg's decoder would conceal it with the previous frame)."""
     images = ImageFactory(seed=4)
-    frames = [encode_jpeg(images.good()) for _ in range(5)]
+    frames = [encode_jpeg(images.good()) for _ in range(6)]
     frames[2] = frames[2][: len(frames[2]) // 3]
-    camera = MjpegCamera(frames, fps=100).start()
+    camera = MjpegCamera(frames, fps=100, content_length=content_length).start()
     try:
-        src = MjpegSource(camera.url, timeout_s=2)
+        src = OpenCVSource(camera.url, "stream", timeout_s=2)
         src.open()
         got = [src.read() for _ in range(5)]
         assert [f.error is None for f in got] == [True, True, False, True, True]
         assert got[0].image.shape == (128, 128, 3)
+        assert np.array_equal(got[1].image, load_image(frames[1]))  # the very frame that was sent
         src.close()
     finally:
         camera.kill()
+
+
+def test_snapshot_url_is_fetched_once_per_frame():
+    images = ImageFactory(seed=7)
+    frames = [encode_jpeg(images.good()) for _ in range(3)]
+    camera = SnapshotCamera(frames).start()
+    try:
+        src = OpenCVSource(camera.url, "stream", timeout_s=2)
+        src.open()
+        got = [src.read() for _ in range(4)]
+        src.close()
+    finally:
+        camera.stop()
+    assert camera.requests == 4 and all(f.error is None for f in got)
+    assert got[0].image.shape == (128, 128, 3)
+    assert not np.array_equal(got[0].image, got[1].image) and np.array_equal(got[0].image, got[3].image)
 
 
 def test_camera_link_reconnects_with_backoff_and_records_the_gap():
@@ -197,7 +212,7 @@ def test_camera_link_reconnects_with_backoff_and_records_the_gap():
     stop = threading.Event()
     cfg = SourceConfig(uri=camera.url, reconnect_initial_s=0.1, reconnect_max_s=0.4, read_timeout_s=2)
     states = []
-    link = CameraLink(MjpegSource(camera.url, 2), cfg, stop, on_state=states.append)
+    link = CameraLink(OpenCVSource(camera.url, "stream", timeout_s=2), cfg, stop, on_state=states.append)
     got = 0
     restarted = False
     for frame in link.frames():
@@ -210,7 +225,8 @@ def test_camera_link_reconnects_with_backoff_and_records_the_gap():
         if got >= 25:
             stop.set()
     camera.kill()
-    assert states[:3] == ["connected", "reconnecting", "connected"] and states[-1] == "disconnected"
+    assert states[:3] == [CameraState.CONNECTED, CameraState.RECONNECTING, CameraState.CONNECTED]
+    assert states[-1] == CameraState.DISCONNECTED
     assert link.reconnects == 1 and len(link.gaps) == 1 and 0.8 <= link.gaps[0] <= 4.0
 
 
@@ -301,3 +317,41 @@ def test_malloc_controls_work_on_glibc_and_are_harmless_elsewhere():
         assert capped is True and trimmed is True
     else:
         assert capped is False and trimmed is False
+
+
+# ---------------------------------------------------------------- metrics: the station's only counters
+def test_station_counts_are_read_back_from_the_prometheus_metrics():
+    from prometheus_client import generate_latest
+
+    metrics = StationMetrics("s", "p")
+    metrics.triggers.labels("continuous").inc(5)
+    metrics.triggers.labels("push").inc()
+    metrics.frames_dropped.inc(2)
+    metrics.parts_rejected.labels("no camera frame").inc()
+    metrics.results.labels(Verdict.PASS).inc(3)
+    metrics.results.labels(Verdict.ERROR).inc()
+    metrics.results_stored.inc(3)
+    metrics.sink_errors.labels("store").inc()
+    metrics.explanations_pending.inc(2)
+    metrics.explanations_pending.dec()
+    metrics.mqtt_published.labels("result").inc(4)
+    metrics.mqtt_published.labels("status").inc()
+    counts = metrics.snapshot()
+    assert (counts.triggered, counts.dropped, counts.rejected, counts.admitted) == (6, 2, 1, 5)
+    assert counts.results == 4 and counts.verdicts == {Verdict.PASS: 3, Verdict.FAIL: 0, Verdict.ERROR: 1}
+    assert (counts.stored, counts.store_failed, counts.explaining, counts.captured) == (3, 1, 1, 0)
+    assert metrics.mqtt_counts() == (5, 4, 0)
+    text = generate_latest(metrics.registry).decode()
+    assert 'inspect_line_results_total{verdict="PASS"} 3.0' in text and "inspect_line_explanations_pending 1.0" in text
+
+
+def test_the_line_imports_without_torch():
+    """The line loads the Inspector (and torch) only when a station starts; its modules, the CLI
+    command module and the sink settings import without it."""
+    import subprocess
+    import sys
+
+    code = ("import sys, inspect_app.line, inspect_app.line.commands, inspect_app.product_settings; "
+            "print(sorted(m for m in ('torch', 'inspect_app.inspector', 'inspect_app.api') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "[]"

@@ -135,7 +135,7 @@ def test_part_box_finds_bright_disc_on_black():
     box = estimate_part_box(image)
     assert box is not None
     expected = (70, 40, 171, 141)
-    assert all(abs(a - b) <= 4 for a, b in zip(box, expected)), box
+    assert all(abs(a - b) <= 4 for a, b in zip(box, expected, strict=True)), box
 
 
 @pytest.mark.parametrize("size", [128, 200, 256])
@@ -148,7 +148,7 @@ def test_part_box_finds_white_disc_on_black_at_any_size(size: int):
     box = estimate_part_box(image)
     assert box is not None
     lo, hi = size / 2 - size / 3, size / 2 + size / 3
-    assert all(abs(a - b) <= size * 0.03 for a, b in zip(box, (lo, lo, hi, hi))), box
+    assert all(abs(a - b) <= size * 0.03 for a, b in zip(box, (lo, lo, hi, hi), strict=True)), box
 
 
 def test_part_box_finds_a_broken_part_with_a_neighbour_in_the_corner():
@@ -162,7 +162,7 @@ def test_part_box_finds_a_broken_part_with_a_neighbour_in_the_corner():
     image[(x ** 2 + (y - 240) ** 2) <= 30 ** 2] = (200, 160, 110)  # the neighbour, bottom-left corner
     box = estimate_part_box(image.astype(np.uint8))
     assert box is not None
-    assert all(abs(a - b) <= 6 for a, b in zip(box, (30, 50, 151, 171))), box
+    assert all(abs(a - b) <= 6 for a, b in zip(box, (30, 50, 151, 171), strict=True)), box
 
 
 def test_part_box_none_for_noise_texture():

@@ -26,7 +26,7 @@ def filled_store(tmp_path, fitted_inspector):
     images = [factory.good() for _ in range(6)] + [factory.defective(40 + 10 * i, 60, radius=9) for i in range(4)]
     results = fitted_inspector.predict(images, names=[f"cam1_{i:03d}.png" for i in range(len(images))])
     ids = []
-    for i, (image, result) in enumerate(zip(images, results)):
+    for i, (image, result) in enumerate(zip(images, results, strict=True)):
         ids.append(store.add_result(result, station="line-1", lot="A" if i % 2 == 0 else "B", image=image,
                                     time=START + timedelta(minutes=25 * i)))
     store.add_result(fitted_inspector.predict(str(tmp_path / "missing.png")), station="line-1", lot="A",
@@ -39,7 +39,7 @@ def filled_store(tmp_path, fitted_inspector):
 
 def test_store_report(filled_store, tmp_path):
     store, results, ids = filled_store
-    failed_ids = [rid for rid, r in zip(ids, results) if r.verdict == "FAIL"]
+    failed_ids = [rid for rid, r in zip(ids, results, strict=True) if r.verdict == "FAIL"]
     assert len(failed_ids) >= 3
     lost = store.get(failed_ids[0])
     Path(lost.image_path).unlink()  # a kept image deleted behind the store's back

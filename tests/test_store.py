@@ -5,7 +5,10 @@ audit, settings, station status, the ``user`` command."""
 from __future__ import annotations
 
 import json
+import os
 import statistics
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta, timezone
@@ -64,14 +67,15 @@ def test_schema_from_migrations_matches_models_and_sqlite_uses_wal(store):
 def test_migrations_downgrade_to_nothing_and_upgrade_again(tmp_path):
     from alembic import command
 
-    from inspect_app.store.store import alembic_config
+    from inspect_app.store.database import alembic_config
 
     url = f"sqlite:///{tmp_path / 'r.db'}"
     with ResultsStore(url) as store:
         with store.engine.begin() as connection:
             command.downgrade(alembic_config(connection), "base")
         with store.engine.connect() as connection:
-            tables = {name for (name,) in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
+            tables = {name for (name,) in
+                      connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type='table'")}
         assert tables == {"alembic_version"}
     with ResultsStore(url) as store:  # opening upgrades again
         store.add_result(make_result())
@@ -395,3 +399,131 @@ def test_postgresql_store(postgres_url, tmp_path):
         assert store.alarms()[0]["message"] == "hello"
     with ResultsStore(postgres_url) as again:
         assert again.count() == 6
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_url(request, tmp_path):
+    """A fresh database of each backend (PostgreSQL only when $INSPECT_APP_TEST_POSTGRES_URL is set)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("postgres_url")
+    return f"sqlite:///{tmp_path / 'r.db'}"
+
+
+def test_every_part_shares_the_one_database_and_closes_with_it(store):
+    rid = store.add_result(make_result())
+    parts = [store.results, store.images, store.stations, store.accounts, store.audit_trail, store.settings]
+    assert {id(part._db) for part in parts} == {id(store.database)}
+    store.close()
+    calls = [lambda: store.get(rid), lambda: store.add_feedback(rid, "confirmed"), lambda: store.alarms(),
+             lambda: store.update_station_status("cam-1", {}), lambda: store.users(), lambda: store.audit_log(),
+             lambda: store.get_settings("cap"), lambda: store.set_settings("cap", {}, "ann")]
+    for call in calls:
+        with pytest.raises(StoreError, match="closed"):
+            call()
+    store.close()  # closing twice is harmless
+
+
+def test_a_part_works_on_its_own_database(tmp_path):
+    from inspect_app.store.audit import AuditTrail, ProductSettings
+    from inspect_app.store.database import Database
+
+    database = Database(f"sqlite:///{tmp_path / 'r.db'}")
+    ProductSettings(database).set_settings("cap", {"language": "de"}, user="ann")
+    assert [e["action"] for e in AuditTrail(database).audit_log()] == ["settings.update"]
+    database.close()
+
+
+def test_repeated_alarms_are_folded_into_the_next_one(store, monkeypatch):
+    from inspect_app.store import stations
+
+    monkeypatch.setattr(stations, "ALARM_DEDUP_WINDOW_S", 0.5)
+    for _ in range(3):
+        store.raise_alarm("camera_lost", "no frames", station="cam-1")
+    store.raise_alarm("camera_lost", "no frames", station="cam-2")  # another station: its own window
+    store.raise_alarm("store_failed", "disk full", station="cam-1")  # another kind: its own window
+    assert sorted((a["station"], a["kind"]) for a in store.alarms()) == [
+        ("cam-1", "camera_lost"), ("cam-1", "store_failed"), ("cam-2", "camera_lost")]
+    time.sleep(0.6)
+    store.raise_alarm("camera_lost", "no frames again", station="cam-1")
+    newest = store.alarms(limit=1)[0]
+    assert newest["message"] == "no frames again (2 similar alarm(s) in the previous 0.5 s not recorded separately)"
+    assert len(store.alarms()) == 4
+
+
+def test_verdicts_are_typed_and_unknown_ones_refused(store):
+    from inspect_app.results import Verdict
+
+    rid = store.add_result(make_result("FAIL", score=0.9))
+    store.add_feedback(rid, "confirmed")
+    assert store.get(rid).verdict is Verdict.FAIL and store.feedback()[0]["verdict"] is Verdict.FAIL
+    assert store.count(verdict=Verdict.FAIL) == store.count(verdict=[Verdict.FAIL, "pass"]) == 1
+    assert json.loads(json.dumps(store.get(rid).to_dict()))["verdict"] == "FAIL"
+    with pytest.raises(StoreError, match="unknown verdict 'MAYBE'"):
+        store.count(verdict="MAYBE")
+
+
+def test_concurrent_writers_of_the_same_new_station_and_settings_rows(any_url):
+    """Two stores (two processes) creating the same station and settings rows at once: an upsert
+    each, never a duplicate-key error."""
+    stores = [ResultsStore(any_url), ResultsStore(any_url)]
+    start, errors = threading.Barrier(2), []
+
+    def write(store, who):
+        try:
+            for i in range(25):
+                start.wait(timeout=30)
+                store.update_station_status(f"cam-{i}", {"writer": who})
+                store.set_settings(f"product-{i}", {"writer": who}, user=who)
+        except Exception as exc:  # pragma: no cover - reported by the assert below
+            errors.append(exc)
+            start.abort()  # the other writer stops waiting too
+
+    threads = [threading.Thread(target=write, args=(s, f"w{n}")) for n, s in enumerate(stores)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert not errors and not any(t.is_alive() for t in threads)
+        assert len(stores[0].station_status()) == 25
+        assert all(stores[1].get_settings(f"product-{i}")["writer"] in ("w0", "w1") for i in range(25))
+        assert len(stores[0].audit_log(limit=100)) == 50
+    finally:
+        for s in stores:
+            s.close()
+
+
+def test_three_processes_opening_a_new_database_at_once(any_url):
+    """Schema creation is serialised: each process either creates the schema or finds it at head."""
+    script = ("import sys, time; from inspect_app.store import ResultsStore\n"
+              "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # all three open at the same instant\n"
+              "with ResultsStore(sys.argv[1]) as store: print(store.count())")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    start_at = str(time.time() + 2.0)  # after the imports
+    procs = [subprocess.Popen([sys.executable, "-c", script, any_url, start_at], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(3)]
+    outcomes = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0], [err for _, err in outcomes]
+    assert [out.strip() for out, _ in outcomes] == ["0", "0", "0"]
+
+
+def test_store_imports_and_writes_images_without_torch(tmp_path):
+    """The line, the API and the store must not need torch: opening a store and writing a FAIL's
+    frame and overlay (``visualize``) loads none."""
+    script = f"""
+import sys
+import numpy as np
+from inspect_app.results import InspectionResult, Region
+from inspect_app.store import ResultsStore
+amap = np.zeros((32, 32), np.float32); amap[4:8, 4:8] = 0.9
+result = InspectionResult(file="a.png", verdict="FAIL", score=0.9, anomaly_map=amap, product="cap",
+                          regions=[Region((4, 4, 8, 8), 0.02, (6.0, 6.0), "top", 1.0, "compact", "small", 0.9)])
+with ResultsStore("sqlite:///{tmp_path / 'r.db'}") as store:
+    rid = store.add_result(result, image=np.zeros((32, 32, 3), np.uint8))
+    assert store.flush(30)
+    assert store.get(rid).overlay_path, store.alarms()
+assert "torch" not in sys.modules, "torch was imported"
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

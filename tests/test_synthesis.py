@@ -22,7 +22,6 @@ from inspect_app.vocabulary import (
     kinds_for_folder,
 )
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 ALL_LOCATIONS = {word for row in LOCATION_WORDS for word in row}
 SIZE = 128
 CENTRE, RADIUS = (64, 64), 40
@@ -110,10 +109,10 @@ def test_same_seed_same_samples_different_seed_different():
         return [synthesizer.synthesize(DISC, donor=TEXTURE) for _ in range(14)]
 
     first, second, other = run(7), run(7), run(8)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
         assert (a.kind, a.label, a.location, a.size, a.method) == (b.kind, b.label, b.location, b.size, b.method)
-    assert any(not np.array_equal(a.mask, c.mask) for a, c in zip(first, other))
+    assert any(not np.array_equal(a.mask, c.mask) for a, c in zip(first, other, strict=True))
 
 
 def test_explicit_rng_is_used_and_reproducible():
@@ -241,10 +240,8 @@ def test_gallery_rejects_bad_requests(tmp_path):
 
 
 @pytest.mark.dataset
-def test_real_bottle_defects_land_on_the_bottle():
-    folder = DATASETS / "mvtec_ad" / "bottle" / "train" / "good"
-    if not folder.is_dir():
-        pytest.skip("MVTec bottle not available")
+def test_real_bottle_defects_land_on_the_bottle(datasets_dir):
+    folder = datasets_dir / "mvtec_ad" / "bottle" / "train" / "good"
     from inspect_app.data.images import load_image
 
     files = sorted(folder.glob("*.png"))[:3]

@@ -14,7 +14,6 @@ import torch.nn.functional as F  # noqa: E402
 from safetensors import safe_open  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 
-from inspect_app.errors import InspectAppError  # noqa: E402
 from inspect_app.text import (  # noqa: E402
     ClipTextEncoder,
     MiniLMTextEncoder,
@@ -22,11 +21,10 @@ from inspect_app.text import (  # noqa: E402
     PromptError,
     TextEncoder,
     build_prompts,
-    sanitize_product,
     text_embeddings,
 )
 from inspect_app.text.encoders import CACHE_ENV  # noqa: E402
-from inspect_app.text.prompts import MAX_PRODUCT_CHARS, NORMAL_STATES, TEMPLATES  # noqa: E402
+from inspect_app.text.prompts import NORMAL_STATES, TEMPLATES  # noqa: E402
 from inspect_app.vocabulary import DEFECT_VOCABULARY  # noqa: E402
 from inspect_app.weights import weights_digest  # noqa: E402
 
@@ -43,21 +41,6 @@ def no_network(monkeypatch):
 
 
 # --- prompts -----------------------------------------------------------------------------------
-
-
-def test_sanitize_product_strips_anything_odd():
-    name = "  Metal_Nut\n\t{evil}\x00\u202e☃ <script>alert(1)</script>  "
-    assert sanitize_product(name) == "metal nut evil script alert 1 /script"
-    assert sanitize_product("Ölfilter  Typ-3") == "ölfilter typ-3"
-    long = sanitize_product("word " * 40)
-    assert len(long) <= MAX_PRODUCT_CHARS and long.endswith("word") and "  " not in long
-
-
-@pytest.mark.parametrize("bad", ["", "   ", "!!!{}<>", "\x00\x01", None, 3])
-def test_sanitize_product_rejects_names_without_content(bad):
-    with pytest.raises(PromptError):
-        sanitize_product(bad)
-    assert issubclass(PromptError, InspectAppError)
 
 
 def test_build_prompts_counts_and_content():

@@ -123,7 +123,7 @@ def test_inspect_shows_verdicts_refuses_bad_files_and_loads_the_model_once(stati
 
 
 def test_inspect_explanation_fills_in_after_the_verdict(station, monkeypatch):
-    from inspect_app.explain.service import Explanation
+    from inspect_app.explain import Explanation
     from inspect_app.ui import resources
 
     class SlowExplainer:
@@ -234,7 +234,8 @@ def test_products_wizard_fits_in_background_shows_calibration_saves_and_deletes(
     (station.models / "broken").mkdir()
     (station.models / "broken" / "profile.json").write_text("[]")
     at.run()
-    assert at.dataframe[0].value.set_index("product").loc["broken", "status"].startswith("corrupt profile")
+    status = at.dataframe[0].value.set_index("product").loc["broken", "status"]
+    assert status.startswith("unusable profile") and "corrupt" in status and "refit" in status
     (station.models / "broken" / "profile.json").unlink()
     (station.models / "broken").rmdir()
 
@@ -397,7 +398,7 @@ def test_ui_command_serves_streamlit_headless_without_usage_stats():
     from inspect_app.ui.commands import streamlit_command
 
     command = streamlit_command(8599, "127.0.0.1", 25)
-    flags = dict(zip(command[5::2], command[6::2]))
+    flags = dict(zip(command[5::2], command[6::2], strict=True))
     assert command[2:5] == ["streamlit", "run", str(APP)]
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8599"

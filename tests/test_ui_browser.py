@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import DATASETS_DEFAULT, ImageFactory
+from conftest import ImageFactory
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
@@ -36,12 +36,14 @@ def free_port() -> int:
 def product(tmp_path, models_dir, fitted_inspector):
     """(product name, defective image path): bottle fitted on 20 real good images when the shared
     dataset is present, else the synthetic 'gradient' product and a synthetic defect."""
-    bottle = Path(os.environ.get("INSPECT_APP_DATASETS") or DATASETS_DEFAULT) / "mvtec_ad" / "bottle"
-    defects = sorted((bottle / "test" / "broken_large").glob("*.png"))
-    if defects:
-        from inspect_app.config import InspectorConfig
-        from inspect_app.inspector import Inspector
+    from inspect_app.config import InspectorConfig
+    from inspect_app.data.datasets import shared_datasets
+    from inspect_app.inspector import Inspector
 
+    shared = shared_datasets()
+    if shared is not None:
+        bottle = shared / "mvtec_ad" / "bottle"
+        defects = sorted((bottle / "test" / "broken_large").glob("*.png"))
         inspector = Inspector(InspectorConfig(mode="image-image"), product="bottle")  # the fastest fit
         inspector.fit(sorted((bottle / "train" / "good").glob("*.png"))[:20])
         inspector.save(models_dir)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
@@ -24,20 +26,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inspect_app import __version__
-from inspect_app.api.inspectors import InspectorCache
 from inspect_app.api.metrics import ApiMetrics
+from inspect_app.api.station import ServedStation
 from inspect_app.errors import ImageLoadError, InspectAppError, ProfileError
+from inspect_app.inspector_cache import InspectorCache
 from inspect_app.profile import check_product_name
+from inspect_app.results import InspectionResult, Verdict
 
 if TYPE_CHECKING:
+    import numpy as np
     from prometheus_client import CollectorRegistry
 
-    from inspect_app.explain import ExplainerService
+    from inspect_app.explain import ExplainerService, Explanation
     from inspect_app.store import ResultsStore
 
 log = logging.getLogger(__name__)
 # Far above a raw 20-megapixel camera frame as PNG; far below what a station PC should buffer.
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+VERDICT_WORDS = frozenset(v.value for v in Verdict)
 
 
 def _client_error(status: int, detail: str, metrics: ApiMetrics | None = None, reason: str = "") -> HTTPException:
@@ -46,7 +52,8 @@ def _client_error(status: int, detail: str, metrics: ApiMetrics | None = None, r
     return HTTPException(status, detail)
 
 
-def create_app(models_dir: str | Path | None = None, store: ResultsStore | None = None, station: Any = None, *,
+def create_app(models_dir: str | Path | None = None, store: ResultsStore | None = None,
+               station: ServedStation | None = None, *,
                metrics_registry: CollectorRegistry | None = None, explainer: ExplainerService | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
     """The API app. Without ``store`` it opens the default one (``$INSPECT_APP_STORE_URL`` or
@@ -59,10 +66,11 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     store = store if store is not None else ResultsStore()
     inspectors = InspectorCache(models_dir)
     metrics = ApiMetrics()
-    station_registry = metrics_registry if metrics_registry is not None else getattr(station, "metrics_registry", None)
+    if metrics_registry is None and station is not None:
+        metrics_registry = station.metrics_registry
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         if owns_store:
             store.close()
@@ -71,9 +79,10 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
                   description="Visual inspection of parts: inspect images, read stored results, station metrics.")
 
     @app.middleware("http")
-    async def measure(request: Request, call_next):
+    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         start = time.perf_counter()
         length = request.headers.get("content-length")
+        response: Response
         if request.method == "POST" and length and length.isdigit() and int(length) > max_upload_bytes + 64 * 1024:
             metrics.rejected_uploads.labels("too_large").inc()
             response = JSONResponse({"detail": f"upload of {int(length):,} bytes exceeds the limit of "
@@ -86,11 +95,11 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
         return response
 
     @app.exception_handler(InspectAppError)
-    async def user_error(_request: Request, exc: InspectAppError):
+    async def user_error(_request: Request, exc: InspectAppError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=400)
 
     @app.exception_handler(Exception)
-    async def server_error(request: Request, exc: Exception):
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
         log.exception("%s %s failed", request.method, request.url.path)
         return JSONResponse({"detail": f"internal error: {type(exc).__name__}: {exc}"}, status_code=500)
 
@@ -104,7 +113,7 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
                                 "too_large")
         return name, data
 
-    def decode(name: str, data: bytes):
+    def decode(name: str, data: bytes) -> np.ndarray:
         from inspect_app.data.images import load_image
 
         try:
@@ -112,10 +121,10 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
         except ImageLoadError as exc:
             raise _client_error(400, str(exc), metrics, "not_an_image") from None
 
-    def add_template_explanation(result) -> bool:
+    def add_template_explanation(result: InspectionResult) -> bool:
         """The instant sentence for a FAIL (if the product's settings allow explanations)."""
-        settings = store.get_settings(result.product)
-        if result.verdict != "FAIL" or not settings.get("explanations", True):
+        settings = store.get_settings(result.product) if result.product else {}
+        if result.verdict != Verdict.FAIL or not settings.get("explanations", True):
             return False
         from inspect_app.explain import template_explanation
 
@@ -123,10 +132,10 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
         result.explanation_source = "template"
         return True
 
-    def refine_explanation(result, rid: int) -> None:
+    def refine_explanation(explainer: ExplainerService, result: InspectionResult, rid: int) -> None:
         """The explainer's text replaces the template sentence in the store once it is ready."""
 
-        def stored(future) -> None:
+        def stored(future: Future[Explanation]) -> None:
             try:
                 expl = future.result()
                 store.set_explanation(rid, expl.text, expl.source)
@@ -135,11 +144,12 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
 
         explainer.submit(result).add_done_callback(stored)
 
-    @app.post("/inspect", summary="Inspect one uploaded image and store the result")
+    @app.post("/inspect", summary="Inspect one uploaded image and store the result", response_model=None)
     def inspect(file: Annotated[UploadFile, File(description="The image (PNG, JPEG, BMP, TIFF, WebP, PNM).")],
                 product: Annotated[str, Query(description="Fitted product to inspect against.")],
                 lot: Annotated[str | None, Query(max_length=128)] = None,
-                station_name: Annotated[str, Query(alias="station", max_length=128)] = "api") -> dict:
+                station_name: Annotated[str, Query(alias="station", max_length=128)] = "api",
+                ) -> dict[str, Any] | JSONResponse:
         try:
             check_product_name(product)
         except ProfileError as exc:
@@ -166,7 +176,7 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
             return JSONResponse({"detail": f"inspected but not stored: {exc}", "stored": False,
                                  **result.to_dict()}, status_code=503)
         if explained and explainer is not None:
-            refine_explanation(result, rid)
+            refine_explanation(explainer, result, rid)
         return {"id": rid, "stored": True, "station": station_name, "lot": lot, **result.to_dict()}
 
     @app.get("/results", summary="Stored results, newest first, with filters and paging")
@@ -176,26 +186,27 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
                 until: Annotated[datetime | None, Query(description="ISO 8601, exclusive; no zone = UTC")] = None,
                 lot: str | None = None, station: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> dict:
-        bad = [v for v in verdict or [] if v.upper() not in ("PASS", "FAIL", "ERROR")]
+                offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+        bad = [v for v in verdict or [] if v.upper() not in VERDICT_WORDS]
         if bad:
             raise HTTPException(400, f"unknown verdict {bad[0]!r}: use PASS, FAIL or ERROR")
-        filters = dict(product=product, verdict=verdict or None, since=since, until=until, lot=lot, station=station)
-        rows = store.query(**filters, limit=limit, offset=offset)
-        return {"total": store.count(**filters), "limit": limit, "offset": offset,
-                "results": [row.to_dict() for row in rows]}
+        verdicts = verdict or None
+        rows = store.query(product=product, verdict=verdicts, since=since, until=until, lot=lot, station=station,
+                           limit=limit, offset=offset)
+        total = store.count(product=product, verdict=verdicts, since=since, until=until, lot=lot, station=station)
+        return {"total": total, "limit": limit, "offset": offset, "results": [row.to_dict() for row in rows]}
 
     @app.get("/results/{rid}", summary="One stored result with its feedback")
-    def result(rid: int) -> dict:
+    def result(rid: int) -> dict[str, Any]:
         row = store.get(rid)
         if row is None:
             raise HTTPException(404, f"no stored result with id {rid}")
         return row.to_dict()
 
     @app.get("/health", summary="Liveness and readiness")
-    def health():
+    def health() -> JSONResponse:
         store_ok = store.ping()
-        body = {"status": "ok" if store_ok else "degraded", "version": __version__,
+        body: dict[str, Any] = {"status": "ok" if store_ok else "degraded", "version": __version__,
                 "products": inspectors.products(), "store": {"ok": store_ok, "dialect": store.dialect},
                 "models_dir": str(inspectors.root)}
         if station is not None:
@@ -208,28 +219,28 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     @app.get("/metrics", summary="Prometheus text exposition")
     def prometheus_metrics() -> Response:
         text = generate_latest(metrics.registry)
-        if station_registry is not None:
-            text += generate_latest(station_registry)
+        if metrics_registry is not None:
+            text += generate_latest(metrics_registry)
         return Response(text, media_type=CONTENT_TYPE_LATEST)
 
-    def require_station():
+    def require_station() -> ServedStation:
         if station is None:
             raise HTTPException(404, "no station is attached to this API: triggers and pushed frames need a "
                                      "running line station (inspect-app line ... with an API port)")
         return station
 
-    def station_answer(outcome) -> dict:
+    def station_answer(outcome: Mapping[str, Any]) -> dict[str, Any]:
         """The station's ``{"accepted": bool, "reason": ...}`` as 202, or 409 with its reason."""
-        if isinstance(outcome, dict) and outcome.get("accepted") is False:
+        if outcome.get("accepted") is False:
             raise HTTPException(409, f"the station refused: {outcome.get('reason') or 'no reason given'}")
-        return {"accepted": True, **(outcome if isinstance(outcome, dict) else {})}
+        return {"accepted": True, **outcome}
 
     @app.post("/trigger", status_code=202, summary="External trigger (PLC, light barrier) for the attached station")
-    def trigger() -> dict:
+    def trigger() -> dict[str, Any]:
         return station_answer(require_station().trigger())
 
     @app.post("/frames", status_code=202, summary="Push one image (one part) to the attached station")
-    def frames(file: Annotated[UploadFile, File(description="The encoded image.")]) -> dict:
+    def frames(file: Annotated[UploadFile, File(description="The encoded image.")]) -> dict[str, Any]:
         target = require_station()
         name, data = read_upload(file, "pushed")
         return station_answer(target.push(data, name))

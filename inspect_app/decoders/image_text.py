@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import cv2
 import numpy as np
@@ -42,6 +43,10 @@ class LayerNorm2d(nn.Module):
 class ImageTextDecoder(nn.Module):
     """Patch-to-text scoring. ``text_embeddings`` [1 + K, D]: row 0 is the normal state."""
 
+    text: torch.Tensor
+    feature_mean: torch.Tensor
+    feature_std: torch.Tensor
+
     def __init__(self, channels: list[int], text_embeddings: torch.Tensor, kinds: list[str]):
         super().__init__()
         if text_embeddings.shape[0] != len(kinds) + 1:
@@ -54,24 +59,25 @@ class ImageTextDecoder(nn.Module):
         self.register_buffer("text", F.normalize(text - text.mean(0, keepdim=True), dim=-1))
         self.register_buffer("feature_mean", torch.zeros(sum(channels)))
         self.register_buffer("feature_std", torch.ones(sum(channels)))
-        self.register_buffer("kind_prior", torch.full((len(kinds),), 1.0 / max(len(kinds), 1)))
         self.channels = list(channels)
         self.projections = nn.ModuleList(nn.Sequential(LayerNorm2d(c), nn.Conv2d(c, dim, 1)) for c in channels)
         self.log_temperature = nn.Parameter(torch.tensor(math.log(0.07)))
 
-    def init_zero_shot(self, backbone) -> None:
-        """Start from the encoder's own patch-to-joint-space projection (OpenCLIP: ``ln_post`` and
-        ``proj``), so the decoder scores patches against the text before any training (WinCLIP-like)."""
-        if not hasattr(backbone, "joint_projection"):
-            raise ValueError("zero-shot scoring needs an encoder with a joint image-text space (OpenCLIP)")
+    def init_zero_shot(self, joint_projection: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """Start from the encoder's own patch-to-joint-space projection (OpenCLIP: ``ln_post``
+        weight [C], bias [C] and ``proj`` [C, D]), so the decoder scores patches against the text
+        before any training (WinCLIP-like)."""
         self.feature_mean.zero_()
         self.feature_std.fill_(1.0)
-        norm_weight, norm_bias, proj = backbone.joint_projection()  # [C], [C], [C, D]
+        norm_weight, norm_bias, proj = joint_projection
         for seq in self.projections:
-            seq[0].weight.data.copy_(norm_weight)
-            seq[0].bias.data.copy_(norm_bias)
-            seq[1].weight.data.copy_(proj.T.reshape(proj.shape[1], proj.shape[0], 1, 1))
-            seq[1].bias.data.zero_()
+            norm, conv = cast(nn.Sequential, seq)
+            assert isinstance(norm, LayerNorm2d) and isinstance(conv, nn.Conv2d)
+            norm.weight.data.copy_(norm_weight)
+            norm.bias.data.copy_(norm_bias)
+            conv.weight.data.copy_(proj.T.reshape(proj.shape[1], proj.shape[0], 1, 1))
+            assert conv.bias is not None
+            conv.bias.data.zero_()
         self.log_temperature.data.fill_(math.log(0.01))
 
     def set_feature_stats(self, levels: list[torch.Tensor]) -> None:
@@ -89,7 +95,7 @@ class ImageTextDecoder(nn.Module):
         neighbourhood average: it measured better in image-text mode (mean image AUROC 0.807 ->
         0.857, pixel 0.807 -> 0.842 over three categories) and the same fused (benchmarks/RESULTS.md)."""
         out, start = [], 0
-        for feat, c in zip(levels, self.channels):
+        for feat, c in zip(levels, self.channels, strict=True):
             feat = feat.float()
             mean = self.feature_mean[start:start + c].view(1, -1, 1, 1)
             std = self.feature_std[start:start + c].view(1, -1, 1, 1)
@@ -100,14 +106,14 @@ class ImageTextDecoder(nn.Module):
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """Logits [B, 1 + K, H, W] on the finest level's grid (mean over levels)."""
         size = levels[0].shape[-2:]
-        total = None
+        total = torch.zeros(())
         scale = self.log_temperature.exp()
-        for feat, proj in zip(self._prepare(levels), self.projections):
+        for feat, proj in zip(self._prepare(levels), self.projections, strict=True):
             emb = F.normalize(proj(feat), dim=1)
             logits = torch.einsum("bdhw,kd->bkhw", emb, self.text) / scale
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            total = logits if total is None else total + logits
+            total = total + logits
         return total / len(self.projections)
 
     @torch.inference_mode()
@@ -117,20 +123,6 @@ class ImageTextDecoder(nn.Module):
         anomaly = 1.0 - probs[:, 0]
         kinds = probs[:, 1:] / probs[:, 1:].sum(dim=1, keepdim=True).clamp_min(1e-8)
         return anomaly, kinds
-
-    def set_kind_prior(self, normal_kinds: torch.Tensor) -> None:
-        """The kinds this product's good patches lean towards: the mean posterior [K] of held-out
-        good images' patches ([B, K, h, w]). Each product's texture favours some kinds everywhere
-        (magnetic tile: contamination and scratch)."""
-        prior = normal_kinds.float().mean(dim=(0, 2, 3)).clamp_min(1e-4)
-        self.kind_prior.copy_(prior / prior.sum())
-
-    def region_kinds(self, posterior: np.ndarray) -> np.ndarray:
-        """A region's kind posterior [K] with the product's lean divided out, renormalised. Done
-        per region rather than per patch: it measured better on bottle and magnetic tile, the same
-        on cookie, and both beat no correction (benchmarks/RESULTS.md)."""
-        corrected = posterior / self.kind_prior.numpy()
-        return corrected / corrected.sum()
 
 
 def anomaly_odds(anomaly: torch.Tensor) -> torch.Tensor:
@@ -206,8 +198,16 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
     return history
 
 
-def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: Callable[[list], list[torch.Tensor]],
-                       synthesize: Callable[[object, object, str, object], tuple[object, object]],
+class SynthesizeDefect(Protocol):
+    """Paint a defect of ``kind`` on a good image (``donor``: another good image some kinds
+    borrow from); returns the defective image and its mask [H, W]."""
+
+    def __call__(self, image: np.ndarray, donor: np.ndarray, kind: str,
+                 rng: np.random.Generator, /) -> tuple[np.ndarray, np.ndarray]: ...
+
+
+def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tensor],
+                       encode: Callable[[list[np.ndarray]], list[torch.Tensor]], synthesize: SynthesizeDefect,
                        kinds: list[str], per_image: int, max_synthetic: int, seed: int,
                        batch_size: int = 8, progress: ProgressCallback | None = None) -> TrainingSet:
     """Synthesise defects on good images (kinds cycled for balance), encode them, and pair them
@@ -222,10 +222,11 @@ def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: 
     grid_h, grid_w = normal_levels[0].shape[-2:]
     syn_levels: list[list[torch.Tensor]] = [[] for _ in normal_levels]
     masks, targets = [], []
-    pending_images, pending_masks = [], []
+    pending_images: list[np.ndarray] = []
+    pending_masks: list[np.ndarray] = []
 
     def flush() -> None:
-        for store, feat in zip(syn_levels, encode(pending_images)):
+        for store, feat in zip(syn_levels, encode(pending_images), strict=True):
             store.append(feat)
         for m in pending_masks:
             masks.append(torch.from_numpy(cv2.resize(m.astype(np.float32), (grid_w, grid_h),
@@ -247,7 +248,7 @@ def build_training_set(images: list, normal_levels: list[torch.Tensor], encode: 
             progress(i + 1, total, "synthesising defects")
     if pending_images:
         flush()
-    levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels)]
+    levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels, strict=True)]
     normal_masks = torch.zeros(normal_levels[0].shape[0], grid_h, grid_w)
     return TrainingSet(levels=levels, masks=torch.cat([normal_masks, torch.stack(masks)]),
                        kinds=torch.tensor([0] * normal_levels[0].shape[0] + targets, dtype=torch.long))

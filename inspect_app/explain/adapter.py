@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from inspect_app.explain.dataset import GRID_SIZE, MAP_SIZE, resize_maps
-from inspect_app.explain.language_model import LanguageModel
+from inspect_app.explain.language_model import CausalLM, LanguageModel
 
 ADAPTER_FORMAT = 1
 
@@ -114,22 +114,22 @@ class ExplanationAdapter(nn.Module):
         return adapter.eval(), json.loads(meta.get("info", "{}")), lora, float(meta.get("lora_scale", 1.0))
 
 
-def merge_lora(model: nn.Module, lora: dict[str, torch.Tensor], scale: float) -> int:
+def merge_lora(model: CausalLM, lora: dict[str, torch.Tensor], scale: float) -> int:
     """Add a LoRA's low-rank updates to the frozen weights (W += scale * B @ A); returns the number
-    of modules changed. Raises ``KeyError`` when a module path does not exist in ``model``."""
+    of modules changed. Raises ``AttributeError`` when a module path does not exist in ``model``."""
     paths = sorted({k.rsplit(".", 1)[0] for k in lora})
     with torch.no_grad():
         for path in paths:
-            module = model.get_submodule(path)
+            weight = model.get_parameter(f"{path}.weight")
             delta = scale * lora[f"{path}.lora_B"].float() @ lora[f"{path}.lora_A"].float()
-            module.weight += delta.to(module.weight.dtype)
+            weight.add_(delta.to(weight.dtype))
     return len(paths)
 
 
 def soft_prompt_embeds(lm: LanguageModel, prefix_ids: torch.Tensor, suffix_ids: torch.Tensor,
                        soft: torch.Tensor) -> torch.Tensor:
     """[prefix tokens, soft tokens, suffix tokens] as input embeddings: [B, n, hidden]."""
-    embed = lm.model.get_input_embeddings()
+    embed = lm.embeddings
     dtype = embed.weight.dtype
     batch = soft.shape[0]
     prefix = embed(prefix_ids).expand(batch, -1, -1)

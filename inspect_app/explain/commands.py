@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from inspect_app.clikit import ModelsDir, console, out, progress_bar, user_errors
-from inspect_app.results import EvidenceFor
+from inspect_app.results import EvidenceFor, InspectionResult
 
 VariantOption = typer.Option(None, "--variant", help="adapter (soft tokens + facts), facts (facts-only prompt) "
                                                      "or template; default: the measured best.")
@@ -17,10 +17,10 @@ LanguageModelOption = typer.Option(None, "--language-model", help="A Hugging Fac
                                                                   "id); default: the embedded SmolLM2-135M-Instruct.")
 
 
-def _check_variant(variant: str | None, allowed: tuple[str, ...]) -> str | None:
+def _check_variant(variant: str, allowed: tuple[str, ...]) -> str:
     from inspect_app.errors import InspectAppError
 
-    if variant is not None and variant not in allowed:
+    if variant not in allowed:
         raise InspectAppError(f"unknown variant {variant!r}: choose one of {', '.join(allowed)}")
     return variant
 
@@ -47,7 +47,8 @@ def register(app: typer.Typer) -> None:
         from inspect_app.inspector import Inspector
 
         logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-        _check_variant(variant, VARIANTS)
+        if variant is not None:
+            _check_variant(variant, VARIANTS)
         if not image.is_file():
             raise ImageLoadError(f"{image}: no such file")
         inspector = Inspector.load(product, models_dir)
@@ -114,8 +115,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("train-adapter")
     @user_errors
-    def train_adapter_cmd(datasets: Path = typer.Option(Path("../shared/datasets"), "--datasets",
-                                                        help="Shared datasets folder (MVTec layout categories)."),
+    def train_adapter_cmd(datasets: Path | None = typer.Option(None, "--datasets",
+                                                               help="Shared datasets folder (MVTec layout "
+                                                                    "categories; default: $INSPECT_APP_DATASETS "
+                                                                    "or ../shared/datasets)."),
                           out_dir: Path = typer.Option(Path("models/adapters"), "--out",
                                                        help="Where the adapter weights go."),
                           cache: Path = typer.Option(Path("data/explain/features.safetensors"), "--cache",
@@ -137,12 +140,18 @@ def register(app: typer.Typer) -> None:
         """Train the explanation adapter on synthesised defects over good images of several products."""
         import torch
 
+        from inspect_app.data.datasets import DATASETS_ENV, shared_datasets
+        from inspect_app.errors import NotEnoughImagesError
         from inspect_app.explain.adapter import ExplanationAdapter
         from inspect_app.explain.dataset import build_dataset, shared_sources
         from inspect_app.explain.language_model import load_language_model
         from inspect_app.explain.training import CachedFeatures, lora_weights, train_adapter
 
         if not cache.is_file():
+            datasets = datasets or shared_datasets()
+            if datasets is None:
+                raise NotEnoughImagesError("the shared datasets were not found: give --datasets or set "
+                                           f"{DATASETS_ENV}")
             sources = shared_sources(datasets)
             console.print("products: " + ", ".join(f"{s.name} ({len(s.images)} good)" for s in sources))
             with progress_bar() as progress:
@@ -167,7 +176,7 @@ def register(app: typer.Typer) -> None:
                   f"validation loss {report.val_loss})")
 
 
-def explain_results(results: list, models_dir: Path | None) -> None:
+def explain_results(results: list[InspectionResult], models_dir: Path | None) -> None:
     """``predict --explain``: each FAIL result explained in turn (each with its own deadline);
     PASS and ERROR results get the deterministic sentence."""
     from inspect_app.explain import ExplainerService

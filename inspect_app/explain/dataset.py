@@ -18,9 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from inspect_app.explain.facts import Facts, RegionFact, sanitize_product
+from inspect_app.explain.facts import Facts, RegionFact
 from inspect_app.imaging.locations import size_word
 from inspect_app.progress import ProgressCallback
+from inspect_app.vocabulary import sanitize_product
 
 MAP_SIZE = 64  # anomaly map side the adapter sees
 GRID_SIZE = 32  # kind posterior side the adapter sees
@@ -34,8 +35,8 @@ class ProductSource:
 
 def shared_sources(datasets_dir: Path, max_per_product: int = 240) -> list[ProductSource]:
     """Good images of the shared datasets (train/good) and the elpv-dataset normal cells."""
+    from inspect_app.data.datasets import elpv_cells
     from inspect_app.data.images import list_images
-    from inspect_app.demo import elpv_cells
 
     sources = []
     for name, rel in (("bottle", "mvtec_ad/bottle"), ("magnetic tile", "magnetic_tile/tile"),
@@ -52,7 +53,8 @@ def shared_sources(datasets_dir: Path, max_per_product: int = 240) -> list[Produ
     return sources
 
 
-def resize_maps(anomaly_map: np.ndarray | None, kind_maps: np.ndarray | None, n_kinds: int) -> tuple[np.ndarray, np.ndarray]:
+def resize_maps(anomaly_map: np.ndarray | None, kind_maps: np.ndarray | None,
+                n_kinds: int) -> tuple[np.ndarray, np.ndarray]:
     """(anomaly [MAP, MAP], kinds [K, GRID, GRID]) at the adapter's fixed sizes; zeros when absent."""
     anomaly = np.zeros((MAP_SIZE, MAP_SIZE), np.float32) if anomaly_map is None else \
         cv2.resize(anomaly_map.astype(np.float32), (MAP_SIZE, MAP_SIZE), interpolation=cv2.INTER_AREA)
@@ -99,8 +101,8 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
     from inspect_app.config import ImageTextConfig, InspectorConfig
     from inspect_app.data.images import load_image
     from inspect_app.inspector import Inspector
-    from inspect_app.results import EvidenceFor
-    from inspect_app.synthesis import DefectSynthesizer
+    from inspect_app.results import EvidenceFor, Verdict
+    from inspect_app.synthesis import DefectSynthesizer, SyntheticDefect
 
     anomaly_maps, kind_maps, embeddings, records = [], [], [], []
     kinds: list[str] = []
@@ -120,20 +122,22 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
         n_fit = min(max_fit, max(10, int(fit_share * len(order))))
         fit_paths = [source.images[i] for i in order[:n_fit]]
         synth_paths = [source.images[i] for i in order[n_fit:]] or fit_paths
-        inspector = Inspector(InspectorConfig(mode="fused", seed=seed,
-                                                    image_text=ImageTextConfig(steps=image_text_steps)), product=source.name.replace(" ", "-"))
+        config = InspectorConfig(mode="fused", seed=seed, image_text=ImageTextConfig(steps=image_text_steps))
+        inspector = Inspector(config, product=source.name.replace(" ", "-"))
         inspector.fit(fit_paths, progress=progress)
-        kinds = list(inspector.image_text.kinds)
+        kinds = inspector.kinds
         synthesizer = DefectSynthesizer(seed=seed + p_index)
         goods = [load_image(p) for p in synth_paths]
         n_normal = int(samples_per_product * normal_share)
-        plan = [(i % len(goods), None) for i in range(min(n_normal, len(goods)))]
-        plan += [(int(rng.integers(len(goods))), "defect") for _ in range(samples_per_product - len(plan))]
+        # (good image index, whether a defect is drawn on it)
+        plan = [(i % len(goods), False) for i in range(min(n_normal, len(goods)))]
+        plan += [(int(rng.integers(len(goods))), True) for _ in range(samples_per_product - len(plan))]
         for start in range(0, len(plan), 16):
             chunk = plan[start:start + 16]
-            images, truths = [], []
-            for idx, what in chunk:
-                if what is None:
+            images: list[np.ndarray] = []
+            truths: list[SyntheticDefect | None] = []
+            for idx, with_defect in chunk:
+                if not with_defect:
                     images.append(goods[idx])
                     truths.append(None)
                 else:
@@ -141,22 +145,23 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
                     sample = synthesizer.synthesize(goods[idx], donor=donor, rng=rng)
                     images.append(sample.image)
                     truths.append(sample)
-            for result, truth in zip(inspector.predict(images, evidence=EvidenceFor.ALL), truths):
-                if truth is None and result.verdict != "PASS" or truth is not None and result.verdict != "FAIL":
+            for result, truth in zip(inspector.predict_batch(images, evidence=EvidenceFor.ALL), truths, strict=True):
+                expected = Verdict.PASS if truth is None else Verdict.FAIL
+                if result.verdict != expected or result.score is None or result.evidence is None:
                     continue  # facts and verdict must agree; missed or false detections are left out
+                evidence = result.evidence
                 regions: tuple[RegionFact, ...] = ()
                 if truth is not None:
-                    region = _ground_truth_region(truth.mask, truth.kind, result.evidence.kind_maps, kinds,
-                                                  result.part_box)
+                    region = _ground_truth_region(truth.mask, truth.kind, evidence.kind_maps, kinds, result.part_box)
                     if region is None:
                         continue
                     regions = (region,)
                 facts = Facts(sanitize_product(source.name), result.verdict, round(result.score, 3), result.threshold,
                               regions, len(regions))
-                anomaly, kmaps = resize_maps(result.anomaly_map, result.evidence.kind_maps, len(kinds))
+                anomaly, kmaps = resize_maps(result.anomaly_map, evidence.kind_maps, len(kinds))
                 anomaly_maps.append(anomaly.astype(np.float16))
                 kind_maps.append(kmaps.astype(np.float16))
-                embeddings.append(result.evidence.embedding.astype(np.float32))
+                embeddings.append(evidence.embedding.astype(np.float32))
                 records.append({"product": source.name, "facts": asdict(facts),
                                 "method": None if truth is None else truth.method})
             if progress:

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from inspect_app.config import Mode
 from inspect_app.explain.facts import Facts, facts_from_result
 from inspect_app.explain.service import SOURCES, VARIANTS, finish
 from inspect_app.explain.template import template_from_facts
@@ -48,6 +51,19 @@ from inspect_app.vocabulary import kinds_for_folder
 
 CELL_SHARE = 0.10
 MAX_MASK_POINTS = 4000
+
+
+@dataclass(frozen=True)
+class Case:
+    """One test image: its facts and its ground truth."""
+
+    file: str
+    folder: str
+    defective: bool
+    facts: Facts
+    cells: set[str]  # location words of the ground-truth mask (empty: not localised)
+    centroid: str | None  # location word of the mask's centroid
+    folder_kinds: set[str] | None  # defect kinds the test folder maps to (None: unmapped or good)
 
 
 def ground_truth_cells(mask: np.ndarray, part_box) -> tuple[set[str], str | None]:
@@ -82,24 +98,28 @@ def _rate(values: list[bool]) -> float | None:
     return round(sum(values) / len(values), 4) if values else None
 
 
-def text_metrics(texts: list[str], cases: list[dict]) -> dict:
+def text_metrics(texts: list[str], cases: list[Case]) -> dict[str, float | None]:
     """The issue's figures for one list of texts (one per case)."""
-    consistent, located, centroid, typed, hallucinated = [], [], [], [], []
-    for text, case in zip(texts, cases):
-        facts: Facts = case["facts"]
+    consistent: list[bool] = []
+    located: list[bool] = []
+    centroid: list[bool] = []
+    typed: list[bool] = []
+    hallucinated: list[bool] = []
+    for text, case in zip(texts, cases, strict=True):
+        facts = case.facts
         if facts.verdict == "ERROR":
             continue
         consistent.append(verdict_consistent(text, facts))
         hallucinated.append(hallucinates(text, facts))
-        if case["defective"] and facts.verdict == "FAIL":
+        if case.defective and facts.verdict == "FAIL":
             body = strip_product(text, facts)
-            if case["cells"]:
+            if case.cells:
                 words = mentioned_locations(body)
-                located.append(bool(words) and set(words) <= case["cells"])
-                centroid.append(bool(words) and words[0] == case["centroid"])
-            if case["folder_kinds"]:
+                located.append(bool(words) and set(words) <= case.cells)
+                centroid.append(bool(words) and words[0] == case.centroid)
+            if case.folder_kinds:
                 kinds = mentioned_kinds(body)
-                typed.append(bool(kinds) and kinds[0] in case["folder_kinds"])
+                typed.append(bool(kinds) and kinds[0] in case.folder_kinds)
     return {"verdict_consistency": _rate(consistent), "location_faithfulness": _rate(located),
             "location_centroid_agreement": _rate(centroid), "type_mention_accuracy": _rate(typed),
             "hallucination_rate": _rate(hallucinated)}
@@ -109,10 +129,10 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: str = "fused",
+def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: Mode = "fused",
                           k_shot: int | None = None, per_folder: int | None = None, seed: int = 0,
                           language_model: str | None = None, models_dir: str | Path | None = None,
-                          progress: ProgressCallback | None = None) -> dict:
+                          progress: ProgressCallback | None = None) -> dict[str, Any]:
     from inspect_app.config import InspectorConfig
     from inspect_app.data.mvtec import MVTecCategory
     from inspect_app.explain.generator import load_generator
@@ -133,35 +153,41 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
         samples = [s for group in by_folder.values()
                    for s in ([group[i] for i in sorted(rng.choice(len(group), min(per_folder, len(group)),
                                                                   replace=False))])]
-    cases, results = [], []
+    cases: list[Case] = []
+    results = []
     for i, sample in enumerate(samples):
         result = inspector.predict(str(sample.path), evidence=EvidenceFor.FAILS)
-        facts = facts_from_result(result)
-        cells, centroid = set(), None
+        cells: set[str] = set()
+        centroid = None
         if sample.is_defective and result.image_size:
             cells, centroid = ground_truth_cells(sample.mask(result.image_size), result.part_box)
-        cases.append({"file": str(sample.path), "folder": sample.defect_type, "defective": sample.is_defective,
-                      "facts": facts, "cells": cells, "centroid": centroid,
-                      "folder_kinds": kinds_for_folder(sample.defect_type) if sample.is_defective else None})
+        cases.append(Case(str(sample.path), sample.defect_type, sample.is_defective, facts_from_result(result), cells,
+                          centroid, kinds_for_folder(sample.defect_type) if sample.is_defective else None))
         results.append(result)
         if progress:
             progress(i + 1, len(samples), "inspecting test images")
 
-    out = {"category": category.name, "mode": mode, "n_train": report.n_images, "fit_seconds": round(fit_seconds, 1),
-           "n_test": len(cases), "n_defective": sum(c["defective"] for c in cases),
-           "n_fail": sum(c["facts"].verdict == "FAIL" for c in cases),
-           "n_unlocalised": sum(c["defective"] and not c["cells"] for c in cases), "per_folder": per_folder,
-           "variants": {}}
+    variant_figures: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {
+        "category": category.name, "mode": mode, "n_train": report.n_images, "fit_seconds": round(fit_seconds, 1),
+        "n_test": len(cases), "n_defective": sum(c.defective for c in cases),
+        "n_fail": sum(c.facts.verdict == "FAIL" for c in cases),
+        "n_unlocalised": sum(c.defective and not c.cells for c in cases), "per_folder": per_folder,
+        "variants": variant_figures}
     for variant in sorted(variants, key=("template", "facts", "adapter").index):
-        raw_texts, shown_texts, seconds, fallbacks, examples = [], [], [], [], []
+        raw_texts: list[str] = []
+        shown_texts: list[str] = []
+        seconds: list[float] = []
+        fallbacks: list[bool] = []
+        examples: list[dict[str, str]] = []
         try:
             generator = None if variant == "template" else load_generator(variant, models_dir=models_dir,
                                                                           language_model=language_model)
         except LanguageModelError as exc:  # e.g. no adapter trained yet: the other variants still count
-            out["variants"][variant] = {"error": str(exc)}
+            variant_figures[variant] = {"error": str(exc)}
             continue
-        for i, (case, result) in enumerate(zip(cases, results)):
-            facts = case["facts"]
+        for i, (case, result) in enumerate(zip(cases, results, strict=True)):
+            facts = case.facts
             t1 = time.perf_counter()
             if generator is None:
                 raw = shown = template_from_facts(facts)
@@ -175,18 +201,18 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: s
             shown_texts.append(shown)
             if fell_back is not None:
                 fallbacks.append(fell_back)
-            if len(examples) < 6 and (case["defective"] or len(examples) < 2):
-                examples.append({"file": Path(case["file"]).name, "verdict": facts.verdict, "raw": raw, "shown": shown})
+            if len(examples) < 6 and (case.defective or len(examples) < 2):
+                examples.append({"file": Path(case.file).name, "verdict": facts.verdict, "raw": raw, "shown": shown})
             if progress:
                 progress(i + 1, len(cases), f"explaining ({variant})")
-        figures = text_metrics(shown_texts, cases)
+        figures: dict[str, Any] = dict(text_metrics(shown_texts, cases))
         figures.update({f"raw_{k}": v for k, v in text_metrics(raw_texts, cases).items()})
         figures.update({"fallback_rate": _rate(fallbacks) if generator is not None else 0.0,
                         "p50_seconds": _percentile(seconds, 50), "p95_seconds": _percentile(seconds, 95),
                         "mean_seconds": round(statistics.fmean(seconds), 3) if seconds else None,
                         "examples": examples})
-        out["variants"][variant] = figures
+        variant_figures[variant] = figures
     return out
 
 
-__all__ = ["VARIANTS", "evaluate_explanations", "ground_truth_cells", "text_metrics"]
+__all__ = ["VARIANTS", "Case", "evaluate_explanations", "ground_truth_cells", "text_metrics"]

@@ -2,18 +2,19 @@
 
 Everything a sentence says must come from here: the verdict and score come from the Inspector
 (never from a language model), the regions from its post-processing. The product name is
-user text that ends up in prompts, so it is reduced to a short, harmless word sequence.
+user text that ends up in prompts, so it is reduced to a short, harmless phrase
+(``vocabulary.sanitize_product``).
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
-from inspect_app.vocabulary import DEFECT_VOCABULARY
+from inspect_app.results import InspectionResult
+from inspect_app.vocabulary import DEFECT_VOCABULARY, sanitize_product
 
 MAX_FACT_REGIONS = 3
-MAX_PRODUCT_CHARS = 40
+UNNAMED_PRODUCT = "part"  # what sentences call a product whose name has nothing to keep
 
 
 @dataclass(frozen=True)
@@ -52,19 +53,11 @@ class Facts:
         return {r.kind for r in self.regions if r.kind}
 
 
-def sanitize_product(name: str | None) -> str:
-    """Letters, digits, spaces and hyphens only, at most 40 characters: a product name cannot
-    smuggle instructions or a verdict into a prompt, nor newlines into a sentence."""
-    text = re.sub(r"[^A-Za-z0-9 \-]+", " ", (name or "").replace("_", " "))
-    text = re.sub(r"\s+", " ", text).strip()[:MAX_PRODUCT_CHARS].strip()
-    return text or "part"
-
-
-def facts_from_result(result) -> Facts:
+def facts_from_result(result: InspectionResult) -> Facts:
     regions = tuple(RegionFact(r.location, r.size, r.shape, r.defect_type, r.defect_probability)
                     for r in result.regions[:MAX_FACT_REGIONS])
-    return Facts(product=sanitize_product(result.product), verdict=result.verdict, score=result.score,
-                 threshold=result.threshold, regions=regions, n_regions=len(result.regions),
+    return Facts(product=sanitize_product(result.product, fallback=UNNAMED_PRODUCT), verdict=result.verdict,
+                 score=result.score, threshold=result.threshold, regions=regions, n_regions=len(result.regions),
                  error=result.error)
 
 

@@ -45,8 +45,11 @@ def language_name(code: str) -> str:
     return LANGUAGE_NAMES.get(code, code)
 
 
-def _chat(lm: LanguageModel, messages: list[dict]) -> str:
-    return lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+def _chat(lm: LanguageModel, messages: list[dict[str, str]]) -> str:
+    text = lm.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    if not isinstance(text, str):  # tokenize=False gives the prompt text
+        raise LanguageModelError(f"{lm.name}: its chat template gave {type(text).__name__}, not text")
+    return text
 
 
 def facts_prompt(lm: LanguageModel, facts: Facts, language: str = "en") -> str:
@@ -113,7 +116,8 @@ class LanguageModelGenerator:
         prompts = [self._prompt(r) for r in results]
         longest = max(p.shape[0] for p in prompts)
         pad = self.lm.tokenizer.pad_token_id
-        batch = prompts[0].new_full((len(prompts), longest, *prompts[0].shape[1:]), 0 if self.adapter is not None else pad)
+        fill = 0 if self.adapter is not None else pad
+        batch = prompts[0].new_full((len(prompts), longest, *prompts[0].shape[1:]), fill)
         mask = torch.zeros((len(prompts), longest), dtype=torch.long)
         for i, p in enumerate(prompts):
             batch[i, longest - p.shape[0]:] = p
@@ -126,7 +130,7 @@ class LanguageModelGenerator:
             new = self.lm.model.generate(input_ids=batch, attention_mask=mask, **kwargs)[:, longest:]
         else:  # with inputs_embeds only the new tokens come back
             new = self.lm.model.generate(inputs_embeds=batch, attention_mask=mask, **kwargs)
-        return [self.lm.tokenizer.decode(row, skip_special_tokens=True).strip() for row in new]
+        return [text.strip() for text in self.lm.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def generate(self, result, max_seconds: float | None = None) -> str:
         return self.generate_batch([result], max_seconds=max_seconds)[0]

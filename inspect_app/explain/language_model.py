@@ -14,12 +14,17 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from inspect_app.errors import InspectAppError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -32,18 +37,46 @@ class LanguageModelError(InspectAppError):
     """A language model is missing, corrupt or not a causal language model."""
 
 
+class CausalLM(Protocol):
+    """What the explainer uses of a Hugging Face causal language model, or of the PEFT wrapper that
+    training puts around it (transformers' own annotation of ``generate`` does not type-check)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any: ...
+
+    def get_input_embeddings(self) -> torch.nn.Module: ...
+
+    def get_parameter(self, target: str) -> torch.nn.Parameter: ...
+
+    def parameters(self, recurse: bool = True) -> Iterator[torch.nn.Parameter]: ...
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Parameter]]: ...
+
+    def named_modules(self, *args: Any, **kwargs: Any) -> Iterator[tuple[str, torch.nn.Module]]: ...
+
+
 @dataclass
 class LanguageModel:
-    model: torch.nn.Module
-    tokenizer: object
+    model: CausalLM
+    tokenizer: PreTrainedTokenizerBase
     name: str
 
     @property
+    def embeddings(self) -> torch.nn.Embedding:
+        """The model's input token embeddings."""
+        layer = self.model.get_input_embeddings()
+        if not isinstance(layer, torch.nn.Embedding):
+            raise LanguageModelError(f"{self.name}: its input embeddings are a {type(layer).__name__}, not a "
+                                     "token embedding table")
+        return layer
+
+    @property
     def hidden_size(self) -> int:
-        return int(self.model.get_input_embeddings().weight.shape[1])
+        return self.embeddings.embedding_dim
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
-        return self.model.get_input_embeddings()(ids)
+        return self.embeddings(ids)
 
 
 def default_dtype() -> torch.dtype:
@@ -86,7 +119,7 @@ def _convert_gguf(gguf: Path, target: Path) -> None:
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     # The weights are already de-quantised: saving must not claim a GGUF quantisation.
-    model.hf_quantizer = None
+    model.hf_quantizer = None  # type: ignore[assignment]  # an attribute transformers does not declare
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +160,8 @@ def load_language_model(name_or_path: str | None = None, allow_download: bool = 
         # Built in float32 and cast after: transformers builds a model of another dtype by switching
         # torch's process-wide default dtype, which would hit an inspection running on another thread.
         model = AutoModelForCausalLM.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
-        model.to(dtype or default_dtype())
+        # transformers wraps ``to`` with functools.wraps, whose annotation keeps the unbound ``self``
+        model.to(dtype or default_dtype())  # type: ignore[arg-type]
     except Exception as exc:
         hint = "" if allow_download or embedded else " (offline: pass a local folder, or allow downloads)"
         if embedded:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from inspect_app.explain.facts import Facts, facts_from_result
+from inspect_app.explain.interface import Explanation
 from inspect_app.explain.template import template_from_facts
 from inspect_app.explain.validate import cut_to_sentences, validate
 
@@ -32,15 +33,6 @@ VARIANTS = ("facts", "adapter", "template")
 SOURCES = {"facts": "language-model", "adapter": "adapter", "template": "template"}
 GATHER_S = 0.05  # how long the worker waits for more jobs to batch with the first: ~5 % of a sentence
 _VERDICT_PREFIX = re.compile(r"^\s*(pass|fail|error)\s*[:.\-]\s*", re.IGNORECASE)
-
-
-@dataclass
-class Explanation:
-    text: str
-    source: str  # "language-model", "adapter" or "template"
-    raw_text: str | None = None  # what the language model wrote, before validation
-    fallback_reason: str | None = None  # why the deterministic sentence replaced model text
-    seconds: float = 0.0
 
 
 class Generator(Protocol):
@@ -295,5 +287,5 @@ class ExplainerService:
                 self._resolve(job, Explanation(template_from_facts(job.facts), "template",
                                                fallback_reason=f"generation failed: {type(exc).__name__}: {exc}"))
             return
-        for job, raw in zip(jobs, raws):
+        for job, raw in zip(jobs, raws, strict=False):  # jobs left without text: the watchdog's deadline
             self._resolve(job, finish(raw, job.facts, generator.source, 0.0))

@@ -34,7 +34,7 @@ def target_sentence(facts: Facts, rng: np.random.Generator) -> str:
     if facts.verdict != "FAIL" or not facts.regions:
         return PASS_SENTENCES[int(rng.integers(len(PASS_SENTENCES)))].format(product=facts.product)
     region = facts.regions[0]
-    phrases = KIND_PHRASES.get(region.kind) or ["a defect"]
+    phrases = (KIND_PHRASES.get(region.kind) if region.kind else None) or ["a defect"]
     kind = phrases[int(rng.integers(len(phrases)))]
     prob = f" ({region.probability:.0%} likely)" if region.probability is not None and rng.random() < 0.5 else ""
     pattern = FAIL_PATTERNS[int(rng.integers(len(FAIL_PATTERNS)))]

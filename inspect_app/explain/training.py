@@ -27,7 +27,7 @@ from inspect_app.explain.adapter import AdapterConfig, ExplanationAdapter, soft_
 from inspect_app.explain.dataset import facts_from_record
 from inspect_app.explain.facts import MAX_FACT_REGIONS, Facts, RegionFact
 from inspect_app.explain.generator import _ids, adapter_prompt
-from inspect_app.explain.language_model import LanguageModel
+from inspect_app.explain.language_model import LanguageModel, LanguageModelError
 from inspect_app.explain.targets import target_sentence
 from inspect_app.imaging.locations import LOCATION_WORDS
 from inspect_app.progress import ProgressCallback
@@ -108,7 +108,7 @@ def _sample_embeds(lm: LanguageModel, adapter: ExplanationAdapter, data: CachedF
     embeds = torch.zeros(len(rows), width, rows[0].shape[1], dtype=rows[0].dtype)
     mask = torch.zeros(len(rows), width, dtype=torch.long)
     lab = torch.full((len(rows), width), -100)
-    for b, (row, label) in enumerate(zip(rows, labels)):
+    for b, (row, label) in enumerate(zip(rows, labels, strict=True)):
         embeds[b, :row.shape[0]], mask[b, :row.shape[0]], lab[b, :row.shape[0]] = row, 1, label
     return embeds, mask, lab
 
@@ -137,13 +137,15 @@ def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, bat
     val, train = order[:n_val].tolist(), order[n_val:].tolist()
     for p in lm.model.parameters():
         p.requires_grad_(False)
-    scale = float(lm.model.get_input_embeddings().weight.float().std())
+    scale = float(lm.embeddings.weight.float().std())
     adapter = init or ExplanationAdapter(AdapterConfig(hidden_size=lm.hidden_size,
                                                        embedding_dim=data.embedding.shape[1],
                                                        n_kinds=data.kinds.shape[1], embedding_scale=scale))
     if lora_rank:
         from peft import LoraConfig, get_peft_model
 
+        if not isinstance(lm.model, torch.nn.Module):
+            raise LanguageModelError(f"{lm.name} is not a torch module: no LoRA can be trained on it")
         lm.model = get_peft_model(lm.model, LoraConfig(r=lora_rank, lora_alpha=2 * lora_rank, lora_dropout=0.0,
                                                        target_modules=list(LORA_TARGETS)))
         lora_params = [p for n, p in lm.model.named_parameters() if "lora_" in n]
@@ -184,11 +186,13 @@ def train_adapter(lm: LanguageModel, data: CachedFeatures, steps: int = 600, bat
 def lora_weights(lm: LanguageModel) -> tuple[dict[str, torch.Tensor], float]:
     """The trained LoRA as plain tensors (``<module>.lora_A``/``.lora_B``) and its scale, to ship
     beside the adapter and merge into the frozen weights at load (``explain.generator``)."""
+    from peft.tuners.lora import LoraLayer
+
     tensors, scale = {}, 1.0
     for name, module in lm.model.named_modules():
-        if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {}):
+        if isinstance(module, LoraLayer) and "default" in module.lora_A:
             path = name.split("base_model.model.", 1)[-1]
-            tensors[f"{path}.lora_A"] = module.lora_A["default"].weight.detach().float().clone()
-            tensors[f"{path}.lora_B"] = module.lora_B["default"].weight.detach().float().clone()
+            tensors[f"{path}.lora_A"] = module.lora_A.get_parameter("default.weight").detach().float().clone()
+            tensors[f"{path}.lora_B"] = module.lora_B.get_parameter("default.weight").detach().float().clone()
             scale = float(module.scaling["default"])
     return tensors, scale

@@ -2,8 +2,8 @@
 
 A text passes when it agrees with the verdict (no "no defect" on a FAIL, no defect or removal on a
 PASS), a FAIL text tells the operator to remove the part and never to keep it, its first defect
-kind and first location are those of the first region (the strongest on the part), and it names no kind, location or size
-that is not in the facts. The checks read English words; text in other languages fails them and
+kind and first location are those of the first region (the strongest on the part), and it names no
+kind, location or size that is not in the facts. The checks read English words; text in other languages fails them and
 is replaced by the deterministic sentence.
 """
 
@@ -86,7 +86,8 @@ def says_no_defect(text: str) -> bool:
 
 def says_defect(text: str) -> bool:
     lower = text.lower()
-    return bool(mentioned_kinds(text)) or bool(re.search(r"\b(defect|damage|anomal)", lower)) and not says_no_defect(text)
+    named = bool(re.search(r"\b(defect|damage|anomal)", lower)) and not says_no_defect(text)
+    return bool(mentioned_kinds(text)) or named
 
 
 def strip_product(text: str, facts: Facts) -> str:

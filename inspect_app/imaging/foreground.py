@@ -75,7 +75,8 @@ def silhouette_box(mask: np.ndarray, image_shape: tuple[int, ...]) -> tuple[int,
     """The box (x0, y0, x1, y1; exclusive ends) of an analysis-copy mask, in image pixels."""
     sx, sy = image_shape[1] / mask.shape[1], image_shape[0] / mask.shape[0]
     ys, xs = np.nonzero(mask)
-    return (int(xs.min() * sx), int(ys.min() * sy), int(np.ceil((xs.max() + 1) * sx)), int(np.ceil((ys.max() + 1) * sy)))
+    return (int(xs.min() * sx), int(ys.min() * sy),
+            int(np.ceil((xs.max() + 1) * sx)), int(np.ceil((ys.max() + 1) * sy)))
 
 
 def estimate_part_box(image: np.ndarray) -> tuple[int, int, int, int] | None:

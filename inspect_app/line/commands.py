@@ -1,23 +1,41 @@
 """``inspect-app line``: run a station from a YAML file or from flags, until stopped.
 
 SIGTERM and Ctrl-C stop it gracefully: capture stops, queued frames are inspected and stored,
-and the final accounting is printed as one JSON line.
+and the final accounting is printed as one JSON line. With ``--api-port`` the REST API serves
+the station too; ``cli`` passes its factory in (``inspect_app.api.create_app``), since one
+feature never imports another.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import typer
 
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.types import ASGIApp
 
-def register(app: typer.Typer) -> None:
+    from inspect_app.line.config import StationConfig
+    from inspect_app.line.station import Station
+    from inspect_app.store import ResultsStore
+
+
+class ApiFactory(Protocol):
+    """Builds the REST API app that serves a running station and its store."""
+
+    def __call__(self, models_dir: Path | None, store: ResultsStore, station: Station) -> ASGIApp: ...
+
+
+def register(app: typer.Typer, create_api: ApiFactory) -> None:
     from inspect_app.clikit import ModelsDir, user_errors
 
     @app.command("line")
     @user_errors
-    def line(config: Path | None = typer.Option(None, "--config", help="Station YAML file (see data/station.example.yaml)."),
+    def line(config: Path | None = typer.Option(None, "--config",
+                                                help="Station YAML file (see data/station.example.yaml)."),
              source: str | None = typer.Option(None, "--source", help="Device index, rtsp:// or http(s):// URL, "
                                                   "video file, watched folder, or 'push'."),
              product: str | None = typer.Option(None, "--product", help="Fitted product to inspect."),
@@ -38,7 +56,8 @@ def register(app: typer.Typer) -> None:
         from inspect_app.line.memory import cap_malloc_arenas
 
         cap_malloc_arenas()  # before the model and the station's threads start (see line.memory)
-        from inspect_app.line.config import MqttConfig, load_station_config, parse_station_config
+        from inspect_app.line.config import load_station_config, parse_station_config
+        from inspect_app.product_settings import MqttConfig
 
         data = load_station_config(config).model_dump(exclude_unset=True) if config else {}
         if config is None and (source is None or product is None):
@@ -51,72 +70,77 @@ def register(app: typer.Typer) -> None:
         if store is not None:
             data.setdefault("store", {})["url"] = store
         if mqtt is not None:
-            data["mqtt"] = {**(data.get("mqtt") or {}), **MqttConfig.from_address(mqtt).model_dump(include={"host", "port"})}
+            address = MqttConfig.from_address(mqtt).model_dump(include={"host", "port"})
+            data["mqtt"] = {**(data.get("mqtt") or {}), **address}
         if trigger is not None:
             data.setdefault("trigger", {})["mode"] = trigger
         if fps is not None:
             data.setdefault("trigger", {})["fps"] = fps
-        run_station(parse_station_config(data, str(config) if config else "command line"))
+        run_station(parse_station_config(data, str(config) if config else "command line"), create_api)
 
 
-def run_station(cfg) -> dict:
+def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
     """Start the station (and the API when asked), log progress, stop on a signal or when done."""
     import logging
     import signal
     import threading
     import time
+    from types import FrameType
 
     from inspect_app.clikit import console, out
     from inspect_app.line.station import Station
+    from inspect_app.store import ResultsStore
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = threading.Event()
 
-    def request_stop(signum, _frame) -> None:
+    def request_stop(signum: int, _frame: FrameType | None) -> None:
         queued = len(station.queue)
         console.print(f"[yellow]{signal.Signals(signum).name}: stopping; {queued} queued frame(s) are inspected "
                       "and stored first[/]")
         stop.set()
 
-    station = Station(cfg)
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    server = None
-    try:
-        station.start()
-        if cfg.api_port:
-            server = _serve_api(station, cfg.api_host, cfg.api_port)
-        last = 0.0
-        while not stop.wait(0.5):
-            if station.finished.is_set():
-                break
-            if time.monotonic() - last >= 5:
-                last = time.monotonic()
-                s = station.status()
-                console.print(f"{s['station']}: camera {s['camera']['state']}, {s['results']} results "
-                              f"(PASS {s['counts']['PASS']} FAIL {s['counts']['FAIL']} ERROR {s['counts']['ERROR']}), "
-                              f"{s['fps']:.1f} fps, queue {s['queues']['inspect']}, dropped {s['dropped_frames']}, "
-                              f"corrupt {s['corrupt_frames']}, rejected {s['rejected_parts']}"
-                              + (f" / max {cfg.max_frames}" if cfg.max_frames else ""))
-    finally:
-        final = station.stop()
-        if server is not None:
-            server.should_exit = True
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    # The command opens the store (not the station) so that the API shares it until both stopped.
+    with ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir) as store:
+        station = Station(cfg, store=store)
+        previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+        server = None
+        try:
+            station.start()
+            if cfg.api_port:
+                server = _serve_api(create_api(cfg.models_dir, store, station), cfg.api_host, cfg.api_port)
+            last = 0.0
+            while not stop.wait(0.5) and not station.finished.is_set():
+                if time.monotonic() - last >= 5:
+                    last = time.monotonic()
+                    _print_progress(station.status(), cfg.max_frames)
+        finally:
+            final = station.stop()
+            if server is not None:
+                server.should_exit = True
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
     out.print(json.dumps({"final": final}, default=str), soft_wrap=True, highlight=False, markup=False)
     return final
 
 
-def _serve_api(station, host: str, port: int):
-    """The REST API (``inspect_app.api``) in a background thread, sharing the station's store."""
+def _print_progress(s: dict[str, Any], max_frames: int | None) -> None:
+    from inspect_app.clikit import console
+
+    console.print(f"{s['station']}: camera {s['camera']['state']}, {s['results']} results "
+                  f"(PASS {s['counts']['PASS']} FAIL {s['counts']['FAIL']} ERROR {s['counts']['ERROR']}), "
+                  f"{s['fps']:.1f} fps, queue {s['queues']['inspect']}, dropped {s['dropped_frames']}, "
+                  f"corrupt {s['corrupt_frames']}, rejected {s['rejected_parts']}"
+                  + (f" / max {max_frames}" if max_frames else ""))
+
+
+def _serve_api(app: ASGIApp, host: str, port: int) -> uvicorn.Server:
+    """The REST API in a background thread."""
     import threading
 
     import uvicorn
 
-    from inspect_app.api import create_app
-
-    app = create_app(models_dir=station.config.models_dir, store=station.store, station=station)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning"))
     threading.Thread(target=server.run, name="api", daemon=True).start()
     return server

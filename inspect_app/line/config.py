@@ -11,37 +11,35 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from inspect_app.config import Mode
 from inspect_app.errors import InspectAppError
+from inspect_app.product_settings import CsvConfig, MqttConfig, StrictSettings, WebhookConfig
 
-SourceKind = Literal["auto", "device", "stream", "video", "folder", "push"]
+SourceKind = Literal["device", "stream", "video", "folder", "push"]
 TriggerMode = Literal["continuous", "external", "part-present"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SourceConfig(_Strict):
+class SourceConfig(StrictSettings):
     """Where frames come from. ``uri`` alone is enough: its form picks the kind (see ``resolve_kind``)."""
 
     uri: str = "push"
-    kind: SourceKind = "auto"
-    fps: float | None = Field(None, gt=0, description="video replay pace (default: the file's own rate)")
+    kind: Literal["auto", "device", "stream", "video", "folder", "push"] = "auto"
+    fps: float | None = Field(default=None, gt=0, description="video replay pace (default: the file's own rate)")
     loop: bool = False  # replay a video file forever
-    reconnect_initial_s: float = Field(0.5, gt=0)
-    reconnect_max_s: float = Field(10.0, gt=0)
-    read_timeout_s: float = Field(5.0, gt=0, description="no frame for this long = camera lost")
-    settle_s: float = Field(0.5, ge=0, description="watched folder: a file unchanged this long is complete")
-    done_dir: Path | None = Field(None, description="watched folder: move each file here once read, so a restart "
-                                                    "does not inspect it again (default: leave it)")
-    poll_s: float = Field(0.1, gt=0)
-    push_queue: int = Field(32, ge=1, description="pushed images waiting for inspection")
+    reconnect_initial_s: float = Field(default=0.5, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0)
+    read_timeout_s: float = Field(default=5.0, gt=0, description="no frame for this long = camera lost")
+    settle_s: float = Field(default=0.5, ge=0, description="watched folder: a file unchanged this long is complete")
+    done_dir: Path | None = Field(default=None, description="watched folder: move each file here once read, so a "
+                                  "restart does not inspect it again (default: leave it)")
+    poll_s: float = Field(default=0.1, gt=0)
+    push_queue: int = Field(default=32, ge=1, description="pushed images waiting for inspection")
 
-    def resolve_kind(self) -> str:
-        """integer -> device; rtsp:// -> stream (OpenCV); http(s):// -> stream (MJPEG);
+    def resolve_kind(self) -> SourceKind:
+        """integer -> device; rtsp:// and http(s):// -> stream (OpenCV: RTSP, MJPEG, a snapshot URL);
         "push" -> pushed images; an existing folder -> watched folder; anything else -> video file."""
         if self.kind != "auto":
             return self.kind
@@ -57,94 +55,71 @@ class SourceConfig(_Strict):
         return "video"
 
 
-class TriggerConfig(_Strict):
+class TriggerConfig(StrictSettings):
     """Which frames become inspections (streaming sources; every folder file or pushed image is a part)."""
 
     mode: TriggerMode = "continuous"
-    fps: float | None = Field(None, gt=0, description="continuous: at most this many inspections/s (default: every frame)")
-    timeout_s: float = Field(2.0, gt=0, description="external: a trigger with no frame by then is rejected with an alarm")
-    reference: Path | None = Field(None, description="part-present: image of the empty belt (default: learned at start)")
-    reference_frames: int = Field(5, ge=1, description="part-present: frames averaged into the learned reference")
-    pixel_threshold: float = Field(25.0, gt=0, description="grey-level change (0-255) that makes a pixel count as changed")
-    present_fraction: float = Field(0.02, gt=0, lt=1, description="share of the view changed from the empty belt meaning 'part present'")
-    still_fraction: float = Field(0.005, ge=0, lt=1, description="share of the view changed since the last frame still counted as 'still'")
-    still_frames: int = Field(2, ge=1, description="consecutive still frames before the part is inspected")
-    empty_frames: int = Field(2, ge=1, description="consecutive empty frames before the next part can arrive")
+    fps: float | None = Field(default=None, gt=0,
+                              description="continuous: at most this many inspections/s (default: every frame)")
+    timeout_s: float = Field(default=2.0, gt=0,
+                             description="external: a trigger with no frame by then is rejected with an alarm")
+    reference: Path | None = Field(default=None,
+                                   description="part-present: image of the empty belt (default: learned at start)")
+    reference_frames: int = Field(default=5, ge=1,
+                                  description="part-present: frames averaged into the learned reference")
+    pixel_threshold: float = Field(default=25.0, gt=0,
+                                   description="grey-level change (0-255) that makes a pixel count as changed")
+    present_fraction: float = Field(default=0.02, gt=0, lt=1,
+                                    description="share of the view changed from the empty belt meaning 'part present'")
+    still_fraction: float = Field(default=0.005, ge=0, lt=1,
+                                  description="share of the view changed since the last frame still counted as 'still'")
+    still_frames: int = Field(default=2, ge=1, description="consecutive still frames before the part is inspected")
+    empty_frames: int = Field(default=2, ge=1, description="consecutive empty frames before the next part can arrive")
 
 
-class PipelineConfig(_Strict):
-    queue_size: int = Field(16, ge=1, description="frames waiting for inspection")
-    batch_size: int = Field(4, ge=1, description="at most this many queued frames are inspected together")
-    backpressure_s: float = Field(5.0, ge=0, description="a triggered part waits this long for queue space, then is rejected with an alarm")
-    shutdown_timeout_s: float = Field(60.0, gt=0, description="how long stop() keeps flushing the queues")
-    heartbeat_s: float = Field(2.0, gt=0)
+class PipelineConfig(StrictSettings):
+    queue_size: int = Field(default=16, ge=1, description="frames waiting for inspection")
+    batch_size: int = Field(default=4, ge=1, description="at most this many queued frames are inspected together")
+    backpressure_s: float = Field(default=5.0, ge=0, description="a triggered part waits this long for queue space, "
+                                  "then is rejected with an alarm")
+    shutdown_timeout_s: float = Field(default=60.0, gt=0, description="how long stop() keeps flushing the queues")
+    heartbeat_s: float = Field(default=2.0, gt=0)
 
 
-class MqttConfig(_Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    topic_prefix: str = "inspect"
-    client_id: str | None = None
-    keepalive_s: int = Field(30, ge=5)
-    max_queued: int = Field(10_000, ge=1, description="messages kept while the broker is unreachable")
-    username: str | None = None
-    password: str | None = None
-
-    @classmethod
-    def from_address(cls, address: str) -> MqttConfig:
-        host, _, port = address.rpartition(":") if ":" in address else (address, "", "1883")
-        if not host or not port.isdigit():
-            raise InspectAppError(f"--mqtt {address!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
-        return cls(host=host, port=int(port))
-
-
-class WebhookConfig(_Strict):
-    url: str
-    verdicts: list[Literal["PASS", "FAIL", "ERROR"]] = ["PASS", "FAIL", "ERROR"]
-    retries: int = Field(3, ge=0)
-    backoff_s: float = Field(0.5, gt=0)
-    timeout_s: float = Field(5.0, gt=0)
-    queue_size: int = Field(1000, ge=1)
-    dead_letter: Path = Path("data/line/webhook_dead_letter.jsonl")
-
-
-class CsvConfig(_Strict):
-    path: Path
-
-
-class StoreConfig(_Strict):
+class StoreConfig(StrictSettings):
     url: str | None = None  # default: $INSPECT_APP_STORE_URL, else the SQLite file under ./data/store
     images_dir: Path | None = None
 
 
-class ExplainConfig(_Strict):
+class ExplainConfig(StrictSettings):
     enabled: bool = True
     language: str = "en"
     variant: Literal["adapter", "facts", "template"] | None = Field(
-        None, description="adapter (trained soft tokens), facts (language model on the facts), template; default: the explainer's")
-    timeout_s: float = Field(10.0, gt=0)
-    max_queue: int = Field(8, ge=1)
+        default=None, description="adapter (trained soft tokens), facts (language model on the facts), template; "
+                                  "default: the explainer's")
+    timeout_s: float = Field(default=10.0, gt=0)
+    max_queue: int = Field(default=8, ge=1)
 
 
-class StationConfig(_Strict):
+class StationConfig(StrictSettings):
     """One inspection station: a camera, a product, how parts are triggered, where results go."""
 
     name: str = "station1"
     product: str
     models_dir: Path | None = None
-    mode: str | None = None  # decoder mode (default: the profile's)
+    mode: Mode | None = None  # decoder mode (default: the profile's)
     lot: str | None = None
-    source: SourceConfig = SourceConfig()
-    trigger: TriggerConfig = TriggerConfig()
-    pipeline: PipelineConfig = PipelineConfig()
-    store: StoreConfig = StoreConfig()
+    source: SourceConfig = Field(default_factory=SourceConfig)
+    trigger: TriggerConfig = Field(default_factory=TriggerConfig)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     mqtt: MqttConfig | None = None
     webhook: WebhookConfig | None = None
     csv: CsvConfig | None = None
-    explain: ExplainConfig = ExplainConfig()
-    api_port: int | None = Field(None, ge=1, le=65535, description="also serve the REST API (trigger, metrics)")
-    api_host: str = Field("127.0.0.1", description="0.0.0.0 to accept calls from the line network")
-    max_frames: int | None = Field(None, ge=1, description="stop after this many results are stored")
+    explain: ExplainConfig = Field(default_factory=ExplainConfig)
+    api_port: int | None = Field(default=None, ge=1, le=65535, description="also serve the REST API (trigger, metrics)")
+    api_host: str = Field(default="127.0.0.1", description="0.0.0.0 to accept calls from the line network")
+    max_frames: int | None = Field(default=None, ge=1, description="stop after this many results are stored")
 
     @field_validator("name")
     @classmethod

@@ -65,7 +65,7 @@ class InspectQueue:
         with self._cond:
             if not self._items:
                 self._cond.wait(timeout)
-            batch = []
+            batch: list[Job] = []
             while self._items and len(batch) < max_items:
                 batch.append(self._items.popleft())
             if batch:

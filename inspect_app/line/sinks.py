@@ -24,14 +24,19 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
 from inspect_app.line.metrics import StationMetrics
+from inspect_app.product_settings import CsvConfig, MqttConfig, WebhookConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +48,17 @@ def _utc(ts: float | None = None) -> str:
 class MqttLink:
     """One paho client per station. QoS 1 messages published while the broker is unreachable
     wait in paho's own outbox (bounded by ``max_queued``) and go out after paho reconnects;
-    ``published`` counts broker acknowledgements, ``unacknowledged()`` what is still waiting."""
+    the station's metrics count broker acknowledgements by topic, ``unacknowledged()`` what is
+    still waiting. ``on_trigger`` and ``on_frame`` get the payloads of the two inbound topics."""
 
     def __init__(self, cfg: MqttConfig, station: str, metrics: StationMetrics,
-                 on_trigger: Callable[[bytes], None] | None = None,
-                 on_frame: Callable[[bytes], None] | None = None):
+                 on_trigger: Callable[[bytes], object] | None = None,
+                 on_frame: Callable[[bytes], object] | None = None):
         self.cfg, self.station, self.metrics = cfg, station, metrics
         self.on_trigger, self.on_frame = on_trigger, on_frame
         base = f"{cfg.topic_prefix}/{station}"
-        self.topics = {k: f"{base}/{k}" for k in ("result", "reject", "explanation", "status", "alarm", "trigger", "frame")}
+        self.topics = {k: f"{base}/{k}"
+                       for k in ("result", "reject", "explanation", "status", "alarm", "trigger", "frame")}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"inspect-app-{station}",
                                   clean_session=True)
         if cfg.username:
@@ -65,11 +72,8 @@ class MqttLink:
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.connected = threading.Event()
-        self.status_payload: Callable[[], dict] | None = None
+        self.status_payload: Callable[[], Mapping[str, Any]] | None = None
         self.closing = False
-        self.published = 0  # acknowledged messages of every topic
-        self.published_results = 0  # acknowledged messages on the result topic
-        self.refused = 0  # outbox full: not queued
         self._lock = threading.Lock()
         self._waiting: dict[int, str] = {}  # mid -> topic key, not yet acknowledged
         self._early: set[int] = set()  # acknowledged before publish() returned its mid
@@ -78,7 +82,8 @@ class MqttLink:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
         self.client.loop_start()
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                    _properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.warning("MQTT broker %s:%s refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
             return
@@ -89,13 +94,15 @@ class MqttLink:
         if self.status_payload is not None:
             self.publish("status", self.status_payload(), retain=True)
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, _properties: Properties | None) -> None:
         if self.connected.is_set() and not self.closing:
             log.warning("MQTT disconnected (%s): messages wait in the outbox until it reconnects", reason_code)
         self.connected.clear()
         self.metrics.mqtt_connected.set(0)
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+    def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, _reason_code: ReasonCode,
+                    _properties: Properties) -> None:
         with self._lock:
             key = self._waiting.pop(mid, None)
             if key is None:
@@ -104,25 +111,21 @@ class MqttLink:
             self._count(key)
 
     def _count(self, key: str) -> None:
-        self.published += 1
-        self.metrics.mqtt_published.inc()
-        if key == "result":
-            self.published_results += 1
+        self.metrics.mqtt_published.labels(key).inc()
 
-    def _on_message(self, client, userdata, msg) -> None:
+    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
             if msg.topic == self.topics["trigger"] and self.on_trigger:
-                self.on_trigger(msg.payload)
+                self.on_trigger(bytes(msg.payload))
             elif msg.topic == self.topics["frame"] and self.on_frame:
-                self.on_frame(msg.payload)
+                self.on_frame(bytes(msg.payload))
         except Exception:  # a bad message must not stop paho's network thread
             log.exception("MQTT message on %s could not be handled", msg.topic)
 
-    def publish(self, key: str, payload: dict, retain: bool = False) -> bool:
+    def publish(self, key: str, payload: Mapping[str, Any], retain: bool = False) -> bool:
         """Queue a QoS 1 message; False (and counted) when the outbox is full."""
         info = self.client.publish(self.topics[key], json.dumps(payload, default=str), qos=1, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            self.refused += 1
             self.metrics.sink_errors.labels("mqtt").inc()
             return False
         with self._lock:
@@ -144,7 +147,7 @@ class MqttLink:
             time.sleep(0.05)
         return self.unacknowledged()
 
-    def close(self, final_status: dict, timeout: float) -> int:
+    def close(self, final_status: Mapping[str, Any], timeout: float) -> int:
         """Publish the final retained status, wait for acknowledgements, disconnect cleanly
         (a clean disconnect does not fire the last will, hence the explicit status)."""
         self.status_payload = None
@@ -157,18 +160,20 @@ class MqttLink:
 
 
 class WebhookSink:
-    """POSTs result JSON to a URL from its own thread, retrying with exponential backoff; what
-    still fails (or finds the queue full) is appended to a dead-letter JSONL file, never lost."""
+    """POSTs result JSON to a URL from its own thread, retrying with exponential backoff
+    (tenacity); what still fails (or finds the queue full) is appended to a dead-letter JSONL
+    file, never lost."""
 
     def __init__(self, cfg: WebhookConfig, metrics: StationMetrics):
         self.cfg, self.metrics = cfg, metrics
-        self._queue: queue.Queue[dict | None] = queue.Queue(cfg.queue_size)
-        self.delivered = 0
-        self.dead_lettered = 0
+        self._queue: queue.Queue[Mapping[str, Any] | None] = queue.Queue(cfg.queue_size)
+        self._retrying = Retrying(retry=retry_if_exception_type((OSError, ValueError)),  # URLError, HTTPError: OSErrors
+                                  stop=stop_after_attempt(cfg.retries + 1),
+                                  wait=wait_exponential(multiplier=cfg.backoff_s), reraise=True)
         self._thread = threading.Thread(target=self._run, name="webhook", daemon=True)
         self._thread.start()
 
-    def submit(self, payload: dict) -> None:
+    def submit(self, payload: Mapping[str, Any]) -> None:
         if payload.get("verdict") not in self.cfg.verdicts:
             return
         try:
@@ -179,7 +184,7 @@ class WebhookSink:
     def pending(self) -> int:
         return self._queue.qsize()
 
-    def _post(self, payload: dict) -> None:
+    def _post(self, payload: Mapping[str, Any]) -> None:
         request = urllib.request.Request(self.cfg.url, data=json.dumps(payload, default=str).encode(),
                                          headers={"Content-Type": "application/json"}, method="POST")
         with urllib.request.urlopen(request, timeout=self.cfg.timeout_s) as resp:
@@ -191,23 +196,13 @@ class WebhookSink:
             payload = self._queue.get()
             if payload is None:
                 return
-            error = None
-            for attempt in range(self.cfg.retries + 1):
-                try:
-                    self._post(payload)
-                    self.delivered += 1
-                    error = None
-                    break
-                except (OSError, ValueError) as exc:  # URLError and HTTPError are OSErrors
-                    error = f"{type(exc).__name__}: {exc}"
-                    if attempt < self.cfg.retries:
-                        time.sleep(self.cfg.backoff_s * 2 ** attempt)
-            if error is not None:
-                self._dead_letter(payload, error)
+            try:
+                self._retrying(self._post, payload)
+            except (OSError, ValueError) as exc:
+                self._dead_letter(payload, f"{type(exc).__name__}: {exc}")
 
-    def _dead_letter(self, payload: dict, error: str) -> None:
+    def _dead_letter(self, payload: Mapping[str, Any], error: str) -> None:
         self.metrics.sink_errors.labels("webhook").inc()
-        self.dead_lettered += 1
         path = self.cfg.dead_letter
         path.parent.mkdir(parents=True, exist_ok=True)
         with path.open("a") as fh:
@@ -246,7 +241,7 @@ class CsvSink:
         self.path = Path(cfg.path)
         self._lock = threading.Lock()
 
-    def write(self, message: dict) -> None:
+    def write(self, message: Mapping[str, Any]) -> None:
         row = {k: message.get(k) for k in CSV_FIELDS}
         row["regions"] = len(message.get("regions") or [])
         with self._lock:
@@ -257,3 +252,12 @@ class CsvSink:
                 if new:
                     writer.writeheader()
                 writer.writerow(row)
+
+
+@dataclass
+class Sinks:
+    """The sinks a station opened (any of them may be off)."""
+
+    mqtt: MqttLink | None = None
+    webhook: WebhookSink | None = None
+    csv: CsvSink | None = None

@@ -1,5 +1,5 @@
-"""Frame sources: cameras (USB/V4L2, RTSP, HTTP MJPEG), video replay, a watched folder and pushed
-images, behind one small interface, plus ``CameraLink`` that keeps a source open through outages.
+"""Frame sources: cameras (USB/V4L2, RTSP and HTTP(S) streams), video replay, a watched folder and
+pushed images, behind one small interface, plus ``CameraLink`` that keeps a source open through outages.
 
 A source's ``read`` returns a decoded RGB ``Frame``, ``None`` when nothing arrived within a short
 poll (so the caller can look at its clock), or a ``Frame`` with ``error`` set when the bytes could
@@ -9,12 +9,10 @@ connection is gone (reconnect); ``SourceEnded`` means a replay is over.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import queue
 import threading
 import time
-import urllib.parse
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,12 +20,15 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_when_event_set, wait_exponential
 
 from inspect_app.data.images import IMAGE_EXTENSIONS, load_image
 from inspect_app.errors import ImageLoadError, InspectAppError
-from inspect_app.line.config import SourceConfig
+from inspect_app.line.config import SourceConfig, SourceKind
+from inspect_app.line.metrics import CameraState
 
 log = logging.getLogger(__name__)
+IDLE_POLL_S = 0.1  # while the camera is away, the caller's clocks (trigger timeouts) run this often
 
 
 class SourceLost(Exception):
@@ -55,7 +56,7 @@ def _decode(data: bytes, name: str | None, captured_at: float, part: bool = Fals
 
 
 class FrameSource:
-    kind = "source"
+    kind: SourceKind = "stream"
 
     def open(self) -> None:
         """Connect; raise ``SourceLost`` when the camera cannot be reached (the link retries)."""
@@ -68,20 +69,28 @@ class FrameSource:
 
 
 class OpenCVSource(FrameSource):
-    """USB/V4L2 devices, RTSP streams and video files through OpenCV (FFmpeg backend).
+    """USB/V4L2 devices, RTSP and HTTP(S) streams and video files through OpenCV (FFmpeg backend).
 
     A video file is replayed at ``fps`` (default: its own rate) so that it behaves like a camera.
+    An MJPEG stream (an IP camera's ``multipart/x-mixed-replace`` over HTTP) is read as raw JPEG
+    packets that ``load_image`` decodes: FFmpeg's own decoder conceals a truncated frame with the
+    previous one, which would then be inspected as a part; decoded here it is flagged corrupt and
+    skipped. A URL that holds one image (a camera's snapshot URL, ``image/*``) is opened again
+    for every frame.
     """
 
-    def __init__(self, uri: str, kind: str, fps: float | None = None, loop: bool = False, timeout_s: float = 5.0):
+    def __init__(self, uri: str, kind: SourceKind, fps: float | None = None, loop: bool = False,
+                 timeout_s: float = 5.0):
         if kind == "video" and not Path(uri).is_file():
             raise InspectAppError(f"source {uri!r}: no such device, URL, video file or folder")
         self.uri, self.kind, self.fps, self.loop, self.timeout_s = uri, kind, fps, loop, timeout_s
         self._cap: cv2.VideoCapture | None = None
+        self._jpeg_packets = False  # read() gets encoded JPEG frames, not decoded ones
+        self._single_image = False  # a snapshot URL: reopened for each frame
         self._next_due = 0.0
         self._period = 0.0
 
-    def open(self) -> None:
+    def _capture(self) -> cv2.VideoCapture:
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.timeout_s * 1000)]
         target = int(self.uri) if self.kind == "device" else self.uri
@@ -92,146 +101,54 @@ class OpenCVSource(FrameSource):
             if self.kind == "video":
                 raise InspectAppError(f"source {self.uri!r}: OpenCV cannot open this video file")
             raise SourceLost(f"cannot open {self.kind} {self.uri!r}")
-        self._cap = cap
+        if self.kind == "stream":
+            fourcc = int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little")
+            self._jpeg_packets = fourcc == b"MJPG" and cap.set(cv2.CAP_PROP_FORMAT, -1)
+            self._single_image = cap.get(cv2.CAP_PROP_FRAME_COUNT) == 1
+        return cap
+
+    def open(self) -> None:
+        self.close()
+        cap = self._cap = self._capture()
         native = cap.get(cv2.CAP_PROP_FPS) or 0.0
         rate = self.fps or (native if self.kind == "video" and 0 < native < 1000 else 0.0)
         self._period = 1.0 / rate if rate else 0.0
         self._next_due = time.monotonic()
 
-    def read(self) -> Frame | None:
-        if self._cap is None:
-            raise SourceLost("not open")
+    def _pace(self) -> None:
         if self._period:
             delay = self._next_due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
             self._next_due = max(self._next_due + self._period, time.monotonic() - self._period)
-        ok, bgr = self._cap.read()
-        if not ok or bgr is None:
-            if self.kind == "video":
-                if self.loop and self._cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
-                    ok, bgr = self._cap.read()
-                if not ok or bgr is None:
-                    raise SourceEnded(self.uri)
-            else:
+
+    def read(self) -> Frame | None:
+        if self._cap is None:
+            if not self._single_image:
+                raise SourceLost("not open")
+            self._cap = self._capture()  # the next snapshot
+        self._pace()
+        cap = self._cap
+        ok, data = cap.read()
+        if self._single_image:
+            cap.release()
+            self._cap = None
+        if not ok or data is None:
+            if self.kind != "video":
                 raise SourceLost(f"{self.kind} {self.uri!r} returned no frame")
+            if self.loop and cap.set(cv2.CAP_PROP_POS_FRAMES, 0):
+                ok, data = cap.read()
+            if not ok or data is None:
+                raise SourceEnded(self.uri)
         now = time.time()
-        if bgr.ndim == 2:
-            return Frame(cv2.cvtColor(bgr, cv2.COLOR_GRAY2RGB), now)
-        return Frame(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), now)
+        if self._jpeg_packets:
+            return _decode(data.tobytes(), None, now, label=self.uri)
+        return Frame(cv2.cvtColor(data, cv2.COLOR_GRAY2RGB if data.ndim == 2 else cv2.COLOR_BGR2RGB), now)
 
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
-
-
-class MjpegSource(FrameSource):
-    """An HTTP MJPEG stream (``multipart/x-mixed-replace``) as IP cameras serve it, or a snapshot
-    URL (``image/*``) fetched once per frame. Frames stay JPEG bytes until ``load_image`` decodes
-    them, so a truncated frame is detected and skipped rather than shown half grey."""
-
-    kind = "stream"
-
-    def __init__(self, url: str, timeout_s: float = 5.0):
-        self.url, self.timeout_s = url, timeout_s
-        self._conn: http.client.HTTPConnection | None = None
-        self._resp: http.client.HTTPResponse | None = None
-        self._boundary: bytes | None = None
-        self._at_part = False
-        self._snapshot: bytes | None = None
-
-    def _request(self) -> http.client.HTTPResponse:
-        parts = urllib.parse.urlsplit(self.url)
-        cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        self.close()
-        try:
-            self._conn = cls(parts.hostname, parts.port, timeout=self.timeout_s)
-            self._conn.request("GET", path, headers={"Accept": "multipart/x-mixed-replace, image/*"})
-            resp = self._conn.getresponse()
-        except (OSError, http.client.HTTPException) as exc:
-            raise SourceLost(f"{self.url}: {exc}") from None
-        if resp.status != 200:
-            raise SourceLost(f"{self.url}: HTTP {resp.status} {resp.reason}")
-        return resp
-
-    def open(self) -> None:
-        resp = self._request()
-        ctype = resp.getheader("Content-Type", "")
-        if ctype.lower().startswith("multipart/"):
-            boundary = next((p.split("=", 1)[1].strip().strip('"') for p in ctype.split(";")
-                             if p.strip().lower().startswith("boundary=")), None)
-            if not boundary:
-                raise InspectAppError(f"{self.url}: multipart stream without a boundary")
-            self._boundary = b"--" + boundary.removeprefix("--").encode()
-            self._resp = resp
-            self._at_part = False
-        elif ctype.lower().startswith("image/"):
-            self._boundary = None
-            self._snapshot = resp.read()
-            self._resp = None
-        else:
-            raise InspectAppError(f"{self.url}: content type {ctype!r} is neither an MJPEG stream nor an image; "
-                                  "for a video over HTTP set source.kind: video")
-
-    def read(self) -> Frame | None:
-        try:
-            if self._boundary is None:  # snapshot URL: one GET per frame
-                data, self._snapshot = self._snapshot, None
-                if data is None:
-                    data = self._request().read()
-                return _decode(data, None, time.time(), label=self.url)
-            return self._read_part()
-        except (OSError, http.client.HTTPException, ValueError) as exc:
-            raise SourceLost(f"{self.url}: {exc}") from None
-
-    def _read_part(self) -> Frame:
-        resp = self._resp
-        if resp is None:
-            raise SourceLost("not open")
-        line = b"" if self._at_part else resp.readline()
-        while not self._at_part and line.strip() != self._boundary:
-            if not line:
-                raise SourceLost(f"{self.url}: stream closed")
-            if line.strip() == self._boundary + b"--":
-                raise SourceLost(f"{self.url}: stream ended")
-            line = resp.readline()
-        self._at_part = False
-        length = None
-        while True:
-            header = resp.readline()
-            if not header:
-                raise SourceLost(f"{self.url}: stream closed")
-            if header in (b"\r\n", b"\n"):
-                break
-            key, _, value = header.decode("latin-1").partition(":")
-            if key.strip().lower() == "content-length":
-                length = int(value.strip())
-        if length is None:  # no length: the frame runs to the next boundary
-            chunks = []
-            while True:
-                line = resp.readline()
-                if not line:
-                    raise SourceLost(f"{self.url}: stream closed")
-                if line.strip() == self._boundary:
-                    break
-                chunks.append(line)
-            data = b"".join(chunks).removesuffix(b"\r\n")
-            self._at_part = True  # the boundary that ended this frame starts the next one
-            return _decode(data, None, time.time(), label=self.url)
-        data = resp.read(length)
-        if len(data) < length:
-            raise SourceLost(f"{self.url}: stream closed mid-frame")
-        return _decode(data, None, time.time(), label=self.url)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except OSError:
-                pass
-        self._conn = self._resp = None
 
 
 class FolderSource(FrameSource):
@@ -325,7 +242,7 @@ class PushSource(FrameSource):
 
     def drain(self) -> list[Frame]:
         """Everything pushed but not yet read (accepted parts: the station inspects them at shutdown)."""
-        frames = []
+        frames: list[Frame] = []
         while True:
             try:
                 data, name, received_at = self._queue.get_nowait()
@@ -338,8 +255,7 @@ class PushSource(FrameSource):
             data, name, received_at = self._queue.get(timeout=self.poll_s)
         except queue.Empty:
             return None
-        frame = _decode(data, name or "pushed image", received_at, part=True)
-        return frame
+        return _decode(data, name or "pushed image", received_at, part=True)
 
 
 def create_source(cfg: SourceConfig) -> FrameSource:
@@ -348,30 +264,30 @@ def create_source(cfg: SourceConfig) -> FrameSource:
         return FolderSource(cfg.uri, cfg.settle_s, cfg.poll_s, cfg.done_dir)
     if kind == "push":
         return PushSource(cfg.push_queue, cfg.poll_s)
-    if kind == "stream" and cfg.uri.lower().startswith(("http://", "https://")):
-        return MjpegSource(cfg.uri, cfg.read_timeout_s)
     return OpenCVSource(cfg.uri, kind, cfg.fps, cfg.loop, cfg.read_timeout_s)
 
 
 class CameraLink:
-    """Keeps a source open: reconnects with exponential backoff and records every outage.
+    """Keeps a source open: reconnects with exponential backoff (tenacity) and records every outage.
 
-    ``state`` is ``connected``, ``reconnecting`` or ``disconnected`` (not started, stopped, or a
-    replay that ended); ``gaps`` holds the durations of the last outages in seconds.
+    ``state`` is a ``CameraState``; ``gaps`` holds the durations of the last outages in seconds.
+    An outage ends with the first frame after it, so a camera that accepts connections but sends
+    nothing stays lost (and backs off) instead of reconnecting in a tight loop.
     """
 
     def __init__(self, source: FrameSource, cfg: SourceConfig, stop: threading.Event,
-                 on_state: Callable[[str], None] | None = None, on_gap: Callable[[float], None] | None = None):
+                 on_state: Callable[[CameraState], None] | None = None, on_gap: Callable[[float], None] | None = None,
+                 on_idle: Callable[[], None] | None = None):
         self.source, self.cfg, self.stop = source, cfg, stop
-        self.on_state, self.on_gap = on_state, on_gap
-        self.state = "disconnected"
+        self.on_state, self.on_gap, self.on_idle = on_state, on_gap, on_idle
+        self.state = CameraState.DISCONNECTED
         self.reconnects = 0
         self.gaps: deque[float] = deque(maxlen=50)
         self.total_gap_s = 0.0
         self.gap_started: float | None = None
         self.last_error: str | None = None
 
-    def _set_state(self, state: str) -> None:
+    def _set_state(self, state: CameraState) -> None:
         if state != self.state:
             log.info("camera %s -> %s", self.state, state)
             self.state = state
@@ -387,7 +303,7 @@ class CameraLink:
         if self.gap_started is None:
             self.gap_started = time.monotonic()
             log.warning("camera lost: %s", reason)
-        self._set_state("reconnecting")
+        self._set_state(CameraState.RECONNECTING)
 
     def _restored(self) -> None:
         if self.gap_started is not None:
@@ -399,48 +315,56 @@ class CameraLink:
             log.info("camera back after %.1f s", gap)
             if self.on_gap:
                 self.on_gap(gap)
-        self._set_state("connected")
+        self._set_state(CameraState.CONNECTED)
+
+    def _attempt_failed(self, attempt: RetryCallState) -> None:
+        error = attempt.outcome.exception() if attempt.outcome is not None else None
+        self._lost(str(error))
+
+    def _idle(self, seconds: float) -> None:
+        """tenacity's sleep between attempts: ends early on ``stop`` and calls ``on_idle`` every
+        ``IDLE_POLL_S`` so the caller's clocks keep running."""
+        deadline = time.monotonic() + seconds
+        while not self.stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.stop.wait(min(IDLE_POLL_S, left))
+            if self.on_idle:
+                self.on_idle()
+
+    def _open_and_read(self) -> Frame | None:
+        if self.stop.is_set():
+            raise SourceLost("stopping")
+        self.source.open()
+        return self.source.read()
+
+    def _connect(self) -> Frame | None:
+        """Open the source and read a first frame, retrying with exponential backoff until that
+        works or ``stop`` is set (then ``None``)."""
+        retrying = Retrying(retry=retry_if_exception_type(SourceLost), stop=stop_when_event_set(self.stop),
+                            wait=wait_exponential(multiplier=self.cfg.reconnect_initial_s,
+                                                  max=self.cfg.reconnect_max_s),
+                            sleep=self._idle, before_sleep=self._attempt_failed, reraise=True)
+        try:
+            frame = retrying(self._open_and_read)
+        except SourceLost:
+            return None
+        self._restored()
+        return frame
 
     def frames(self) -> Iterator[Frame | None]:
-        """Frames until ``stop`` is set or a replay ends. ``None`` on an idle poll and every 0.1 s
-        while reconnecting, so the caller keeps its clocks (trigger timeouts) running."""
-        delay = self.cfg.reconnect_initial_s
-        is_open = False
-        last_frame = time.monotonic()
+        """Frames until ``stop`` is set or a replay ends; ``None`` when a poll found nothing."""
         try:
             while not self.stop.is_set():
-                if not is_open:
-                    try:
-                        self.source.open()
-                        is_open, last_frame = True, time.monotonic()
-                        self._restored()
-                    except SourceLost as exc:
-                        self._lost(str(exc))
-                if is_open:
-                    try:
-                        frame = self.source.read()
-                    except SourceLost as exc:
-                        self._lost(str(exc))
-                        is_open = False
-                    except SourceEnded:
-                        log.info("source ended")
-                        return
-                    else:
-                        if frame is None and self.source.kind == "stream" and \
-                                time.monotonic() - last_frame > self.cfg.read_timeout_s:
-                            self._lost(f"no frame for {self.cfg.read_timeout_s:.0f} s")
-                            is_open = False
-                        elif frame is not None:
-                            last_frame = time.monotonic()
-                            delay = self.cfg.reconnect_initial_s  # frames flow again: backoff starts over
-                        yield frame
-                        continue
-                # Lost: wait (doubling up to the maximum), yielding so the caller's clocks run.
-                retry_at = time.monotonic() + delay
-                delay = min(delay * 2, self.cfg.reconnect_max_s)
-                while not self.stop.is_set() and time.monotonic() < retry_at:
-                    self.stop.wait(min(0.1, max(0.0, retry_at - time.monotonic())))
-                    yield None
+                frame = self._connect()
+                if self.stop.is_set() and self.state != CameraState.CONNECTED:
+                    return
+                yield frame
+                try:
+                    while not self.stop.is_set():
+                        yield self.source.read()
+                except SourceLost as exc:
+                    self._lost(str(exc))
+        except SourceEnded:
+            log.info("source ended")
         finally:
             self.source.close()
-            self._set_state("disconnected")
+            self._set_state(CameraState.DISCONNECTED)

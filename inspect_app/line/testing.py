@@ -1,5 +1,6 @@
 """Loopback stand-ins for line equipment, used by the tests and the soak benchmark: an HTTP MJPEG
-camera (can be killed and restarted on the same port) and a Mosquitto broker process."""
+camera (can be killed and restarted on the same port), a camera's snapshot URL and a Mosquitto
+broker process."""
 
 from __future__ import annotations
 
@@ -50,11 +51,13 @@ class _Server(ThreadingHTTPServer):
 class MjpegCamera:
     """Serves ``frames`` (encoded JPEG bytes, or a function of the frame index) as
     ``multipart/x-mixed-replace`` at ``fps``, like an IP camera. Each frame is sent once in total,
-    across reconnections; ``sent`` counts them and ``sent_at`` keeps their send times."""
+    across reconnections; ``sent`` counts them and ``sent_at`` keeps their send times. Without
+    ``content_length`` the parts carry no length (some cameras): a frame runs to the next boundary."""
 
     def __init__(self, frames: Sequence[bytes] | Callable[[int], bytes], count: int | None = None, fps: float = 20.0,
-                 port: int | None = None):
+                 port: int | None = None, content_length: bool = True):
         self.frames = frames
+        self.content_length = content_length
         self.count = count if count is not None else (None if callable(frames) else len(frames))
         self.fps = fps
         self.port = port or free_port()
@@ -100,8 +103,9 @@ class MjpegCamera:
                                 self.wfile.write(f"--{BOUNDARY}--\r\n".encode())
                             return
                         data = camera._frame(index)
-                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(data)}"
-                                         f"\r\n\r\n".encode() + data + b"\r\n")
+                        length = f"\r\nContent-Length: {len(data)}" if camera.content_length else ""
+                        self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg{length}\r\n\r\n".encode()
+                                         + data + b"\r\n")
                         self.wfile.flush()
                         due += 1.0 / camera.fps
                         time.sleep(max(0.0, due - time.monotonic()))
@@ -134,6 +138,40 @@ class MjpegCamera:
     @property
     def done(self) -> bool:
         return self.count is not None and self.sent >= self.count
+
+
+class SnapshotCamera:
+    """A camera's snapshot URL: every GET answers the next of ``frames`` as one ``image/jpeg``;
+    ``requests`` counts the GETs."""
+
+    def __init__(self, frames: Sequence[bytes]):
+        self.frames = frames
+        self.requests = 0
+        camera = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                data = camera.frames[camera.requests % len(camera.frames)]
+                camera.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "image/jpeg")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = _Server(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}/snapshot.jpg"
+
+    def start(self) -> SnapshotCamera:
+        threading.Thread(target=self._server.serve_forever, daemon=True, name="snapshot-camera").start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 class Mosquitto:

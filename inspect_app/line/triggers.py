@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -27,9 +28,17 @@ from inspect_app.line.sources import Frame
 
 @dataclass
 class Decision:
-    kind: str  # "continuous", "external", "part-present"
+    kind: str  # "continuous", "external", "part-present"; a part's source kind ("folder", "push")
     triggered_at: float  # time.time() of the trigger (the frame capture for free-running frames)
     droppable: bool
+
+
+class TriggerPolicy(Protocol):
+    def on_frame(self, frame: Frame) -> Decision | None:
+        """The decision for a decoded frame of a streaming source; ``None``: not inspected."""
+
+    def expired(self, now: float) -> list[float]:
+        """Trigger times that waited too long for a frame (each one is a rejected part)."""
 
 
 class ContinuousTrigger:
@@ -70,7 +79,7 @@ class ExternalTrigger:
 
     def expired(self, now: float) -> list[float]:
         """Triggers that waited longer than ``timeout_s`` for a frame (the camera is down)."""
-        out = []
+        out: list[float] = []
         with self._lock:
             while self._pending and now - self._pending[0] > self.timeout_s:
                 out.append(self._pending.popleft())
@@ -118,6 +127,8 @@ class PartPresentTrigger:
         self.unsettled = 0  # parts that left before coming to rest (never inspected)
 
     def on_frame(self, frame: Frame) -> Decision | None:
+        if frame.image is None:  # corrupt frames never reach a trigger; nothing to judge on
+            return None
         sig = _signature(frame.image)
         prev, self._prev = self._prev, sig
         if self.reference is None:
@@ -157,7 +168,7 @@ class PartPresentTrigger:
         return []
 
 
-def create_trigger(cfg: TriggerConfig):
+def create_trigger(cfg: TriggerConfig) -> TriggerPolicy:
     if cfg.mode == "external":
         return ExternalTrigger(cfg.timeout_s)
     if cfg.mode == "part-present":

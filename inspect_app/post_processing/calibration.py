@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from scipy import stats
+from sklearn.metrics import precision_recall_curve
 
 from inspect_app.errors import NotEnoughImagesError
 
@@ -100,16 +101,11 @@ def calibrate_threshold(normal_scores, target_frr: float = 0.01, holdout_method:
     threshold, method = tail.bound(target_frr), "lognormal-prediction-bound"
     defects = np.asarray(defect_scores if defect_scores is not None else [], dtype=np.float64)
     if defects.size:
-        candidates = np.unique(np.concatenate([scores, defects]))
-        best = (-1.0, threshold)
-        for c in candidates:
-            tp = (defects >= c).sum()
-            fp = (scores >= c).sum()
-            fn = (defects < c).sum()
-            f1 = 2 * tp / max(2 * tp + fp + fn, 1)
-            if f1 > best[0]:
-                best = (f1, c)
-        threshold, method = float(best[1]), "f1-optimal"
+        # F1 of "score >= t is a defect" at every distinct score; the lowest t among ties.
+        labels = np.concatenate([np.zeros(scores.size), np.ones(defects.size)])
+        precision, recall, thresholds = precision_recall_curve(labels, np.concatenate([scores, defects]))
+        f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+        threshold, method = float(thresholds[int(np.argmax(f1))]), "f1-optimal"
     scale = (math.log(threshold) - float(np.median(np.log(np.maximum(scores, 1e-12))))) / MEDIAN_NORMAL_LOGIT
     if not scale > 1e-4:
         scale = tail.sd

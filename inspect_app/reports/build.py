@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from inspect_app import __version__
 from inspect_app.errors import InspectAppError, NotEnoughImagesError
@@ -24,6 +24,9 @@ from inspect_app.reports.rows import ReportRow, defect_kind
 from inspect_app.reports.scoring import WorstKeeper, drop_maps, score_files
 from inspect_app.reports.stats import Counts, as_utc, defect_density, defect_kinds, time_bins
 from inspect_app.results import Verdict
+
+if TYPE_CHECKING:
+    from inspect_app.explain import Explainer
 
 FAILED_TABLE_ROWS = 200  # the HTML/PDF lists this many failed parts; the CSV/JSON list every image
 STORE_PAGE = 1000
@@ -128,11 +131,12 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
 def build_report(product: str, out_dir: str | Path, *, images: str | Path | None = None, store=None,
                  since: datetime | None = None, until: datetime | None = None, lot: str | None = None,
                  models_dir: str | Path | None = None, ray_address: str | None = None, explain: bool = True,
-                 progress: ProgressCallback | None = None, worst_n: int = 12, explainer=None) -> ReportSummary:
+                 progress: ProgressCallback | None = None, worst_n: int = 12,
+                 explainer: Explainer | None = None) -> ReportSummary:
     """Write the report of ``product`` to ``out_dir`` from a folder of ``images`` (inspected now,
     in this process or on Ray at ``ray_address``/"local") or from a results ``store`` (a
     ``ResultsStore`` or its URL; filtered by ``since``/``until``/``lot``). ``explainer``: a running
-    ``ExplainerService`` to reuse (the UI's); by default one is started for the report.
+    explanation service to reuse (the UI's); by default one is started for the report.
 
     Nothing is written when there is nothing to report (empty folder, no stored results).
     """

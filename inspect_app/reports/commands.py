@@ -29,7 +29,8 @@ def register(app: typer.Typer) -> None:
                out_dir: Path = typer.Option(..., "--out", help="Folder for report.html, report.pdf, results.csv/json."),
                images: Path | None = typer.Option(None, "--images", help="Folder of images to inspect now."),
                from_store: bool = typer.Option(False, "--from-store", help="Report stored results instead."),
-               since: str | None = typer.Option(None, "--since", help="Stored results from this time (ISO 8601, UTC if no zone)."),
+               since: str | None = typer.Option(None, "--since",
+                                                   help="Stored results from this time (ISO 8601, UTC if no zone)."),
                until: str | None = typer.Option(None, "--until", help="Stored results up to this time."),
                lot: str | None = typer.Option(None, "--lot", help="Only this lot (stored results)."),
                store_url: str | None = typer.Option(None, "--store", help="Results store URL (default "
@@ -57,8 +58,10 @@ def register(app: typer.Typer) -> None:
             summary = build_report(product, out_dir, images=images, store=store, since=_time(since, "--since"),
                                    until=_time(until, "--until"), lot=lot, models_dir=models_dir, ray_address=ray,
                                    explain=not no_explain, progress=progress, worst_n=worst)
-        rate = ("–" if summary.defect_rate is None else
-                f"{summary.defect_rate:.1%} (95 % CI {summary.defect_rate_ci95[0]:.1%}–{summary.defect_rate_ci95[1]:.1%})")
+        rate = "–"
+        if summary.defect_rate is not None and summary.defect_rate_ci95 is not None:
+            low, high = summary.defect_rate_ci95
+            rate = f"{summary.defect_rate:.1%} (95 % CI {low:.1%}–{high:.1%})"
         out.print(f"{summary.product}: {summary.n_images} images, PASS {summary.n_pass}, FAIL {summary.n_fail}, "
                   f"not inspected {summary.n_error}; defect rate {rate}")
         if summary.n_error:

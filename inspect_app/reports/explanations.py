@@ -1,6 +1,6 @@
 """Explanations for the failed parts of a report.
 
-The gallery's failed parts (the ones people read) go to the ``ExplainerService`` in chunks no
+The gallery's failed parts (the ones people read) go to the explanation service in chunks no
 larger than its queue, so none is turned away for a full queue; the language model (when it is
 installed and loads) writes each chunk in one batched decoding pass. Every other failed part gets
 the deterministic sentence directly: it states the same validated facts, and a language model on
@@ -12,21 +12,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from inspect_app.explain import Explainer, Explanation
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import InspectionResult, Verdict
 
 REPORT_TIMEOUT_S = 60.0  # a report is not a line: it can wait for the model to load and write a batch
 
 
-def _source(expl) -> str:
+def _source(expl: Explanation) -> str:
     return f"template (fallback: {expl.fallback_reason})" if expl.fallback_reason else expl.source
 
 
 def explain_failures(results: Sequence[InspectionResult], gallery: set[int], models_dir: str | Path | None = None,
-                     progress: ProgressCallback | None = None, service=None) -> dict[str, int]:
+                     progress: ProgressCallback | None = None, service: Explainer | None = None) -> dict[str, int]:
     """Fill ``explanation``/``explanation_source`` of FAIL results that have none; ``gallery``
-    holds the indices explained by the service (``service``: a running ``ExplainerService`` to
-    reuse, else one is started and closed here). Returns how many came from each source."""
+    holds the indices explained by the service (``service``: a running one to reuse, else an
+    ``ExplainerService`` is started and closed here). Returns how many came from each source."""
     from inspect_app.explain import ExplainerService, template_explanation
 
     todo = [i for i, r in enumerate(results) if r.verdict == Verdict.FAIL and not r.explanation]
@@ -43,7 +44,7 @@ def explain_failures(results: Sequence[InspectionResult], gallery: set[int], mod
         except Exception as exc:  # a broken explainer must not cost the report
             service, fallback = None, f"template (fallback: explainer unavailable: {type(exc).__name__}: {exc})"
             modelled = []
-    if modelled:
+    if service is not None and modelled:
         try:
             chunk = max(service.max_queue, 1)
             for start in range(0, len(modelled), chunk):

@@ -39,14 +39,14 @@ def register(app: typer.Typer) -> None:
                                                      "(an empty line: no password, operators only)."),
             store_url: str | None = StoreOption) -> None:
         """Add a user; the password is prompted twice (operators may leave it empty)."""
-        from inspect_app.store import ROLES, ResultsStore, StoreError
+        from inspect_app.store import ResultsStore
+        from inspect_app.store.accounts import parse_role
 
-        if role not in ROLES:
-            raise StoreError(f"unknown role {role!r}: choose engineer or operator")
-        password = _read_password(role, password_stdin)
+        checked = parse_role(role)
+        password = _read_password(checked, password_stdin)
         with ResultsStore(store_url) as store:
-            store.add_user(name, role, password, by="cli")
-        out.print(f"added {role} {name}" + ("" if password else " (no password)"))
+            store.add_user(name, checked, password, by="cli")
+        out.print(f"added {checked} {name}" + ("" if password else " (no password)"))
 
     @users.command("list")
     @user_errors

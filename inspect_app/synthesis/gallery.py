@@ -24,7 +24,6 @@ ZOOM_MIN = 48  # smallest close-up window, in image pixels
 WORK_SIZE = 512  # long side images are reduced to before synthesis, as in training
 
 
-
 def gallery_size(n: int) -> tuple[int, int]:
     """Width and height in pixels of a gallery of ``n`` examples."""
     cols = min(n, COLUMNS)

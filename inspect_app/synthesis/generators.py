@@ -67,7 +67,7 @@ def _foreign_colour(rng: np.random.Generator, local_mean: float) -> np.ndarray:
         return np.full(3, rng.uniform(200, 250), np.float32)
     if choice == 2:
         return np.array([rng.uniform(90, 170), rng.uniform(45, 90), rng.uniform(10, 40)], np.float32)
-    hsv = np.uint8([[[rng.integers(180), rng.integers(90, 256), rng.integers(60, 240)]]])
+    hsv = np.array([[[rng.integers(180), rng.integers(90, 256), rng.integers(60, 240)]]], np.uint8)
     colour = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)[0, 0].astype(np.float32)
     if abs(colour.mean() - local_mean) < 40:  # keep it visible on this part
         colour = np.clip(colour + (80 if local_mean < 128 else -80), 0, 255)
@@ -78,9 +78,12 @@ def _background_fill(roi: np.ndarray, outside: np.ndarray, part: Part, rng: np.r
     """What shows where material is gone: the local background colour (median of the window's
     pixels off the part that look like background, else the part's background colour) with the
     background's own grain."""
+    background = part.background
+    if background is None:
+        raise ValueError("a background fill needs a part found on a plain background")
     candidates = roi[outside]
-    plain = candidates[np.abs(candidates - part.background).sum(1) < 3 * part.background_noise + 30]
-    colour = np.median(plain, axis=0) if len(plain) > 20 else part.background
+    plain = candidates[np.abs(candidates - background).sum(1) < 3 * part.background_noise + 30]
+    colour = np.median(plain, axis=0) if len(plain) > 20 else background
     grain = cv2.GaussianBlur(rng.normal(0, 1, roi.shape[:2]).astype(np.float32), (0, 0), 0.7)
     return colour + (part.background_noise * grain / max(float(grain.std()), 1e-3))[..., None]
 
@@ -111,7 +114,7 @@ def crack(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.nda
         paths.append((branch, max(1, thickness - 1)))
     window = _bounds_window(np.concatenate([p for p, _ in paths]), thickness * 3 + 4, image.shape)
     canvas = np.zeros(window.shape, np.uint8)
-    origin = np.float32([window.x_origin, window.y_origin])
+    origin = np.array([window.x_origin, window.y_origin], np.float32)
     for points, width in paths:
         local = points - origin
         n = len(local)
@@ -134,16 +137,16 @@ def scratch(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.n
     step = max(2.0, s / 50)
     thickness = max(1, int(round(s / 400 * rng.uniform(0.8, 2.0))))
     angle = rng.uniform(0, 2 * np.pi)
-    start = np.float32(part.sample_point(rng))
-    normal = np.float32([-np.sin(angle), np.cos(angle)])
+    start = np.array(part.sample_point(rng), np.float32)
+    normal = np.array([-np.sin(angle), np.cos(angle)], np.float32)
     paths = []
     for k in range(1 if rng.uniform() < 0.6 else int(rng.integers(2, 4))):
-        offset = normal * k * rng.uniform(2, 6) * thickness + rng.uniform(-0.1, 0.1) * length * np.float32(
-            [np.cos(angle), np.sin(angle)])
+        offset = normal * k * rng.uniform(2, 6) * thickness + rng.uniform(-0.1, 0.1) * length * np.array(
+            [np.cos(angle), np.sin(angle)], np.float32)
         paths.append(random_walk(start + offset, angle, length * rng.uniform(0.6, 1.0), step, 0.015, rng))
     window = _bounds_window(np.concatenate(paths), thickness * 2 + 4, image.shape)
     canvas = np.zeros(window.shape, np.uint8)
-    origin = np.float32([window.x_origin, window.y_origin])
+    origin = np.array([window.x_origin, window.y_origin], np.float32)
     for points in paths:
         n = len(points)
         t = np.linspace(0, 1, n - 1)
@@ -182,7 +185,7 @@ def hole(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.ndar
         fill = _background_fill(roi, outside, part, rng)
     else:
         dark = np.percentile(roi, 3) * rng.uniform(0.1, 0.45)
-        grain = 6 * perlin(*roi.shape[:2], (4, 4), rng)
+        grain = 6 * perlin(roi.shape[0], roi.shape[1], (4, 4), rng)
         fill = np.clip(dark + 15 * np.clip(facing, -1, 1) + grain, 0, 255)[..., None] * np.ones(3, np.float32)
     ring = np.clip(cv2.GaussianBlur(alpha, (0, 0), max(1.0, radius * 0.25)) - alpha, 0, 1)
     rim = ring * np.clip(-facing, 0, 1) * rng.uniform(25, 70) * on_part
@@ -207,7 +210,8 @@ def broken(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.nd
         fill = _background_fill(roi, ~on_part, part, rng)
     else:
         dark = np.percentile(roi, 5) * rng.uniform(0.25, 0.6)
-        fill = (dark * (1 + 0.3 * fractal_noise(*roi.shape[:2], 3, rng)))[..., None] * np.ones(3, np.float32)
+        noise = fractal_noise(roi.shape[0], roi.shape[1], 3, rng)
+        fill = (dark * (1 + 0.3 * noise))[..., None] * np.ones(3, np.float32)
     edge_width = max(1.0, s / 200)
     fracture = np.clip(cv2.GaussianBlur(removed, (0, 0), edge_width * 1.5) * 2 - removed * 2, 0, 1) * on_part
     shade = rng.uniform(0.5, 0.8) if rng.uniform() < 0.7 else rng.uniform(1.2, 1.5)
@@ -239,7 +243,7 @@ def _spots(image: np.ndarray, part: Part, rng: np.random.Generator) -> Generated
     cx, cy = part.sample_point(rng)
     window = _Window(cx, cy, half, half, image.shape)
     alpha = np.zeros((2 * half + 1, 2 * half + 1), np.float32)
-    for (dx, dy), r in zip(offsets, radii):
+    for (dx, dy), r in zip(offsets, radii, strict=True):
         r = max(2.0, float(r))
         size = 2 * int(np.ceil(r * 1.4)) + 5
         blob = soft_blob(size, rng, r, rng.uniform(0.5, 1.0), irregularity=0.3, edge=1.0)
@@ -250,7 +254,7 @@ def _spots(image: np.ndarray, part: Part, rng: np.random.Generator) -> Generated
     alpha = alpha[window.local] * _on_part(part, window) * rng.uniform(0.75, 1.0)
     roi = image[window.image].astype(np.float32)
     colour = _foreign_colour(rng, float(roi.mean()))
-    texture = 1 + 0.15 * perlin(*roi.shape[:2], (3, 3), rng)[..., None]
+    texture = 1 + 0.15 * perlin(roi.shape[0], roi.shape[1], (3, 3), rng)[..., None]
     roi = roi * (1 - alpha[..., None]) + np.clip(colour * texture, 0, 255) * alpha[..., None]
     return *_finish(image, window, roi, alpha > 0.35, part.grey), "spots"
 
@@ -263,7 +267,7 @@ def _fibre(image: np.ndarray, part: Part, rng: np.random.Generator) -> Generated
                        max(2.0, s / 80), turn=0.25, rng=rng)
     window = _bounds_window(path, thickness * 2 + 4, image.shape)
     canvas = np.zeros(window.shape, np.uint8)
-    draw_polyline(canvas, path - np.float32([window.x_origin, window.y_origin]), thickness)
+    draw_polyline(canvas, path - np.array([window.x_origin, window.y_origin], np.float32), thickness)
     alpha = cv2.GaussianBlur(canvas.astype(np.float32) / 255, (0, 0), 0.5)[window.local] * _on_part(part, window)
     roi = image[window.image].astype(np.float32)
     colour = _foreign_colour(rng, float(roi.mean()))
@@ -289,7 +293,8 @@ def _cut_paste(image: np.ndarray, part: Part, rng: np.random.Generator, donor: n
         if np.hypot(sx - tx, sy - ty) > radius * 1.5:
             break
     zoom = rng.uniform(0.75, 1.4)
-    rotation = cv2.getRotationMatrix2D((sx, sy), rng.uniform(0, 360), zoom)
+    # OpenCV returns a 2x3 float64 matrix (its stubs say any numeric array); asarray states it without a copy.
+    rotation = np.asarray(cv2.getRotationMatrix2D((sx, sy), rng.uniform(0, 360), zoom), np.float64)
     rotation[:, 2] += (half - sx, half - sy)
     patch = cv2.warpAffine(source, rotation, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
     gain = rng.uniform(0.7, 1.35)

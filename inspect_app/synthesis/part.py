@@ -80,6 +80,6 @@ def analyse_part(image: np.ndarray, foreground: bool = True) -> Part:
         edge = small_mask & ~cv2.erode(small_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     inner = cv2.erode(small_mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
     inside = inner if inner.sum() >= 0.5 * small_mask.sum() else small_mask  # centres off the very edge
-    return Part(box=tuple(int(v) for v in box), mask=full, background=background,
+    return Part(box=box, mask=full, background=background,
                 background_noise=1.25 * noise / 3, grey=grey,
                 _inside=np.argwhere(inside)[:, ::-1], _outline=np.argwhere(edge)[:, ::-1], _scale=scale)

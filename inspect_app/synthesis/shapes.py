@@ -80,9 +80,9 @@ def soft_blob(size: int, rng: np.random.Generator, radius: float, aspect: float 
     return alpha
 
 
-def random_walk(start: tuple[float, float], angle: float, length: float, step: float, turn: float,
+def random_walk(start: tuple[float, float] | np.ndarray, angle: float, length: float, step: float, turn: float,
                 rng: np.random.Generator, jitter: float = 0.0) -> np.ndarray:
-    """Points (N x 2, x/y) of a path of ``length`` pixels in ``step``-pixel segments.
+    """Points (N x 2, x/y) of a path of ``length`` pixels in ``step``-pixel segments from ``start`` (x/y).
 
     The heading wanders by N(0, ``turn``) radians per step (curvature); each segment also deviates
     from the heading by N(0, ``jitter``) without changing it (jaggedness around a straight course).
@@ -103,7 +103,7 @@ def draw_polyline(canvas: np.ndarray, points: np.ndarray, thickness: int,
     if strength is None:
         cv2.polylines(canvas, [pts.reshape(-1, 1, 2)], False, 255, thickness, cv2.LINE_AA, shift=3)
         return
-    for (p, q), value in zip(zip(pts[:-1], pts[1:]), strength):
+    for (p, q), value in zip(zip(pts[:-1], pts[1:], strict=True), strength, strict=True):
         cv2.line(canvas, tuple(int(c) for c in p), tuple(int(c) for c in q), int(round(255 * value)),
                  thickness, cv2.LINE_AA, shift=3)
 

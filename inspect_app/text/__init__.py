@@ -9,7 +9,7 @@ from inspect_app.text.encoders import (
     TextEncoder,
     text_embeddings,
 )
-from inspect_app.text.prompts import PromptError, build_prompts, sanitize_product
+from inspect_app.text.prompts import PromptError, build_prompts
 
 __all__ = [
     "ClipTextEncoder",
@@ -18,6 +18,5 @@ __all__ = [
     "PromptError",
     "TextEncoder",
     "build_prompts",
-    "sanitize_product",
     "text_embeddings",
 ]

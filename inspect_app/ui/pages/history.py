@@ -76,7 +76,7 @@ if result.error:
     st.error(result.error)
 pictures = [(p, c) for p, c in ((result.overlay_path, "heatmap overlay"), (result.image_path, "image")) if p]
 first, second, facts = st.columns([2, 2, 3])
-for col, (path, caption) in zip((first, second), pictures):
+for col, (path, caption) in zip((first, second), pictures, strict=False):
     if Path(path).is_file():
         col.image(path, caption=caption, width="stretch")
     else:

@@ -27,7 +27,7 @@ product = top[0].selectbox("Product", products, key="inspect_product")
 lot = top[1].text_input("Lot (optional)", key="inspect_lot")
 show_boxes = top[2].toggle("Region boxes", value=True, key="inspect_boxes")
 try:
-    inspector = resources.inspector(cfg, product)
+    inspector, inspector_lock = resources.inspector(cfg, product)
 except InspectAppError as exc:
     st.error(f"Product {product!r} cannot be used: {exc}")
     st.stop()
@@ -69,7 +69,7 @@ if batch is None or batch["key"] != batch_key:
             st.warning(f"Explanations are unavailable ({type(exc).__name__}: {exc}); verdicts are not affected.")
     with st.spinner(f"Inspecting {len(uploads)} image(s)…"):
         parts = inspect_uploads(inspector, uploads, cfg.max_upload_bytes, store=store, station=cfg.station,
-                                lot=lot, explainer=explainer, lock=resources.inspector_lock(cfg, product))
+                                lot=lot, explainer=explainer, lock=inspector_lock)
     batch = {"key": batch_key, "parts": parts}
     st.session_state[BATCH_KEY] = batch
     if store is not None:

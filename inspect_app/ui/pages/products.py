@@ -1,15 +1,14 @@
 """Products: the onboarding wizard (good images -> fit in the background -> calibration -> save),
 and the list of profiles with delete."""
 
-import json
 
 import streamlit as st
 
-from inspect_app.config import CalibrationConfig, InspectorConfig
+from inspect_app.config import CalibrationConfig, InspectorConfig, Mode
 from inspect_app.data.images import list_images
-from inspect_app.errors import InspectAppError
-from inspect_app.post_processing.calibration import Calibration
-from inspect_app.profile import PROFILE_FILE, check_product_name, delete_profile
+from inspect_app.errors import InspectAppError, ProfileError
+from inspect_app.profile import check_product_name, delete_profile, read_profile_summary
+from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
@@ -17,7 +16,7 @@ from inspect_app.ui.uploads import Upload, save_images
 from inspect_app.ui.widgets import calibration_histogram, job_progress, verdict_banner
 
 JOB_KEY = "products_fit_job"
-FIT_MODES = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
+FIT_MODES: dict[Mode, str] = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
              "image-image": "image-image (memory of normal patches only; fastest fit)",
              "image-text": "image-text (text-space decoder; names defect kinds)"}
 
@@ -26,20 +25,19 @@ if st.session_state.get("products_saved"):
     st.success(st.session_state.pop("products_saved"))
 
 
-def profile_rows() -> list[dict]:
+def profile_rows() -> list[dict[str, object]]:
     rows = []
     for name in resources.products(cfg):
-        row = {"product": name}
+        row: dict[str, object] = {"product": name}
         try:
-            meta = json.loads((cfg.models_dir / name / PROFILE_FILE).read_text())
-            cal = meta["calibrations"][meta["config"]["mode"]]
-            row.update({"fitted (UTC)": meta.get("created_at"), "mode": meta["config"]["mode"],
-                        "good images": meta.get("training", {}).get("count"),
-                        "threshold (raw)": round(cal["raw_threshold"], 4),
-                        "target FRR": cal["target_frr"], "expected FRR": round(cal["expected_frr"], 4),
+            summary = read_profile_summary(cfg.models_dir / name)
+            cal = summary.calibration
+            row.update({"fitted (UTC)": summary.created_at, "mode": summary.mode, "good images": summary.n_images,
+                        "threshold (raw)": round(cal.raw_threshold, 4),
+                        "target FRR": cal.target_frr, "expected FRR": round(cal.expected_frr, 4),
                         "status": "ok"})
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            row["status"] = f"corrupt profile ({type(exc).__name__}: {exc}); refit"
+        except (OSError, ProfileError) as exc:
+            row["status"] = f"unusable profile ({exc})"
         rows.append(row)
     return rows
 
@@ -49,24 +47,23 @@ st.header("Profiles")
 rows = profile_rows()
 if rows:
     st.dataframe(rows, hide_index=True)
-    usable = [r["product"] for r in rows if r["status"] == "ok"]
+    names = [str(r["product"]) for r in rows]
+    usable = [name for name, r in zip(names, rows, strict=True) if r["status"] == "ok"]
     with st.expander("Calibration of a profile"):
         shown = st.selectbox("Profile", usable, index=None, placeholder="Choose a profile", key="products_show_name")
         if shown:
-            meta = json.loads((cfg.models_dir / shown / PROFILE_FILE).read_text())
-            saved = Calibration.from_dict(meta["calibrations"][meta["config"]["mode"]])
+            saved = read_profile_summary(cfg.models_dir / shown).calibration
             st.image(calibration_histogram(saved.normal_scores, saved.raw_threshold, f"{shown}: held-out good parts"),
                      caption=f"{saved.n_normal} held-out good scores ({saved.holdout_method}); threshold "
                              f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
                              f"{saved.expected_frr:.2%}")
     with st.expander("Delete a profile"):
-        victim = st.selectbox("Profile", [r["product"] for r in rows], key="products_delete_name")
+        victim = st.selectbox("Profile", names, key="products_delete_name")
         sure = st.checkbox(f"Yes, delete {victim} (its good-images folder is kept)", key="products_delete_sure")
         if st.button("Delete profile", key="products_delete", disabled=not sure):
             if auth.require_engineer(cfg, "delete a profile"):
                 try:
                     delete_profile(victim, cfg.models_dir)
-                    resources.forget_inspectors()
                     auth.audit(cfg, "product.delete", {"product": victim})
                     st.success(f"Deleted profile {victim}.")
                     st.rerun()
@@ -80,7 +77,7 @@ st.header("New product or refit")
 st.markdown("**1. Name the product** (a refit of an existing name replaces its profile when saved)")
 cols = st.columns(3)
 name = cols[0].text_input("Product name", key="products_name").strip()
-mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=FIT_MODES.get, key="products_mode")
+mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=lambda m: FIT_MODES[m], key="products_mode")
 target_frr = cols[2].number_input("Target false-reject rate", min_value=0.001, max_value=0.2, value=0.01,
                                   step=0.005, format="%.3f", key="products_target_frr")
 
@@ -95,7 +92,7 @@ if source == "Upload images or a zip":
         st.caption(f"Uploads are kept in {good_folder} ({kept} image(s) there now, including false rejects "
                    "added from History); the fit uses every image in that folder.")
 else:
-    files = None
+    files = []
     folder_text = st.text_input("Folder of good images", key="products_folder")
 
 st.markdown("**3. Fit**")
@@ -106,13 +103,16 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
     if user:
         try:
             check_product_name(name)
+            if mode is None:
+                raise InspectAppError("choose a mode")
             if source == "Upload images or a zip":
-                uploads = [Upload(f.name, f.getvalue()) for f in files or []]
-                written, refused = save_images(uploads, good_folder, cfg.max_upload_bytes,
+                folder = cfg.good_images_dir / name
+                uploads = [Upload(f.name, f.getvalue()) for f in files]
+                written, refused = save_images(uploads, folder, cfg.max_upload_bytes,
                                                int(cfg.max_zip_mb * 1024 * 1024))
                 for reason in refused:
                     st.warning(f"Not used: {reason}")
-                images = list_images(good_folder, min_count=0)[0] if good_folder.is_dir() else []
+                images = list_images(folder, min_count=0)[0] if folder.is_dir() else []
             else:
                 images = list_images(folder_text.strip(), min_count=0)[0] if folder_text.strip() else []
             if not images:
@@ -120,7 +120,7 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
                                       "that holds them")
             config = InspectorConfig(mode=mode, calibration=CalibrationConfig(target_frr=target_frr))
 
-            def fit(progress, images=images, name=name, config=config):
+            def fit(progress: ProgressCallback, images=images, name=name, config=config):
                 from inspect_app.inspector import Inspector
 
                 inspector = Inspector(config, product=name)
@@ -173,7 +173,6 @@ elif job is not None:
         if auth.require_engineer(cfg, "save a profile"):
             try:
                 path = inspector.save(cfg.models_dir)
-                resources.forget_inspectors()
                 auth.audit(cfg, "product.save", {"product": report.product, "path": str(path),
                                                  "profile_version": inspector.profile_version,
                                                  "raw_threshold": cal.raw_threshold})

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 import streamlit as st
 
 from inspect_app.errors import InspectAppError
+from inspect_app.progress import ProgressCallback
 from inspect_app.ui import auth, resources
 from inspect_app.ui.jobs import BackgroundJob
 from inspect_app.ui.widgets import job_progress, store_or_error
@@ -54,7 +55,7 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
                 raise InspectAppError("give the folder of images to report on")
             args = {"images": folder}
 
-        def build(progress, product=product, out_dir=out_dir, args=args, explain=explain):
+        def build(progress: ProgressCallback, product=product, out_dir=out_dir, args=args, explain=explain):
             from inspect_app.reports import build_report
 
             return build_report(product, out_dir, models_dir=cfg.models_dir, explain=explain, progress=progress,
@@ -79,7 +80,7 @@ elif job is not None:
     st.success(f"Report for {summary.product}: {summary.n_images} parts, PASS {summary.n_pass}, FAIL {summary.n_fail}, "
                f"not inspected {summary.n_error}; defect rate {rate}{ci}. Written to {summary.out_dir}.")
     buttons = st.columns(len(DOWNLOADS))
-    for col, (attr, label, mime) in zip(buttons, DOWNLOADS):
+    for col, (attr, label, mime) in zip(buttons, DOWNLOADS, strict=True):
         path = getattr(summary, attr)
         if path is not None and path.is_file():
             col.download_button(label, path.read_bytes(), file_name=path.name, mime=mime, key=f"reports_dl_{attr}")

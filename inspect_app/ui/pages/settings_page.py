@@ -33,11 +33,11 @@ sensitivity, explanations, sinks, audit_tab = st.tabs(["Sensitivity", "Explanati
 
 def parse_sinks(text: str) -> dict:
     """The sinks mapping, validated with the line runner's own settings models."""
-    from pydantic import ValidationError
+    from pydantic import BaseModel, ValidationError
 
-    from inspect_app.line.config import CsvConfig, MqttConfig, WebhookConfig
+    from inspect_app.product_settings import CsvConfig, MqttConfig, WebhookConfig
 
-    models = {"mqtt": MqttConfig, "webhook": WebhookConfig, "csv": CsvConfig}
+    models: dict[str, type[BaseModel]] = {"mqtt": MqttConfig, "webhook": WebhookConfig, "csv": CsvConfig}
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
@@ -52,11 +52,10 @@ def parse_sinks(text: str) -> dict:
 
 with sensitivity:
     try:
-        inspector = resources.inspector(cfg, product)
+        cal = resources.inspector(cfg, product).inspector.calibration
     except InspectAppError as exc:
         st.error(f"Product {product!r} cannot be used: {exc}")
-        inspector = None
-    cal = inspector.calibration if inspector is not None else None
+        cal = None
     if cal is not None and len(cal.normal_scores) < 2:
         st.error(f"Profile {product!r} keeps too few held-out good scores to re-threshold it; refit it.")
     elif cal is not None:
@@ -87,7 +86,6 @@ with sensitivity:
                 fresh = Inspector.load(product, cfg.models_dir)  # the cached one serves other sessions
                 saved = fresh.set_target_frr(target)
                 fresh.save(cfg.models_dir)
-                resources.forget_inspectors()
                 auth.audit(cfg, "threshold.change", {
                     "product": product, "profile_version": fresh.profile_version,
                     "before": {"target_frr": cal.target_frr, "raw_threshold": cal.raw_threshold},
@@ -105,9 +103,10 @@ current = resources.product_settings(cfg, product)
 with explanations:
     enabled = st.toggle("Explain results", value=bool(current.get("explanations", True)), key="settings_explain")
     languages = list(resources.LANGUAGES)
-    language = st.selectbox("Language", languages, format_func=resources.LANGUAGES.get,
-                            index=languages.index(current.get("language", "en")) if current.get("language", "en")
-                            in languages else 0, key="settings_language")
+    saved_language = current.get("language", "en")
+    language = st.selectbox("Language", languages, format_func=lambda code: resources.LANGUAGES[code],
+                            index=languages.index(saved_language) if saved_language in languages else 0,
+                            key="settings_language") or "en"
     st.caption("Language-model sentences are checked against the measured facts before they are shown; "
                "a sentence that cannot be checked is replaced by the English deterministic sentence.")
     if st.button("Save explanation settings", key="settings_save_explain"):

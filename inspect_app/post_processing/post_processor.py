@@ -1,0 +1,68 @@
+"""Raw anomaly maps -> calibrated scores, verdicts, regions and their kinds (numpy only).
+
+Kept apart from the torch model, as anomalib keeps its ``PostProcessor``: an exported model runs
+the same post-processing without torch, and changing a threshold never touches the model. Its
+state (a calibration per mode, the part frame, the defect kinds and the product's kind prior) is
+plain data saved in the profile's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+from inspect_app.config import Mode
+from inspect_app.imaging.foreground import estimate_part_box
+from inspect_app.post_processing.calibration import Calibration
+from inspect_app.post_processing.kinds import label_region_kinds
+from inspect_app.post_processing.regions import extract_regions
+from inspect_app.results import THRESHOLD, InspectionResult, Verdict
+
+
+class PartFrame(StrEnum):
+    """What location words and sizes are relative to."""
+
+    OBJECT = "object"  # the part's box: the product's parts stand out from a plain background
+    IMAGE = "image"  # the whole image (textures, close-ups, parts that fill the frame)
+
+
+@dataclass
+class PostProcessor:
+    calibrations: dict[Mode, Calibration]
+    part_frame: PartFrame = PartFrame.IMAGE
+    kinds: list[str] = field(default_factory=list)
+    kind_prior: np.ndarray | None = None  # [K], the kinds good patches lean towards
+
+    def process(self, image: np.ndarray, raw_map: np.ndarray, mode: Mode,
+                kind_posteriors: np.ndarray | None = None) -> InspectionResult:
+        """One image's result from its raw map [H, W] (model resolution) and, when the model has
+        an image-text decoder, its kind posteriors [K, h, w]. ``file`` and timings are the caller's."""
+        cal = self.calibrations[mode]
+        raw_score = float(raw_map.max())
+        score = float(cal.normalize(raw_score))
+        cal_map = np.asarray(cal.normalize(raw_map), dtype=np.float32)
+        h, w = image.shape[:2]
+        part_box = estimate_part_box(image) if self.part_frame == PartFrame.OBJECT else None
+        verdict = Verdict.FAIL if score > THRESHOLD else Verdict.PASS
+        regions = []
+        if verdict == Verdict.FAIL:
+            regions = extract_regions(cal_map, (w, h), part_box, THRESHOLD)
+            if kind_posteriors is not None and self.kind_prior is not None and regions:
+                label_region_kinds(regions, cal_map, kind_posteriors, (w, h), self.kinds, self.kind_prior)
+        return InspectionResult(file=None, verdict=verdict, score=score, raw_score=raw_score, regions=regions,
+                                anomaly_map=cal_map, image_size=(w, h), part_box=part_box, mode=mode)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
+                "part_frame": str(self.part_frame), "kinds": list(self.kinds),
+                "kind_prior": None if self.kind_prior is None else [float(p) for p in self.kind_prior]}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PostProcessor:
+        prior = data.get("kind_prior")
+        return cls(calibrations={mode: Calibration.from_dict(cal) for mode, cal in data["calibrations"].items()},
+                   part_frame=PartFrame(data["part_frame"]), kinds=list(data.get("kinds", [])),
+                   kind_prior=None if prior is None else np.asarray(prior, dtype=np.float32))
