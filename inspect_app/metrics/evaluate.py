@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from inspect_app.config import InspectorConfig
+from inspect_app.config import InspectorConfig, Mode
 from inspect_app.data.mvtec import MVTecCategory, TestSample
 from inspect_app.inspector import Inspector
 from inspect_app.metrics.curves import aupro, auroc
@@ -102,7 +102,7 @@ class EvaluationRun:
     n_test_defective: int
     detection_by_type: dict[str, float] = field(default_factory=dict)
     threshold_method: str = ""
-    mode: str = "image-image"
+    mode: Mode = "image-image"
     defect_type_accuracy: float | None = None  # top region's kind vs the folder's kinds, when mapped
 
 
@@ -116,7 +116,7 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 
     return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples)
 
 
-def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: str, fit_seconds: float,
+def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, fit_seconds: float,
                     progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
     """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure.
 
