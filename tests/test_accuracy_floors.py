@@ -24,7 +24,8 @@ import numpy as np
 import pytest
 
 from inspect_app.config import InspectorConfig
-from inspect_app.data.mvtec import MVTecCategory, TestSample
+from inspect_app.data import mvtec
+from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.metrics.evaluate import Quality, measure
 
@@ -48,7 +49,7 @@ def _category(datasets_dir: Path, relative: str) -> MVTecCategory:
     return MVTecCategory(path)
 
 
-def _fit_and_measure(name: str, train: list[Path], samples: list[TestSample]) -> Quality:
+def _fit_and_measure(name: str, train: list[Path], samples: list[mvtec.TestSample]) -> Quality:
     inspector = Inspector(InspectorConfig(), product=name)
     inspector.fit(train)
     results = inspector.predict_batch([s.path for s in samples])
