@@ -27,7 +27,7 @@ import torch
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
-from inspect_app.inspector import MODE_DECODERS, Inspector
+from inspect_app.inspector import Inspector
 from inspect_app.metrics.curves import auroc
 from inspect_app.metrics.evaluate import evaluate_fitted
 
@@ -59,13 +59,16 @@ def log_progress(done: int, total: int, label: str) -> None:
 def fusion_rules(inspector: Inspector, category: MVTecCategory) -> dict[str, dict[str, float]]:
     """Threshold-free image and pixel AUROC of each fusion rule on standardised maps."""
     samples = category.test_samples()
-    size = inspector.backbone.image_size
+    size = inspector.input_size
+    model = inspector.model
+    assert model is not None and model.fusion is not None
     z_ii, z_it = [], []
     for start in range(0, len(samples), 16):
         images = [load_image(s.path) for s in samples[start:start + 16]]
-        maps = inspector._maps(inspector._encode(images), MODE_DECODERS["fused"])
-        z_ii.append(inspector.stats["image-image"].standardise(maps.image_image))
-        z_it.append(inspector.stats["image-text"].standardise(maps.image_text))
+        maps = model.decoder_maps(model.encode(model.encoder.prepare(images)).levels, ("image-image", "image-text"))
+        assert maps.image_image is not None and maps.image_text is not None
+        z_ii.append(model.fusion.standardise(maps.image_image, 0))
+        z_it.append(model.fusion.standardise(maps.image_text, 1))
     z_ii, z_it = torch.cat(z_ii), torch.cat(z_it)
     labels = np.array([s.is_defective for s in samples])
     masks = np.stack([s.mask((size, size)) for s in samples])

@@ -222,8 +222,9 @@ def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: 
     scores = np.array([r.score for r in results])
     maps = np.stack([r.anomaly_map for r in results])
     return {"fit_seconds": report.seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, inspector.backbone.image_size),
-            "memory_bank": int(inspector.image_image.bank.shape[0]) if inspector.image_image is not None else 0}
+            **quality(scores, maps, samples, inspector.input_size),
+            "memory_bank": int(bank.memory_bank.shape[0]) if (bank := inspector.model and inspector.model.image_image)
+            else 0}
 
 
 def run_anomalib(category: MVTecCategory, config: InspectorConfig, backbone: Backbone, latency_samples: int,
