@@ -49,8 +49,13 @@ def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     if arr.dtype == np.uint16:
         arr = (arr / 257.0).astype(np.uint8)
     elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+            raise ImageLoadError(f"image array of unsupported pixel type {arr.dtype}: expected integers or floats")
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.isfinite(arr).all():
+                raise ImageLoadError("image array holds NaN or infinite values")
+            if arr.max(initial=0) <= 1.0:
+                arr = arr * 255.0
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
