@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 # Written only after every install step succeeded; a newer pyproject.toml or lock means reinstall.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lock
+.PHONY: setup demo test bench lock
 
 setup: $(STAMP)
 
@@ -33,6 +33,10 @@ test: $(STAMP)
 	$(VENV)/bin/mypy inspect_app
 	$(VENV)/bin/lint-imports
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
+
+# Regenerate every table of benchmarks/RESULTS.md (hours; needs ../shared/datasets; not part of CI).
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/run_all.py
 
 # Rewrite requirements.lock from the working .venv, keeping its comment header.
 lock: $(STAMP)

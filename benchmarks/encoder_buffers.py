@@ -1,20 +1,18 @@
 """The embedded encoder with in-place activations and residual sums (shipped) against the same
 weights allocating a fresh buffer at every step, side by side in one process.
 
-Both encoders run interleaved, five rounds per batch size; prints the median milliseconds per
-image and checks that both give the same features.
+Both encoders run interleaved, five rounds per batch size, on random images of ``--image-size``;
+prints the median milliseconds per image and checks that both give the same features. No
+inspector is fitted, so there is no mode.
 
-    .venv/bin/python benchmarks/encoder_buffers.py [--json OUT]
+    .venv/bin/python benchmarks/encoder_buffers.py [--batch-sizes 1,2,4,8] [--rounds 5] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -22,8 +20,7 @@ from torch import nn
 
 from inspect_app.backbones.efficientnet_lite import EfficientNetLiteEncoder, _MBConv
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import RESULTS, add_threads_option, int_list, run_header, set_threads, write_json
 
 
 def _fresh_buffers(encoder: EfficientNetLiteEncoder) -> EfficientNetLiteEncoder:
@@ -37,18 +34,23 @@ def _fresh_buffers(encoder: EfficientNetLiteEncoder) -> EfficientNetLiteEncoder:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch-sizes", default="1,2,4,8")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 2, 4, 8])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--image-size", type=int, default=256)
+    add_threads_option(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / "encoder_buffers.json")
     args = parser.parse_args()
+    header = run_header(args)
+    set_threads(args.threads)
     encoders = {"fresh": _fresh_buffers(EfficientNetLiteEncoder()), "in_place": EfficientNetLiteEncoder()}
-    images = torch.randn(16, 3, 256, 256, generator=torch.Generator().manual_seed(0))
-    same = all(torch.allclose(a, b, atol=1e-5) for a, b in
-               zip(encoders["fresh"].encode(images[:2]).levels, encoders["in_place"].encode(images[:2]).levels))
+    size = args.image_size
+    images = torch.randn(16, 3, size, size, generator=torch.Generator().manual_seed(0))
+    fresh, in_place = (encoders[name].encode(images[:2]).levels for name in ("fresh", "in_place"))
+    same = all(torch.allclose(a, b, atol=1e-5) for a, b in zip(fresh, in_place, strict=True))
     print(f"same features: {same}; torch threads {torch.get_num_threads()}")
     rows = []
-    for batch in (int(b) for b in args.batch_sizes.split(",")):
+    for batch in args.batch_sizes:
         x, repeats = images[:batch], max(2, 16 // batch)
         ms: dict[str, list[float]] = {name: [] for name in encoders}
         for _ in range(args.rounds):
@@ -63,11 +65,7 @@ def main() -> None:
         rows.append(row)
         print(f"batch {batch}: fresh {row['fresh_ms_per_image']} ms/image, in place "
               f"{row['in_place_ms_per_image']} ms/image, {row['speedup']}x", flush=True)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"date": date.today().isoformat(), "machine": machine(),
-                                         "command": " ".join(sys.argv), "same_features": same,
-                                         "rows": rows}, indent=2))
+    write_json(args.json, header, {"same_features": same, "rows": rows})
 
 
 if __name__ == "__main__":

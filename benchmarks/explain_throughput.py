@@ -7,7 +7,8 @@ alternate off/on so drift in the machine's load hits both alike. The figure of m
 ratio of images per second (on / off); the explanations' own outcome (model text, fallbacks,
 latency) is reported too. Run it on a quiet machine: other jobs on the two cores distort it.
 
-    .venv/bin/python benchmarks/explain_throughput.py [--category bottle] [--frames 60] [--defect-share 0.1]
+    .venv/bin/python benchmarks/explain_throughput.py --mode fused [--category bottle] [--frames 60]
+        [--defect-share 0.1] [--rounds 2] [--k-shot 40]
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import json
 import statistics
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +26,18 @@ from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.explain import ExplainerService
 from inspect_app.inspector import Inspector
+from inspect_app.results import Verdict
 
-from common import CATEGORIES, datasets_root, machine
+from common import (
+    CATEGORIES,
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    run_header,
+    set_threads,
+    write_json,
+)
 
 
 def stream(category: MVTecCategory, frames: int, defect_share: float, seed: int) -> list[np.ndarray]:
@@ -45,7 +55,7 @@ def run_round(inspector: Inspector, images: list[np.ndarray], service: Explainer
     start = time.perf_counter()
     for image in images:
         result = inspector.predict(image)
-        if service is not None and result.verdict == "FAIL":
+        if service is not None and result.verdict == Verdict.FAIL:
             futures.append(service.submit(result))
     seconds = time.perf_counter() - start
     explanations = [f.result(timeout=120) for f in futures]  # after the clock: the line never waits
@@ -55,18 +65,23 @@ def run_round(inspector: Inspector, images: list[np.ndarray], service: Explainer
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mode_option(parser, "the inspector's mode (fused gives the explanations their defect kinds)")
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--defect-share", type=float, default=0.1)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--k-shot", type=int, default=40, help="good images to fit on (speed is what is measured)")
-    parser.add_argument("--variant", default=None)
-    parser.add_argument("--json", type=Path, default=Path(__file__).parent / "results" / "explain_throughput.json")
+    parser.add_argument("--variant", default=None, help="explanation variant (default: the product's)")
+    add_threads_option(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / "explain_throughput.json")
     args = parser.parse_args()
+    config = InspectorConfig(mode=args.mode, k_shot=args.k_shot)
+    header = run_header(args, config)
+    set_threads(args.threads)
 
-    category = MVTecCategory(datasets_root() / CATEGORIES[args.category])
-    inspector = Inspector(InspectorConfig(mode="fused", k_shot=args.k_shot), product=category.name)
+    category = MVTecCategory(category_dir(args.category))
+    inspector = Inspector(config, product=category.name)
     inspector.fit(category.train_images())
     images = stream(category, args.frames, args.defect_share, seed=0)
     service = ExplainerService(variant=args.variant, timeout_s=10.0)
@@ -84,8 +99,7 @@ def main() -> None:
     reasons = [x for r in on for x in r["reasons"] if x]
     seconds = [s for r in on for s in r["explain_seconds"]]
     summary = {
-        "date": date.today().isoformat(), "machine": machine(), "category": args.category, "frames": args.frames,
-        "defect_share": args.defect_share, "rounds": args.rounds, "variant": service.variant,
+        "variant": service.variant,
         "images_per_second_off": round(ips_off, 3), "images_per_second_on": round(ips_on, 3),
         "throughput_ratio_on_off": round(ips_on / ips_off, 4),
         "fails_explained": len(sources), "explanation_sources": {s: sources.count(s) for s in set(sources)},
@@ -96,8 +110,7 @@ def main() -> None:
                           "on": [round(r["images_per_second"], 3) for r in on]},
     }
     print(json.dumps(summary, indent=2))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(summary, indent=2))
+    write_json(args.json, header, summary)
 
 
 if __name__ == "__main__":

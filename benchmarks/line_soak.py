@@ -1,15 +1,16 @@
-"""Soak test of the line station with real parts: a product fitted on bottle train/good (embedded
-default encoder), a local HTTP MJPEG camera replaying a belt at 20 fps, the Debian mosquitto
-broker, a SQLite results store, part-present triggering and explanations on.
+"""Soak test of the line station with real parts: a product fitted in ``--mode`` on a category's
+train/good (bottle by default; embedded encoder), a local HTTP MJPEG camera replaying a belt at
+20 fps, the Debian mosquitto broker, a SQLite results store, part-present triggering and
+explanations on.
 
-The belt shows each bottle test image (good and defective, in turn) for ``--part-frames`` frames
+The belt shows each test image of the category (good and defective, in turn) for ``--part-frames`` frames
 with ``--gap-frames`` empty-belt frames between parts, so every part should be triggered once.
 It checks that every part shown gets exactly one stored result and one MQTT result message
 (in = triggered = stored = published), reports trigger-to-verdict p50/p99, RSS at start and end,
 and whether explanations delayed verdicts: trigger-to-verdict of FAIL parts (explained) against
 PASS parts (not explained), and the order of each FAIL's verdict and explanation messages.
 
-    nice -n 5 .venv/bin/python benchmarks/line_soak.py [--frames 2000] [--fps 20] [--no-explain]
+    nice -n 5 .venv/bin/python benchmarks/line_soak.py --mode fused [--frames 2000] [--fps 20] [--no-explain]
 """
 
 from __future__ import annotations
@@ -21,12 +22,10 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import date
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
-import torch
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
@@ -37,15 +36,29 @@ from inspect_app.line.memory import cap_malloc_arenas
 from inspect_app.line.testing import MjpegCamera, Mosquitto, encode_jpeg
 from inspect_app.store import ResultsStore
 
-from common import CATEGORIES, datasets_root
+from common import (
+    CATEGORIES,
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    run_header,
+    set_threads,
+    write_json,
+)
 
-SETTLED_S = 45  # the station trims the heap every line.memory.TRIM_EVERY_S (30 s); the first trim frees the fit's memory
+# The station trims the heap every line.memory.TRIM_EVERY_S (30 s); the first trim frees the fit's memory.
+SETTLED_S = 45
 
 
 def rss_mb() -> float:
     """Resident memory of this process now (Linux)."""
     with open("/proc/self/status") as fh:
         return next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+
+
+def _p50_p99(figures: dict) -> str:
+    return f"{figures['p50']} / {figures['p99']}"
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -102,6 +115,8 @@ def belt_frames(parts: list[np.ndarray], n_frames: int, part_frames: int, gap_fr
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mode_option(parser, "the product's mode (fused: regions carry defect kinds for the explanations)")
+    parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES), help="the parts on the belt")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--fps", type=float, default=20.0)
     parser.add_argument("--part-frames", type=int, default=3, help="frames each part is in view (still)")
@@ -110,24 +125,27 @@ def main() -> None:
     parser.add_argument("--explain-variant", default="adapter", choices=["adapter", "facts", "template"],
                         help="adapter (the product default): the language model writes every FAIL's sentence "
                              "on the same 2 cores, the hardest case for verdict latency")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/line_soak.json"))
+    add_threads_option(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / "line_soak.json")
     args = parser.parse_args()
+    config = InspectorConfig(mode=args.mode)
+    header = run_header(args, config)
     cap_malloc_arenas()  # as `inspect-app line` does, before the model and the threads start
-    torch.set_num_threads(2)
-    category = MVTecCategory(datasets_root() / CATEGORIES["bottle"])
+    set_threads(args.threads)
+    category = MVTecCategory(category_dir(args.category))
     work = Path(tempfile.mkdtemp(prefix="line_soak_"))
     print(f"work folder {work}", flush=True)
 
     t0 = time.perf_counter()
-    inspector = Inspector(InspectorConfig())  # the product default (fused: regions carry defect kinds)
-    inspector.fit(category.train_images(), product="bottle")
+    inspector = Inspector(config)
+    inspector.fit(category.train_images(), product=args.category)
     inspector.save(work / "models")
     fit_s = time.perf_counter() - t0
     tests = [s.path for s in category.test_samples()]
     tests = [tests[i] for i in np.random.default_rng(0).permutation(len(tests))]  # good and defective mixed
     parts = [load_image(p) for p in tests]
     frame_at, n_parts, schedule = belt_frames(parts, args.frames, args.part_frames, args.gap_frames, lead=6)
-    print(f"fitted bottle on {len(category.train_images())} good images in {fit_s:.1f} s; belt: {args.frames} "
+    print(f"fitted {args.category} on {len(category.train_images())} good images in {fit_s:.1f} s; belt: {args.frames} "
           f"frames at {args.fps:g} fps showing {n_parts} parts ({len(tests)} test images in turn)", flush=True)
 
     broker = Mosquitto(work / "mosquitto", persistence=False).start()
@@ -135,7 +153,7 @@ def main() -> None:
     collector = Collector(broker.port, "soak")
     store = ResultsStore(f"sqlite:///{work}/results.db", images_dir=work / "images")
     cfg = parse_station_config({
-        "name": "soak", "product": "bottle", "models_dir": str(work / "models"),
+        "name": "soak", "product": args.category, "models_dir": str(work / "models"),
         "source": {"uri": camera.url, "read_timeout_s": 10},
         "trigger": {"mode": "part-present", "reference_frames": 4},
         "mqtt": {"host": "127.0.0.1", "port": broker.port},
@@ -188,11 +206,10 @@ def main() -> None:
     for k in range(n_parts):
         expected_verdicts["PASS" if "/good/" in str(tests[k % len(tests)]) else "FAIL"] += 1
     out = {
-        "date": date.today().isoformat(), "command": " ".join(["benchmarks/line_soak.py", *sys.argv[1:]]),
-        "cpu_note": "2 shared cores; other agents loaded the CPU during the run, so latencies are noisy",
-        "frames": args.frames, "fps": args.fps, "frames_sent": camera.sent, "parts_shown": n_parts,
+        "frames_sent": camera.sent, "parts_shown": n_parts,
         "explanations": None if args.no_explain else args.explain_variant, "fit_seconds": round(fit_s, 1),
-        "triggered": final["triggered"], "stored": stored, "published_results_acked": final["mqtt"]["published_results"],
+        "triggered": final["triggered"], "stored": stored,
+        "published_results_acked": final["mqtt"]["published_results"],
         "result_messages_received": len(results), "distinct_result_ids": len(set(ids)),
         "duplicates": len(ids) - len(set(ids)),
         "counts": final["counts"], "expected_counts_from_labels": expected_verdicts,
@@ -226,12 +243,13 @@ def main() -> None:
         ("duplicates", out["duplicates"]), ("in = stored = published", ok),
         ("PASS / FAIL / ERROR", f"{final['counts']['PASS']} / {final['counts']['FAIL']} / {final['counts']['ERROR']}"
                                 f" (labels: {expected_verdicts['PASS']} good / {expected_verdicts['FAIL']} defective)"),
-        ("dropped / corrupt / rejected / unprocessed", f"{final['dropped_frames']} / {final['corrupt_frames']} / "
-                                                      f"{final['rejected_parts']} / {final['unprocessed_at_shutdown']}"),
-        ("trigger-to-verdict p50 / p99 ms", f"{out['trigger_to_verdict_ms']['p50']} / {out['trigger_to_verdict_ms']['p99']}"),
-        ("  PASS parts p50 / p99 ms", f"{out['trigger_to_verdict_ms_pass']['p50']} / {out['trigger_to_verdict_ms_pass']['p99']}"),
-        (f"  FAIL parts{' (explained)' if not args.no_explain else ''} p50 / p99 ms", f"{out['trigger_to_verdict_ms_fail']['p50']} / "
-                                                  f"{out['trigger_to_verdict_ms_fail']['p99']}"),
+        ("dropped / corrupt / rejected / unprocessed",
+         f"{final['dropped_frames']} / {final['corrupt_frames']} / {final['rejected_parts']} / "
+         f"{final['unprocessed_at_shutdown']}"),
+        ("trigger-to-verdict p50 / p99 ms", _p50_p99(out["trigger_to_verdict_ms"])),
+        ("  PASS parts p50 / p99 ms", _p50_p99(out["trigger_to_verdict_ms_pass"])),
+        (f"  FAIL parts{' (explained)' if not args.no_explain else ''} p50 / p99 ms",
+         _p50_p99(out["trigger_to_verdict_ms_fail"])),
         ("trigger-to-MQTT-delivery p50 / p99 ms", f"{out['trigger_to_mqtt_delivery_ms']['p50']} / "
                                                   f"{out['trigger_to_mqtt_delivery_ms']['p99']}"),
         ("explanations (by source)", f"{len(explanations)} {sources}"),
@@ -244,14 +262,13 @@ def main() -> None:
     if "settled" in out["rss_mb"]:
         m = out["rss_mb"]
         rows.append((f"RSS at {m['settled_at_s']} s / last running / max MB",
-                     f"{m['settled']} / {m['last_running']} / {m['max_after_settled']} (growth {m['growth_after_settled']:+d})"))
+                     f"{m['settled']} / {m['last_running']} / {m['max_after_settled']} "
+                     f"(growth {m['growth_after_settled']:+d})"))
     width = max(len(k) for k, _ in rows)
     print()
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
-    print(f"\nwritten to {args.json}")
+    write_json(args.json, header, out)
     store.close()
 
 

@@ -11,28 +11,33 @@ Timings are noisy when other jobs share the CPU (the load average at the start i
 ratio less so, because both sides run interleaved. The Ray report explains its gallery too, so
 the comparison covers explanations as well as verdicts and scores.
 
-    nice -n 5 .venv/bin/python benchmarks/report_speed.py [--n 1000] [--rounds 2] [--no-ray]
+    nice -n 5 .venv/bin/python benchmarks/report_speed.py --mode fused [--n 1000] [--rounds 2] [--no-ray]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import sys
 import tempfile
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
-
+from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.reports import build_report
 
-from common import CATEGORIES, datasets_root
+from common import (
+    CATEGORIES,
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    run_header,
+    set_threads,
+    write_json,
+)
 
 TARGET_RATIO = 1.5
 
@@ -51,33 +56,37 @@ def link_images(sources: list[Path], n: int, folder: Path) -> list[Path]:
 def compare(single: Path, on_ray: Path) -> dict:
     a, b = json.loads(single.read_text()), json.loads(on_ray.read_text())
     same_files = [r["file"] for r in a] == [r["file"] for r in b]
-    diffs = [abs(x["score"] - y["score"]) for x, y in zip(a, b) if x["score"] is not None and y["score"] is not None]
+    pairs = list(zip(a, b, strict=True))
+    diffs = [abs(x["score"] - y["score"]) for x, y in pairs if x["score"] is not None and y["score"] is not None]
+    by_model = ("adapter", "language-model")
     return {"rows": len(a), "same_files_in_order": same_files,
             "verdicts_identical": same_files and [r["verdict"] for r in a] == [r["verdict"] for r in b],
-            "verdict_mismatches": sum(x["verdict"] != y["verdict"] for x, y in zip(a, b)),
+            "verdict_mismatches": sum(x["verdict"] != y["verdict"] for x, y in pairs),
             "scores_identical": sum(d == 0 for d in diffs), "score_max_abs_diff": max(diffs, default=0.0),
             "errors_identical": [r["error"] for r in a] == [r["error"] for r in b],
-            "explained_by_model": [sum(r["explanation_source"] in ("adapter", "language-model") for r in x) for x in (a, b)],
-            "explanations_identical": sum(x["explanation"] == y["explanation"] for x, y in zip(a, b)
+            "explained_by_model": [sum(r["explanation_source"] in by_model for r in x) for x in (a, b)],
+            "explanations_identical": sum(x["explanation"] == y["explanation"] for x, y in pairs
                                           if x["explanation"] or y["explanation"])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mode_option(parser)
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--no-ray", action="store_true")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/report_speed.json"))
+    add_threads_option(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / "report_speed.json")
     args = parser.parse_args()
-    category = MVTecCategory(datasets_root() / CATEGORIES[args.category])
-    torch.set_num_threads(2)
-    out = {"date": datetime.now(UTC).isoformat(timespec="seconds"), "command": " ".join(sys.argv),
-           "category": args.category, "n_images": args.n, "torch_threads": torch.get_num_threads(),
-           "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+    config = InspectorConfig(mode=args.mode)
+    header = run_header(args, config)
+    category = MVTecCategory(category_dir(args.category))
+    set_threads(args.threads)
+    out: dict = {}
     with tempfile.TemporaryDirectory(prefix="report_speed_") as tmp:
         tmp = Path(tmp)
-        inspector = Inspector()
+        inspector = Inspector(config)
         t0 = time.perf_counter()
         inspector.fit(category.train_images(), product=args.category)
         inspector.save(tmp / "models")
@@ -131,14 +140,13 @@ def main() -> None:
         rows += [("Ray local, 2 workers (s)", f"{out['ray_local_2_workers_seconds']:.1f}"),
                  ("Ray vs single: verdicts", f"{'identical' if c['verdicts_identical'] else 'DIFFERENT'} "
                                              f"({c['verdict_mismatches']} mismatches of {c['rows']})"),
-                 ("Ray vs single: scores", f"{c['scores_identical']} identical, max abs diff {c['score_max_abs_diff']:.2g}"),
+                 ("Ray vs single: scores",
+                  f"{c['scores_identical']} identical, max abs diff {c['score_max_abs_diff']:.2g}"),
                  ("Ray vs single: explanations", f"{c['explanations_identical']} identical; by the language model "
                                                  f"{c['explained_by_model'][0]} vs {c['explained_by_model'][1]}")]
     width = max(len(k) for k, _ in rows)
     print("\n".join(f"{k:<{width}}  {v}" for k, v in rows))
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
-    print(f"written {args.json}")
+    write_json(args.json, header, out)
 
 
 if __name__ == "__main__":

@@ -1,31 +1,39 @@
 """Speed and memory of the embedded default on this CPU, measured side by side in one run.
 
-Fit time on bottle's 209 good images (median of --fit-runs), single-image predict latency from
-file (p50/p95 after warm-up), batched throughput for several batch sizes, per decoder mode, and
-peak RSS. Run it on a quiet machine: other jobs on the two cores distort every figure.
+Fit time in ``--mode`` on a category's good images (bottle's 209 by default; median of
+--fit-runs), then for each of ``--predict-modes`` (modes the fit supports; by default ``--mode``):
+single-image predict latency from file (p50/p95 after warm-up), batched throughput for several
+batch sizes, and peak RSS. Run it on a quiet machine: other jobs on the two cores distort every figure.
 
-    .venv/bin/python benchmarks/speed.py [--category bottle] [--modes image-image,fused]
+    .venv/bin/python benchmarks/speed.py --mode fused [--predict-modes image-image,fused] [--category bottle]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import statistics
-import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 
-from common import CATEGORIES, datasets_root, machine
+from common import (
+    CATEGORIES,
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    int_list,
+    mode_names,
+    run_header,
+    set_threads,
+    write_json,
+)
 
 
 def rss_mb() -> float:
@@ -34,36 +42,38 @@ def rss_mb() -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mode_option(parser, "the mode the inspector is fitted in")
+    parser.add_argument("--predict-modes", type=mode_names, default=None,
+                        help="modes timed on that fit, comma-separated (default: --mode)")
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
-    parser.add_argument("--modes", default="image-image")
     parser.add_argument("--fit-runs", type=int, default=3)
     parser.add_argument("--latency-samples", type=int, default=40)
-    parser.add_argument("--batch-sizes", default="1,4,8,16")
-    parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speed.json"))
+    parser.add_argument("--batch-sizes", type=int_list, default=[1, 4, 8, 16])
+    parser.add_argument("--batch-size", type=int, default=8, help="the inspector's batch size outside the sweep")
+    add_threads_option(parser)
+    parser.add_argument("--json", type=Path, default=RESULTS / "speed.json")
     args = parser.parse_args()
-    root = datasets_root()
-    torch.set_num_threads(2)
-    category = MVTecCategory(root / CATEGORIES[args.category])
+    args.predict_modes = args.predict_modes or [args.mode]
+    config = InspectorConfig(mode=args.mode)
+    header = run_header(args, config)
+    set_threads(args.threads)
+    category = MVTecCategory(category_dir(args.category))
     train = category.train_images()
     tests = [s.path for s in category.test_samples()]
-    out = {"date": date.today().isoformat(), "machine": machine(), "command": " ".join(sys.argv),
-           "category": args.category, "n_train": len(train), "n_test": len(tests),
-           "torch_threads": torch.get_num_threads(), "modes": {}}
+    out: dict = {"n_train": len(train), "n_test": len(tests), "modes": {}}
     print(f"{args.category}: {len(train)} good images to fit, {len(tests)} test images", flush=True)
-    fit_mode = "fused" if any(m != "image-image" for m in args.modes.split(",")) else "image-image"
     fit_times = []
     inspector = None
     for run in range(args.fit_runs):
-        inspector = Inspector(InspectorConfig(mode=fit_mode))
+        inspector = Inspector(config, batch_size=args.batch_size)
         t0 = time.perf_counter()
         inspector.fit(train, product=args.category)
         fit_times.append(time.perf_counter() - t0)
-        print(f"fit {run + 1}/{args.fit_runs} ({fit_mode}): {fit_times[-1]:.1f} s", flush=True)
-    out["fit_mode"] = fit_mode
+        print(f"fit {run + 1}/{args.fit_runs} ({args.mode}): {fit_times[-1]:.1f} s", flush=True)
     out["fit_seconds_median"] = round(statistics.median(fit_times), 2)
     out["fit_seconds_all"] = [round(t, 2) for t in fit_times]
     assert inspector is not None
-    modes = args.modes.split(",")
+    modes = args.predict_modes
     # Modes alternate image by image and batch size by batch size, so a drift in the machine's
     # speed (other tenants of the VM) hits every mode alike and the overhead ratio stays fair.
     latencies: dict[str, list[float]] = {mode: [] for mode in modes}
@@ -76,13 +86,13 @@ def main() -> None:
             t0 = time.perf_counter()
             inspector.predict(path, mode=mode)
             latencies[mode].append((time.perf_counter() - t0) * 1000)
-    for bs in (int(b) for b in args.batch_sizes.split(",")):
+    for bs in args.batch_sizes:
         inspector.batch_size = bs
         for mode in modes:
             t0 = time.perf_counter()
             inspector.predict(tests, mode=mode)
             rates[mode][bs] = round(len(tests) / (time.perf_counter() - t0), 2)
-    inspector.batch_size = 8
+    inspector.batch_size = args.batch_size
     for mode in modes:
         row = {"predict_ms_p50": round(statistics.median(latencies[mode]), 2),
                "predict_ms_p95": round(float(np.percentile(latencies[mode], 95)), 2),
@@ -96,15 +106,15 @@ def main() -> None:
                                                   for m, r in out["modes"].items() if m != "image-image"}
         # The same image timed in both modes moments apart: the median of these ratios is the
         # overhead least moved by the VM's drift, which shifts the two p50s by up to 40 % here.
+        base_ms = latencies["image-image"]
         out["paired_overhead_median"] = {
-            m: round(statistics.median(x / y for x, y in zip(latencies[m], latencies["image-image"])) - 1, 3)
+            m: round(statistics.median(x / y for x, y in zip(latencies[m], base_ms, strict=True)) - 1, 3)
             for m in modes if m != "image-image"}
         print(f"p50 latency overhead vs image-image: {out['latency_overhead_vs_image_image']}; "
               f"median of per-image ratios: {out['paired_overhead_median']}")
     out["peak_rss_mb"] = round(rss_mb())
     print(f"fit median {out['fit_seconds_median']} s (runs {out['fit_seconds_all']}); peak RSS {out['peak_rss_mb']} MB")
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(out, indent=2))
+    write_json(args.json, header, out)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
@@ -16,10 +17,10 @@ from typer.testing import CliRunner
 
 from inspect_app.cli import app
 from inspect_app.reports import build_report
-from inspect_app.reports.rows import ReportRow
+from inspect_app.reports.rows import ReportRow, result_from_dict
 from inspect_app.reports.scoring import WorstKeeper
-from inspect_app.reports.stats import defect_density, time_bins, wilson_interval
-from inspect_app.results import InspectionResult, Region
+from inspect_app.reports.stats import Counts, defect_density, time_bins, wilson_interval
+from inspect_app.results import InspectionResult, Region, Verdict
 
 from conftest import ImageFactory
 
@@ -79,7 +80,7 @@ def test_folder_report_files_and_numbers(folder_report):
     by_name = {Path(r["file"]).name: r for r in rows}
     assert by_name["empty.jpg"]["verdict"] == "ERROR" and "empty" in by_name["empty.jpg"]["error"]
     assert by_name["corrupt.png"]["verdict"] == "ERROR" and by_name["corrupt.png"]["error"]
-    for row, flat in zip(rows, csv_rows):
+    for row, flat in zip(rows, csv_rows, strict=True):
         assert flat["file"] == row["file"] and flat["verdict"] == row["verdict"]
         assert json.loads(flat["regions"]) == row["regions"]
         if row["verdict"] == "FAIL":  # the gallery's failed parts asked the (missing) language model
@@ -97,17 +98,48 @@ def test_folder_report_files_and_numbers(folder_report):
     assert html.count('class="part"') == 6
 
 
+def _wilson_by_formula(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval written out, as the report computed it before using scipy."""
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def test_wilson_interval_known_values():
     assert wilson_interval(0, 10) == pytest.approx((0.0, 0.27753), abs=1e-5)
     assert wilson_interval(5, 10) == pytest.approx((0.23659, 0.76341), abs=1e-5)
     assert wilson_interval(20, 20)[1] == 1.0 and wilson_interval(20, 20)[0] > 0.8
     low, high = wilson_interval(30, 1000)
     assert low < 0.03 < high and high - low < 0.025
+    assert wilson_interval(0, 0) == (0.0, 1.0)  # nothing inspected: any rate is possible
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 20, 83, 1000])
+def test_wilson_interval_equals_the_written_out_formula(n):
+    for k in sorted({0, 1, n // 3, n // 2, n - 1, n}):
+        low, high = wilson_interval(k, n)
+        assert (low, high) == pytest.approx(_wilson_by_formula(k, n), abs=1e-12)
+        assert 0.0 <= low <= k / n <= high <= 1.0
+    assert wilson_interval(0, n)[0] == 0.0 and wilson_interval(n, n)[1] == 1.0
+
+
+def test_counts_of_typed_and_stored_verdicts():
+    rows = [ReportRow(result_from_dict({"file": f"{v}.png", "verdict": v, "score": s}))
+            for v, s in (("PASS", 0.1), ("FAIL", 0.9), ("FAIL", 0.8), ("ERROR", None))]
+    assert [r.result.verdict for r in rows] == [Verdict.PASS, Verdict.FAIL, Verdict.FAIL, Verdict.ERROR]
+    counts = Counts.of(rows)
+    assert (counts.total, counts.passed, counts.failed, counts.errors) == (4, 1, 2, 1)
+    assert counts.defect_rate == pytest.approx(2 / 3) and counts.ci95 == wilson_interval(2, 3)
+    assert Counts.of(rows[3:]).ci95 is None
+    with pytest.raises(ValueError):
+        result_from_dict({"file": "x.png", "verdict": "MAYBE"})
 
 
 def test_worst_keeper_keeps_only_the_worst_maps_in_any_order():
     def result(score):
-        return InspectionResult("f", "FAIL", score=score, anomaly_map=np.zeros((2, 2)))
+        return InspectionResult("f", Verdict.FAIL, score=score, anomaly_map=np.zeros((2, 2)))
 
     scores = [0.2, 0.9, 0.5, 0.9, 0.1, 0.7]
     for order in (range(6), reversed(range(6))):
@@ -123,12 +155,13 @@ def test_time_bins_hour_and_shift():
     start = datetime(2026, 11, 24, 5, 30, tzinfo=UTC)
 
     def row(minutes, verdict):
-        return ReportRow(InspectionResult("f", verdict, score=0.9 if verdict == "FAIL" else 0.1),
+        return ReportRow(InspectionResult("f", verdict, score=0.9 if verdict == Verdict.FAIL else 0.1),
                          time=start + timedelta(minutes=minutes))
 
-    kind, bins = time_bins([row(0, "PASS"), row(10, "FAIL"), row(45, "PASS"), row(100, "FAIL")])
+    passed, failed = Verdict.PASS, Verdict.FAIL
+    kind, bins = time_bins([row(0, passed), row(10, failed), row(45, passed), row(100, failed)])
     assert kind == "hour" and [(b.inspected, b.failed) for b in bins] == [(2, 1), (1, 0), (1, 1)]
-    kind, bins = time_bins([row(0, "FAIL"), row(60 * 20, "PASS"), row(60 * 60, "PASS")])
+    kind, bins = time_bins([row(0, failed), row(60 * 20, passed), row(60 * 60, passed)])
     assert kind == "shift"  # 05:30 is in the 22-06 shift, 01:30 next day in the 22-06 one, 17:30 in 14-22
     assert [b.start.hour for b in bins] == [22, 22, 14] and bins[0].failed == 1
 
@@ -136,7 +169,7 @@ def test_time_bins_hour_and_shift():
 def test_density_uses_the_part_box():
     region = Region(bbox=(60, 60, 80, 80), area_fraction=0.01, centroid=(70.0, 70.0), location="centre",
                     elongation=1.0, shape="compact", size="small", peak_score=0.9)
-    row = ReportRow(InspectionResult("f", "FAIL", score=0.9, regions=[region], image_size=(200, 200),
+    row = ReportRow(InspectionResult("f", Verdict.FAIL, score=0.9, regions=[region], image_size=(200, 200),
                                      part_box=(40, 40, 100, 100)))
     density = defect_density([row], cells=6)
     assert density.placed == 1 and density.centroids == [(0.5, 0.5)]

@@ -16,7 +16,8 @@ RAY_TIME_LIMIT_S = 420
 
 @pytest.mark.slow
 def test_ray_report_matches_single_process(tmp_path, fitted_inspector):
-    ray = pytest.importorskip("ray")
+    import ray
+
     models = tmp_path / "models"
     fitted_inspector.save(models)
     folder = make_folder(tmp_path)
@@ -41,7 +42,7 @@ def test_ray_report_matches_single_process(tmp_path, fitted_inspector):
     assert [r["verdict"] for r in a] == [r["verdict"] for r in b]
     assert [r["error"] for r in a] == [r["error"] for r in b]
     assert [len(r["regions"]) for r in a] == [len(r["regions"]) for r in b]
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         if x["score"] is None:
             assert y["score"] is None
         else:  # different batch sizes/threads change float rounding only

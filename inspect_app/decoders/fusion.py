@@ -5,7 +5,7 @@ to a common one with statistics of held-out good images: the log of each map, ce
 by the mean and spread of that decoder's log image scores on held-out normals. The fused map is
 a weighted mean of the two standardised maps (image-image 0.75, image-text 0.25), exponentiated
 so it stays positive for calibration. The rule was chosen by measurement among the mean, the
-maximum and this weighting (`benchmarks/ablation.py`, see benchmarks/RESULTS.md): it had the best
+maximum and this weighting (`benchmarks/ablation.py`, see benchmarks/NOTEBOOK.md, 2026-12-02): it had the best
 mean image and pixel AUROC over bottle, cookie and magnetic tile, because the image-text decoder,
 trained only on synthesised defects, is the weaker of the two on real ones.
 """

@@ -94,7 +94,7 @@ class ImageTextDecoder(nn.Module):
     def _prepare(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
         """Standardised features of each patch on its own. Unlike the image-image decoder, no 3 x 3
         neighbourhood average: it measured better in image-text mode (mean image AUROC 0.807 ->
-        0.857, pixel 0.807 -> 0.842 over three categories) and the same fused (benchmarks/RESULTS.md)."""
+        0.857, pixel 0.807 -> 0.842 over three categories) and the same fused (benchmarks/NOTEBOOK.md, 2026-12-02)."""
         out, start = [], 0
         for feat, c in zip(levels, self.channels, strict=True):
             feat = feat.float()

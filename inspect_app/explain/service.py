@@ -56,7 +56,7 @@ def finish(raw: str, facts: Facts, source: str, seconds: float) -> Explanation:
 def _one_torch_thread() -> None:
     """The worker's torch operations run on one thread (torch keeps the count per calling thread).
     With a second multi-threaded team beside inspection's on two cores, inspection ran at 50
-    instead of 85 images/s even while the explainer sat idle (benchmarks/RESULTS.md)."""
+    instead of 85 images/s even while the explainer sat idle (benchmarks/NOTEBOOK.md, 2026-11-25)."""
     try:
         import torch
     except ImportError:
@@ -69,7 +69,7 @@ def _run_only_when_idle() -> None:
     core only when no inspection thread wants it, and a waking inspection thread preempts it at
     once. Nice +10 was not enough: with inspection saturating both cores, a language model at nice
     10 still cut inspection throughput by ~30 %, because inspection's two threads synchronise at
-    every parallel step and one preempted thread stalls both (benchmarks/RESULTS.md). Where
+    every parallel step and one preempted thread stalls both (benchmarks/NOTEBOOK.md, 2026-11-25). Where
     SCHED_IDLE is missing the thread runs at nice +19; elsewhere this does nothing."""
     tid = threading.get_native_id()
     try:

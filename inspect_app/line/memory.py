@@ -2,7 +2,8 @@
 
 The language model allocates differently sized buffers for every sentence on the explainer's
 thread; glibc keeps freed memory in per-thread arenas instead of returning it, so RSS creeps for
-minutes although nothing leaks (benchmarks/RESULTS.md, line soak). Two remedies, both no-ops
+minutes although nothing leaks (benchmarks/RESULTS.md, line soak; how it was narrowed down:
+benchmarks/NOTEBOOK.md, 2026-11-25). Two remedies, both no-ops
 where glibc is absent: cap the number of arenas before threads start (``MALLOC_ARENA_MAX`` in the
 environment does the same), and hand free pages back to the system now and then.
 """

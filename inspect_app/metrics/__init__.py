@@ -1,1 +1,1 @@
-"""Evaluation on labelled data (MVTec layout) with anomalib's metric implementations."""
+"""Evaluation on labelled data (MVTec layout): scikit-learn's AUROC and anomalib's public AUPRO."""

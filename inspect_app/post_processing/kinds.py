@@ -23,7 +23,7 @@ def region_kind_posterior(posteriors: np.ndarray, cal_map: np.ndarray, bbox: tup
 
     Each product's texture favours some kinds everywhere (magnetic tile: contamination and
     scratch); dividing that out per region rather than per patch measured better on bottle and
-    magnetic tile, the same on cookie, and both beat no correction (benchmarks/NOTEBOOK.md).
+    magnetic tile, the same on cookie, and both beat no correction (benchmarks/NOTEBOOK.md, 2026-12-02).
     """
     grid_h, grid_w = posteriors.shape[-2:]
     small = cv2.resize(cal_map, (grid_w, grid_h), interpolation=cv2.INTER_AREA)

@@ -23,7 +23,7 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
     A region's location word is taken at its focus, the centre of its pixels weighted by the
     squared excess over the threshold, not at its plain centroid: a large blurred region around
     a broken bottle rim has its centroid in the middle of the bottle, away from the break
-    (benchmarks/RESULTS.md). On a flat map (a binary mask) the focus is the centroid.
+    (benchmarks/NOTEBOOK.md, 2026-11-25). On a flat map (a binary mask) the focus is the centroid.
 
     Regions come strongest first, those on the part before those off it: crumbs on the tray or a
     neighbouring part in the corner of the frame are worth listing, but the operator's first

@@ -22,7 +22,8 @@ from inspect_app.reports.gallery import GalleryItem, data_uri, gallery_item
 from inspect_app.reports.render import render_html, write_pdf, write_tables, write_text
 from inspect_app.reports.rows import ReportRow, defect_kind
 from inspect_app.reports.scoring import WorstKeeper, drop_maps, score_files
-from inspect_app.reports.stats import Counts, defect_density, defect_kinds, time_bins
+from inspect_app.reports.stats import Counts, as_utc, defect_density, defect_kinds, time_bins
+from inspect_app.results import Verdict
 
 if TYPE_CHECKING:
     from inspect_app.explain import Explainer
@@ -52,16 +53,14 @@ class ReportSummary:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage
 
 
-def _utc(t: datetime | None) -> datetime | None:
-    if t is None:
-        return None
-    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+def _ranked(rows: list[ReportRow]) -> list[int]:
+    """Indices of the inspected rows, highest score first (ties: earlier first)."""
+    scored = [(r.result.score, i) for i, r in enumerate(rows) if r.result.score is not None]
+    return [i for _, i in sorted(scored, key=lambda t: (-t[0], t[1]))]
 
 
-def _worst(rows: list[ReportRow], n: int) -> list[int]:
-    """Indices of the n highest-scoring inspected rows (ties: earlier first)."""
-    scored = [i for i, r in enumerate(rows) if r.result.score is not None]
-    return sorted(scored, key=lambda i: (-rows[i].result.score, i))[:n]
+def _scores(rows: list[ReportRow], verdict: Verdict) -> list[float]:
+    return [r.result.score for r in rows if r.result.verdict == verdict and r.result.score is not None]
 
 
 def _rows_from_folder(product: str, folder: Path, models_dir, ray_address: str | None, worst_n: int,
@@ -123,10 +122,10 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
     finally:
         if opened:
             store.close()
-    info = {"source": "results store" + (f" {url}" if url else "") + (f" ({window})" if window else ""),
+    info: dict[str, Any] = {"source": "results store" + (f" {url}" if url else "") + (f" ({window})" if window else ""),
             "scoring": "results store", "skipped": [], "raw_threshold": None, "mode": None,
             "times_note": "Defect rate over time could not be drawn: no stored result has a time."}
-    return rows, _worst(rows, worst_n), info
+    return rows, _ranked(rows)[:worst_n], info
 
 
 def build_report(product: str, out_dir: str | Path, *, images: str | Path | None = None, store=None,
@@ -145,12 +144,13 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
         raise InspectAppError("give either a folder of images or a results store, not both or neither")
     if ray_address and images is None:
         raise InspectAppError("--ray scores images: it applies to a folder, not to stored results")
+    since, until = (None if t is None else as_utc(t) for t in (since, until))
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     if images is not None:
         rows, worst, info = _rows_from_folder(product, Path(images), models_dir, ray_address, worst_n, progress)
     else:
-        rows, worst, info = _rows_from_store(product, store, _utc(since), _utc(until), lot, worst_n, progress)
+        rows, worst, info = _rows_from_store(product, store, since, until, lot, worst_n, progress)
     seconds["inspect" if images is not None else "read_store"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -170,8 +170,7 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
     density = defect_density(rows)
     charts: dict[str, bytes] = {
         "score_histogram": plots.score_histogram(
-            [r.result.score for r in rows if r.result.verdict == "PASS"],
-            [r.result.score for r in rows if r.result.verdict == "FAIL"], rows[0].result.threshold)}
+            _scores(rows, Verdict.PASS), _scores(rows, Verdict.FAIL), rows[0].result.threshold)}
     if bins:
         charts["defect_rate_over_time"] = plots.defect_rate_over_time(kind, bins)
     if kinds:
@@ -193,8 +192,8 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
     seconds["gallery"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    times = [_utc(r.time) for r in rows if r.time is not None]
-    failed = sorted((r for r in rows if r.result.verdict == "FAIL"), key=lambda r: -r.result.score)
+    times = [as_utc(r.time) for r in rows if r.time is not None]
+    failed = [rows[i] for i in _ranked(rows) if rows[i].result.verdict == Verdict.FAIL]
     context = {
         "product": product, "generated": datetime.now(UTC), "version": __version__, "info": info,
         "counts": counts, "charts": {k: data_uri(v, "image/png") for k, v in charts.items()},
@@ -204,7 +203,7 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
         "profile_versions": sorted({r.result.profile_version for r in rows if r.result.profile_version}),
         "thresholds": sorted({r.result.threshold for r in rows if r.inspected}),
         "first_time": min(times) if times else None, "last_time": max(times) if times else None,
-        "since": _utc(since), "until": _utc(until), "lot": lot, "explain": explain, "sources": sources,
+        "since": since, "until": until, "lot": lot, "explain": explain, "sources": sources,
         "kind_of": defect_kind,
     }
     html = render_html(context)
@@ -221,6 +220,6 @@ def build_report(product: str, out_dir: str | Path, *, images: str | Path | None
         product=product, out_dir=out_dir, html=html_path, pdf=pdf_path, csv=csv_path, json=json_path,
         plots=plot_paths, n_images=counts.total, n_pass=counts.passed, n_fail=counts.failed,
         n_error=counts.errors, defect_rate=counts.defect_rate,
-        defect_rate_ci95=None if counts.defect_rate is None else (counts.ci_low, counts.ci_high),
+        defect_rate_ci95=counts.ci95,
         n_skipped_files=len(info["skipped"]), scoring=info["scoring"], explanation_sources=sources,
         seconds={k: round(v, 3) for k, v in seconds.items()})

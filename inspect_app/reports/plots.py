@@ -52,9 +52,9 @@ def defect_rate_over_time(kind: str, bins: Sequence[TimeBin]) -> bytes:
     rates = np.array([b.rate for b in bins]) * 100
     ci = np.array([wilson_interval(b.failed, b.inspected) for b in bins]) * 100
     ax.bar(x, rates, color=FAIL_COLOUR, alpha=0.8)
-    ax.errorbar(x, rates, yerr=np.clip([rates - ci[:, 0], ci[:, 1] - rates], 0, None), fmt="none", ecolor="k", capsize=3,
-                linewidth=0.8)
-    for xi, b in zip(x, bins):
+    ax.errorbar(x, rates, yerr=np.clip([rates - ci[:, 0], ci[:, 1] - rates], 0, None), fmt="none", ecolor="k",
+                capsize=3, linewidth=0.8)
+    for xi, b in zip(x, bins, strict=True):
         ax.annotate(str(b.inspected), (xi, 0), textcoords="offset points", xytext=(0, 2), ha="center",
                     fontsize=7, color="white" if b.rate > 0.08 else "k")
     step = max(1, len(bins) // 12)
@@ -88,7 +88,7 @@ def density_map(density: Density) -> bytes:
     image = ax.imshow(density.grid * 100, extent=(0, 1, 1, 0), cmap="magma", vmin=0,
                       vmax=max(1.0, float(density.grid.max()) * 100), aspect=density.aspect, interpolation="nearest")
     if density.centroids:
-        cx, cy = zip(*density.centroids)
+        cx, cy = zip(*density.centroids, strict=True)
         ax.scatter(cx, cy, s=6, c="#39f", alpha=0.6, linewidths=0, label="region centres")
         ax.legend(loc="lower right", fontsize=7)
     ax.set_xlabel("across the part (left to right)")

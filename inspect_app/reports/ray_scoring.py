@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -59,8 +60,8 @@ class RayInspector:
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [str(p) for p in batch["path"]]
-        results = self.inspector.predict([bytes(b) for b in batch["bytes"]], names=names,
-                                         evidence=EvidenceFor.FAILS)
+        results = self.inspector.predict_batch([bytes(b) for b in batch["bytes"]], names=names,
+                                               evidence=EvidenceFor.FAILS)
         out = {"path": np.array(names, dtype=object),
                "result": np.array([json.dumps(r.to_dict()) for r in results], dtype=object)}
         for name in ARRAYS:
@@ -78,7 +79,7 @@ def _init_ray(address: str):
         logging.getLogger(name).setLevel(logging.WARNING)
     if ray.is_initialized():
         return ray, False
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": logging.WARNING,
               "configure_logging": True}
     try:
         if address == "local":
@@ -115,7 +116,7 @@ def score_files_on_ray(product: str, models_dir: str | Path | None, files: Seque
         results: list[InspectionResult | None] = [None] * len(paths)
         done = 0
         for batch in ds.iter_batches(batch_size=BATCH, batch_format="numpy", prefetch_batches=2):
-            for row, (path, text) in enumerate(zip(batch["path"], batch["result"])):
+            for row, (path, text) in enumerate(zip(batch["path"], batch["result"], strict=True)):
                 index = order[_local_path(str(path), order)]
                 result = result_from_dict(json.loads(text))
                 result.file = str(files[index])

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from inspect_app.results import THRESHOLD, InspectionResult, Region
+from inspect_app.results import THRESHOLD, InspectionResult, Region, Verdict
 
 REGION_FIELDS = {f.name for f in dataclasses.fields(Region)}
 # Columns of results.csv / keys of results.json, in order.
@@ -35,7 +35,7 @@ def region_from_dict(data: dict) -> Region:
 def result_from_dict(data: dict) -> InspectionResult:
     """An ``InspectionResult`` from its ``to_dict()`` form (no anomaly map: it is not serialised)."""
     return InspectionResult(
-        file=data.get("file"), verdict=data["verdict"], score=data.get("score"),
+        file=data.get("file"), verdict=Verdict(data["verdict"]), score=data.get("score"),
         threshold=data.get("threshold", THRESHOLD), raw_score=data.get("raw_score"),
         regions=[region_from_dict(r) for r in data.get("regions") or []],
         image_size=tuple(data["image_size"]) if data.get("image_size") else None,
@@ -48,7 +48,7 @@ def result_from_dict(data: dict) -> InspectionResult:
 def defect_kind(result: InspectionResult) -> str | None:
     """The main defect of a failed part: the first region's (strongest on the part) defect type when the profile
     labels kinds (image-text and fused modes), else its size and shape class ("small elongated")."""
-    if result.verdict != "FAIL":
+    if result.verdict != Verdict.FAIL:
         return None
     if not result.regions:
         return "unlocated"
@@ -70,7 +70,7 @@ class ReportRow:
 
     @property
     def inspected(self) -> bool:
-        return self.result.verdict in ("PASS", "FAIL")
+        return self.result.verdict in (Verdict.PASS, Verdict.FAIL)
 
     @property
     def name(self) -> str:
@@ -80,7 +80,7 @@ class ReportRow:
     def from_stored(cls, stored: Any) -> ReportRow:
         """A row from a ``StoredResult`` of the results store."""
         result = InspectionResult(
-            file=stored.file, verdict=stored.verdict, score=stored.score,
+            file=stored.file, verdict=Verdict(stored.verdict), score=stored.score,
             threshold=stored.threshold if stored.threshold is not None else THRESHOLD,
             raw_score=stored.raw_score, regions=[region_from_dict(r) for r in stored.regions or []],
             error=stored.error, product=stored.product, mode=getattr(stored, "mode", None),

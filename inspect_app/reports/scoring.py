@@ -51,11 +51,11 @@ class WorstKeeper:
 
 def score_files(inspector: Inspector, files: Sequence[Path], keeper: WorstKeeper,
                 progress: ProgressCallback | None = None) -> list[InspectionResult]:
-    """``inspector.predict`` over ``files`` in chunks; unreadable files become ERROR results."""
+    """``inspector.predict_batch`` over ``files`` in chunks; unreadable files become ERROR results."""
     results: list[InspectionResult] = []
     for start in range(0, len(files), CHUNK):
         chunk = [str(f) for f in files[start:start + CHUNK]]
-        for offset, result in enumerate(inspector.predict(chunk, evidence=EvidenceFor.FAILS)):
+        for offset, result in enumerate(inspector.predict_batch(chunk, evidence=EvidenceFor.FAILS)):
             keeper.offer(start + offset, result)
             results.append(result)
         if progress:

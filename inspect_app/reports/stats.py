@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from scipy.stats import binomtest
 
 from inspect_app.reports.rows import ReportRow, defect_kind
+from inspect_app.results import Verdict
 
-Z95 = 1.959963984540054
 HOURLY_MAX_SPAN = timedelta(hours=48)  # longer spans are binned per shift
 SHIFT_HOURS = 8
 SHIFT_START_HOUR = 6  # shifts 06-14, 14-22, 22-06 UTC
 
 
-def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n: sensible at 0 and n and for small n, where the
-    normal approximation collapses to a zero-width or out-of-range interval."""
+def wilson_interval(k: int, n: int) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion k/n (scipy): sensible at 0 and n and for small n,
+    where the normal approximation collapses to a zero-width or out-of-range interval.
+    With nothing counted (n = 0) the proportion could be anything: (0, 1)."""
     if n <= 0:
         return 0.0, 1.0
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return max(0.0, centre - half), min(1.0, centre + half)
+    interval = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return float(interval.low), float(interval.high)
 
 
 @dataclass
@@ -43,12 +41,17 @@ class Counts:
     @classmethod
     def of(cls, rows: Sequence[ReportRow]) -> Counts:
         verdicts = Counter(r.result.verdict for r in rows)
-        passed, failed = verdicts.get("PASS", 0), verdicts.get("FAIL", 0)
+        passed, failed = verdicts[Verdict.PASS], verdicts[Verdict.FAIL]
         inspected = passed + failed
         if not inspected:
             return cls(len(rows), passed, failed, len(rows) - inspected, None, None, None)
         low, high = wilson_interval(failed, inspected)
         return cls(len(rows), passed, failed, len(rows) - inspected, failed / inspected, low, high)
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        """The defect rate's 95 % interval, when anything was inspected."""
+        return None if self.ci_low is None or self.ci_high is None else (self.ci_low, self.ci_high)
 
 
 @dataclass
@@ -63,14 +66,15 @@ class TimeBin:
         return self.failed / self.inspected if self.inspected else 0.0
 
 
-def _utc(t: datetime) -> datetime:
+def as_utc(t: datetime) -> datetime:
+    """``t`` in UTC; a time without a zone is taken as UTC."""
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def time_bins(rows: Sequence[ReportRow]) -> tuple[str, list[TimeBin]]:
     """Inspected rows with an acquisition time, per hour (spans up to 48 h) or per 8-hour shift.
     Returns the bin kind ("hour", "shift" or "none") and the bins in time order."""
-    timed = [(_utc(r.time), r.result.verdict == "FAIL") for r in rows if r.time is not None and r.inspected]
+    timed = [(as_utc(r.time), r.result.verdict == Verdict.FAIL) for r in rows if r.time is not None and r.inspected]
     if not timed:
         return "none", []
     first, last = min(t for t, _ in timed), max(t for t, _ in timed)
@@ -94,7 +98,7 @@ def time_bins(rows: Sequence[ReportRow]) -> tuple[str, list[TimeBin]]:
 
 def defect_kinds(rows: Sequence[ReportRow]) -> list[tuple[str, int]]:
     """Failed parts per main defect kind, most frequent first (the Pareto order)."""
-    kinds = Counter(defect_kind(r.result) for r in rows if r.result.verdict == "FAIL")
+    kinds = Counter(kind for r in rows if (kind := defect_kind(r.result)) is not None)
     return sorted(kinds.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -103,7 +107,7 @@ def part_frame(row: ReportRow) -> tuple[int, int, int, int] | None:
     whole image (its size from the result, or from the kept image's header for store rows)."""
     r = row.result
     if r.part_box:
-        return tuple(r.part_box)
+        return r.part_box
     if r.image_size:
         return 0, 0, int(r.image_size[0]), int(r.image_size[1])
     if row.image_path:
@@ -133,7 +137,7 @@ def defect_density(rows: Sequence[ReportRow], cells: int = 48) -> Density:
     centroids, aspects = [], []
     placed = unplaced = 0
     for row in rows:
-        if row.result.verdict != "FAIL" or not row.result.regions:
+        if row.result.verdict != Verdict.FAIL or not row.result.regions:
             continue
         frame = part_frame(row)
         if frame is None:

@@ -1,0 +1,164 @@
+"""Regenerate every table of benchmarks/RESULTS.md, each with the exact options it was measured with.
+
+Each entry is one command whose JSON lands in benchmarks/results/; RESULTS.md shows every table
+under its entry's name. Everything runs in sequence and takes hours (fits of every shared
+category, soak runs of minutes, a 1,000-image report): it is not part of CI. Timing entries want a
+quiet machine; other jobs on the cores distort them.
+
+    .venv/bin/python benchmarks/run_all.py                  # every entry, in order
+    .venv/bin/python benchmarks/run_all.py --list           # the commands, one line each
+    .venv/bin/python benchmarks/run_all.py --only calibration --only part_finder
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = "{datasets}"  # replaced by the shared data sets folder when a command needs it
+ALL_CATEGORIES = "bottle,cookie,tile,metal_plate,ball_screw"
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    table: str  # the RESULTS.md section the entry regenerates
+    argv: tuple[str, ...]  # after the Python interpreter
+
+    @property
+    def needs_datasets_path(self) -> bool:
+        return any(DATASETS in a for a in self.argv)
+
+    def command(self, datasets: Path | str) -> list[str]:
+        return [a.replace(DATASETS, str(datasets)) for a in self.argv]
+
+
+def _script(name: str, *options: str) -> tuple[str, ...]:
+    return (f"benchmarks/{name}.py", *options)
+
+
+def _explain_eval(category: str, json_name: str, *options: str) -> tuple[str, ...]:
+    return ("-m", "inspect_app", "explain-eval", f"{DATASETS}/{category}", "--mode", "fused", *options,
+            "--json", f"benchmarks/results/{json_name}.json")
+
+
+ENTRIES = [
+    Entry("foundation", "Foundation: image-image mode, full-shot and few-shot", _script(
+        "eval_foundation", "--mode", "image-image", "--full", "bottle,cookie,tile", "--few", "bottle,cookie",
+        "--shots", "1,4", "--seeds", "3", "--image-size", "256", "--threads", "2",
+        "--out", "benchmarks/results/foundation")),
+    Entry("speed_image_image", "Speed and memory, image-image mode", _script(
+        "speed", "--mode", "image-image", "--predict-modes", "image-image", "--category", "bottle",
+        "--fit-runs", "3", "--latency-samples", "40", "--batch-sizes", "1,4,8,16", "--batch-size", "8",
+        "--threads", "2", "--json", "benchmarks/results/speed_image_image.json")),
+    Entry("encoder_buffers", "In-place activations in the embedded encoder", _script(
+        "encoder_buffers", "--batch-sizes", "1,2,4,8", "--rounds", "5", "--image-size", "256", "--threads", "2",
+        "--json", "benchmarks/results/encoder_buffers.json")),
+    Entry("vs_anomalib", "Side by side with anomalib's PatchCore", _script(
+        "bench_vs_anomalib", "--mode", "image-image", "--categories", "bottle,cookie", "--image-size", "256",
+        "--batch-size", "8", "--threads", "2", "--latency-samples", "30",
+        "--json", "benchmarks/results/vs_anomalib.json")),
+    Entry("calibration", "Calibration from good images only", _script(
+        "calibration", "--mode", "image-image", "--categories", "bottle,cookie,tile", "--seeds", "3",
+        "--target-frr", "0.01", "--threads", "2", "--json", "benchmarks/results/calibration.json")),
+    Entry("backbone_choice", "Encoder variant, input size and stages", _script(
+        "backbone_choice", "--mode", "image-image", "--categories", "bottle,cookie", "--seed", "0",
+        "--latency-samples", "10", "--threads", "2", "--json", "benchmarks/results/backbone_choice.json")),
+    Entry("ablation", "Modes side by side and the fusion rule", _script(
+        "ablation", "--mode", "fused", "--predict-modes", "image-image,image-text,fused",
+        "--categories", ALL_CATEGORIES, "--seed", "0", "--latency-samples", "20", "--threads", "2",
+        "--json", "benchmarks/results/ablation.json")),
+    Entry("speed_fused", "Speed of the fused mode", _script(
+        "speed", "--mode", "fused", "--predict-modes", "image-image,fused", "--category", "bottle",
+        "--fit-runs", "1", "--latency-samples", "83", "--batch-sizes", "1,2,4,8,16", "--batch-size", "8",
+        "--threads", "2", "--json", "benchmarks/results/speed_fused.json")),
+    Entry("smooth_upsample", "Upsampling and blur as one matrix product per axis", _script(
+        "smooth_upsample", "--mode", "fused", "--category", "bottle", "--rounds", "5", "--batch-size", "8",
+        "--threads", "2", "--json", "benchmarks/results/smooth_upsample.json")),
+    Entry("part_finder", "Part finder", _script(
+        "part_finder", "--categories", ALL_CATEGORIES, "--json", "benchmarks/results/part_finder.json")),
+    Entry("line_soak", "Line station soak", _script(
+        "line_soak", "--mode", "fused", "--category", "bottle", "--frames", "2000", "--fps", "20",
+        "--part-frames", "3", "--gap-frames", "2", "--explain-variant", "adapter", "--threads", "2",
+        "--json", "benchmarks/results/line_soak.json")),
+    Entry("line_soak_long", "Line station soak", _script(
+        "line_soak", "--mode", "fused", "--category", "bottle", "--frames", "6000", "--fps", "20",
+        "--part-frames", "3", "--gap-frames", "2", "--explain-variant", "adapter", "--threads", "2",
+        "--json", "benchmarks/results/line_soak_long.json")),
+    Entry("report_speed", "Batch reports: overhead and Ray agreement", _script(
+        "report_speed", "--mode", "fused", "--category", "bottle", "--n", "1000", "--rounds", "3",
+        "--threads", "2", "--json", "benchmarks/results/report_speed.json")),
+    Entry("explain_eval_bottle", "Operator explanations",
+          _explain_eval("mvtec_ad/bottle", "explain_eval_bottle")),
+    Entry("explain_eval_cookie", "Operator explanations",
+          _explain_eval("lookout_cookies/cookie", "explain_eval_cookie")),
+    Entry("explain_eval_tile", "Operator explanations",
+          _explain_eval("magnetic_tile/tile", "explain_eval_tile", "--k-shot", "200", "--per-folder", "12")),
+    Entry("explain_eval_tile_full", "Operator explanations",
+          _explain_eval("magnetic_tile/tile", "explain_eval_tile_full")),
+    Entry("explain_throughput", "Inspection throughput with explanations on", _script(
+        "explain_throughput", "--mode", "fused", "--category", "bottle", "--frames", "240",
+        "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
+        "--json", "benchmarks/results/explain_throughput.json")),
+]
+BY_NAME = {e.name: e for e in ENTRIES}
+
+
+def shell_line(entry: Entry, datasets: Path | str) -> str:
+    return shlex.join([".venv/bin/python", *entry.command(datasets)])
+
+
+def find_datasets(entries: list[Entry]) -> Path | None:
+    """The shared data sets folder, when an entry names a path in it (found as the benchmarks find it)."""
+    if not any(e.needs_datasets_path for e in entries):
+        return None
+    from inspect_app.data.datasets import shared_datasets
+
+    return shared_datasets()
+
+
+def run(entries: list[Entry]) -> int:
+    """Runs each entry in turn from the repository root; a failed entry does not stop the others."""
+    datasets = find_datasets(entries)
+    if datasets is None and any(e.needs_datasets_path for e in entries):
+        sys.exit("shared datasets not found: set INSPECT_APP_DATASETS or place them in ../shared/datasets")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH")) if p)
+    failed = []
+    for i, entry in enumerate(entries, 1):
+        argv = entry.command(datasets or DATASETS)
+        print(f"[{i}/{len(entries)}] {entry.name}: {shlex.join(argv)}", flush=True)
+        start = time.perf_counter()
+        status = subprocess.run([sys.executable, *argv], cwd=REPO, env=env).returncode
+        print(f"[{i}/{len(entries)}] {entry.name}: exit {status} after {time.perf_counter() - start:.0f} s", flush=True)
+        if status:
+            failed.append(entry.name)
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--list", action="store_true", help="print the commands instead of running them")
+    parser.add_argument("--only", action="append", choices=list(BY_NAME), metavar="NAME",
+                        help=f"run only this entry (repeatable): {', '.join(BY_NAME)}")
+    args = parser.parse_args()
+    entries = [BY_NAME[n] for n in args.only] if args.only else ENTRIES
+    if args.list:
+        datasets = find_datasets(entries) or "../shared/datasets"
+        for entry in entries:
+            print(f"{entry.name:<24} {shell_line(entry, datasets)}")
+        return
+    sys.exit(run(entries))
+
+
+if __name__ == "__main__":
+    main()
