@@ -3,7 +3,9 @@ mask of what changed, a label phrase and the attributes (kind, location, size) p
 
 A sample labelled defective never has an empty mask, and its mask marks pixels that really
 changed: each draw is checked and redrawn if the change came out invisible (e.g. a cut-paste
-patch that happens to match its surroundings).
+patch that happens to match its surroundings). When no draw shows, the last one's mask is pushed
+into view; when no draw even has a mask (a deformation of a flat black surface), the kind cannot
+be placed on this image and ``SynthesisError`` says so.
 """
 
 from __future__ import annotations
