@@ -147,6 +147,9 @@ class TrainingSet:
     skipped_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why no sample of it was drawn
 
 
+MIN_ONE_CYCLE_STEPS = 30
+
+
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
     """Multi-class focal loss over [B, C, H, W] logits and [B, H, W] class targets."""
     logp = F.log_softmax(logits, dim=1)
@@ -168,7 +171,11 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in decoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # One-cycle needs a warm-up of at least two steps (10 steps gave it a zero-length phase and a
+    # division by zero); shorter runs keep the learning rate constant.
+    scheduler: torch.optim.lr_scheduler.LRScheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+        if steps >= MIN_ONE_CYCLE_STEPS else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     n = data.masks.shape[0]
     history, window = [], []
     decoder.train()
