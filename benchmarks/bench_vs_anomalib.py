@@ -189,14 +189,15 @@ def latency_p50(predict_one, paths: list[Path], samples: int) -> float:
     return statistics.median(times)
 
 
-def quality(scores: np.ndarray, maps: np.ndarray, samples: list[TestSample], size: int) -> dict[str, float]:
+def quality(scores: np.ndarray, maps: np.ndarray, samples: list[TestSample],
+            shape: tuple[int, int]) -> dict[str, float]:
     """Image AUROC, pixel AUROC and AUPRO (FPR <= 0.3), at model resolution, on raw scores and maps.
 
     Defective images without a localised mask count for the image metric only (as in
     ``inspect_app.metrics.evaluate``): their pixels would otherwise be scored as normal.
     """
     labels = np.array([s.is_defective for s in samples])
-    masks = [s.mask((size, size)) for s in samples]
+    masks = [s.mask((shape[1], shape[0])) for s in samples]
     keep = [i for i, s in enumerate(samples) if not s.is_defective or masks[i].any()]
     pixel_maps = np.ascontiguousarray(maps[keep], dtype=np.float32)
     pixel_masks = np.stack([masks[i] for i in keep])
@@ -222,7 +223,7 @@ def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: 
     scores = np.array([r.score for r in results])
     maps = np.stack([r.anomaly_map for r in results])
     return {"fit_seconds": report.seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, inspector.input_size),
+            **quality(scores, maps, samples, inspector.input_shape),
             "memory_bank": int(bank.memory_bank.shape[0]) if (bank := inspector.model and inspector.model.image_image)
             else 0}
 
@@ -241,7 +242,8 @@ def run_anomalib(category: MVTecCategory, config: InspectorConfig, backbone: Bac
     log(f"  anomalib single-image latency over {min(latency_samples, len(paths))} images")
     p50 = latency_p50(lambda p: predict_one_anomalib(model, backbone, p), paths, latency_samples)
     return {"fit_seconds": fit_seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, backbone.image_size), "memory_bank": int(model.memory_bank.shape[0])}
+            **quality(scores, maps, samples, (backbone.image_size,) * 2),
+            "memory_bank": int(model.memory_bank.shape[0])}
 
 
 def ratios(ours: dict, theirs: dict) -> dict[str, float]:

@@ -39,8 +39,8 @@ from common import (
 
 def _upsample_then_blur(inspector: Inspector, maps: torch.Tensor) -> torch.Tensor:
     """The previous map smoothing: bilinear upsampling, reflect padding, two 1-D convolutions."""
-    size, sigma = inspector.input_size, inspector.config.image_image.blur_sigma
-    maps = F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+    shape, sigma = inspector.input_shape, inspector.config.image_image.blur_sigma
+    maps = F.interpolate(maps.unsqueeze(1), size=shape, mode="bilinear", align_corners=False)
     radius = int(math.ceil(4 * sigma))
     xs = torch.arange(-radius, radius + 1, dtype=maps.dtype)
     kernel = torch.exp(-(xs**2) / (2 * sigma**2))

@@ -18,7 +18,9 @@ class BackboneConfig(BaseModel):
     variant: str = "lite0"
     pretrained: str | None = None
     levels: tuple[int, ...] = (3, 5)
-    image_size: int = 256
+    image_size: int = 256  # side of the square input; with keep_aspect, its long side
+    keep_aspect: bool = False  # follow the good images' aspect ratio instead of squashing them square
+    input_shape: tuple[int, int] | None = None  # (height, width): written by a fit from its good images
 
 
 class ImageImageConfig(BaseModel):

@@ -32,7 +32,7 @@ from inspect_app.profile import check_product_name, load_profile, models_dir, sa
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult, Verdict
 from inspect_app.torch_model import InspectionModel
-from inspect_app.training import FitReport, Trainer
+from inspect_app.training import FitReport, Trainer, model_input_shape
 
 
 def _now() -> str:
@@ -82,9 +82,9 @@ class Inspector:
         return list(self.post_processor.kinds) if self.post_processor is not None else []
 
     @property
-    def input_size(self) -> int:
-        """Side of the square the encoder sees; anomaly maps have this resolution."""
-        return self.config.backbone.image_size
+    def input_shape(self) -> tuple[int, int]:
+        """(height, width) every image is resized to for the encoder; anomaly maps have this shape."""
+        return model_input_shape(self.config)
 
     @property
     def profile_version(self) -> str | None:
@@ -99,7 +99,7 @@ class Inspector:
         self.product = check_product_name(product or self.product or "product")
         trainer = Trainer(self.config, self.product, self.batch_size, progress=progress)
         fitted = trainer.fit(image_sources(images), defect_images)
-        self.model, self.post_processor = fitted.model, fitted.post_processor
+        self.model, self.post_processor, self.config = fitted.model, fitted.post_processor, fitted.config
         report = fitted.report
         self.meta = {
             "training": {"count": report.n_images, "skipped": len(report.skipped),
@@ -176,7 +176,7 @@ class Inspector:
                evidence: EvidenceFor) -> list[InspectionResult]:
         model, post_processor = self._require_fitted(mode)
         t0 = time.perf_counter()
-        output = model(model.encoder.prepare(arrays), mode)
+        output = model(model.prepare(arrays), mode)
         raw_maps = output.anomaly_map.numpy()
         kinds = output.kinds.numpy() if output.kinds is not None else None
         embeddings = output.embedding.numpy()
@@ -260,7 +260,7 @@ def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, 
             image_text = ImageTextDecoder(list(encoder.channels), tensors["image_text.text"], kinds)
         except ValueError as exc:
             raise ProfileError(f"profile {product!r} has image-text weights that do not fit ({exc}); refit") from None
-    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma)
+    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma, model_input_shape(config))
     try:
         model.load_fitted_state(tensors)
     except (RuntimeError, ValueError) as exc:

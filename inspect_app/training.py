@@ -29,6 +29,7 @@ from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
 from inspect_app.post_processing.kinds import kind_prior
 from inspect_app.post_processing.post_processor import PartFrame, PostProcessor
+from inspect_app.pre_processing import input_shape
 from inspect_app.progress import ProgressCallback
 from inspect_app.torch_model import DecoderMaps, Features, InspectionModel
 
@@ -54,6 +55,7 @@ class FittedProduct:
     post_processor: PostProcessor
     report: FitReport
     training_images: list[TrainingImage]
+    config: InspectorConfig  # as given, with what the fit settled (the input shape)
 
 
 def new_model(config: InspectorConfig, encoder: Backbone | None = None,
@@ -72,7 +74,13 @@ def new_model(config: InspectorConfig, encoder: Backbone | None = None,
         with torch.random.fork_rng():  # the projections' initial weights follow the seed, not the process
             torch.manual_seed(config.seed)
             image_text = ImageTextDecoder(list(encoder.channels), text_embeddings, list(kinds))
-    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma)
+    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma, model_input_shape(config))
+
+
+def model_input_shape(config: InspectorConfig) -> tuple[int, int]:
+    """The (height, width) a config's model sees: as fitted, else the square ``image_size``."""
+    size = config.backbone.image_size
+    return config.backbone.input_shape or (size, size)
 
 
 def encode_images(model: InspectionModel, images: Sequence[np.ndarray], batch_size: int,
@@ -80,7 +88,7 @@ def encode_images(model: InspectionModel, images: Sequence[np.ndarray], batch_si
     """Encoder features of decoded images, in batches."""
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunks.append(model.encode(model.encoder.prepare(list(images[start:start + batch_size]))))
+        chunks.append(model.encode(model.prepare(list(images[start:start + batch_size]))))
         if progress:
             progress(min(start + batch_size, len(images)), len(images), stage)
     return Features([torch.cat(parts) for parts in zip(*(c.levels for c in chunks), strict=True)],
@@ -154,6 +162,9 @@ class Trainer:
         cfg = self.config
         good = read_good_images(images, cfg.k_shot, cfg.seed, self.progress)
         decoded, n = good.images, len(good.images)
+        shape = input_shape([im.shape[:2] for im in decoded], cfg.backbone.image_size, cfg.backbone.keep_aspect)
+        cfg = self.config = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"input_shape": shape})})
+        self.model.input_shape = shape
         levels = self._encode(decoded).levels
         history: list[float] = []
         if n >= MIN_HOLDOUT_IMAGES:
@@ -186,7 +197,7 @@ class Trainer:
             self.progress(1, 1, "calibrating")
         report = FitReport(self.product, n, good.skipped, post_processor.calibrations[cfg.mode],
                            time.perf_counter() - start, list(post_processor.calibrations), history)
-        return FittedProduct(self.model, post_processor, report, good.records)
+        return FittedProduct(self.model, post_processor, report, good.records, cfg)
 
     def _calibrate(self, normal: DecoderMaps, holdout_method: str,
                    defect_images: Iterable[ImageInput] | None) -> PostProcessor:
@@ -236,7 +247,7 @@ class Trainer:
             return sample.image, sample.mask
 
         def encode(batch: list[np.ndarray]) -> list[torch.Tensor]:
-            return self.model.encode(self.encoder.prepare(batch)).levels
+            return self.model.encode(self.model.prepare(batch)).levels
 
         itc = cfg.image_text
         data = build_training_set(images, levels, encode, synthesize, decoder.kinds, itc.synthetic_per_image,

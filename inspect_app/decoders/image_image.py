@@ -45,17 +45,17 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.
     return out
 
 
-def smooth_upsample(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    """Bilinear upsampling of [B, h, w] patch maps to [B, size, size], then a Gaussian blur with
-    reflect padding, as one matrix product per axis.
+def smooth_upsample(maps: torch.Tensor, shape: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Bilinear upsampling of [B, h, w] patch maps to [B, height, width] (``shape``), then a Gaussian
+    blur with reflect padding, as one matrix product per axis.
 
-    Both steps are linear and act on rows and columns separately, so a [size, h] and a
-    [size, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
+    Both steps are linear and act on rows and columns separately, so a [height, h] and a
+    [width, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
     convolving 256 x 256 maps, which took ~37 ms per map for a batch of 8 on this CPU (now
     ~0.3 ms); fused predictions at batch 8 ran 6-9 % faster (benchmarks/smooth_upsample.py).
     """
-    rows = _smoothing_operator(maps.shape[-2], size, float(sigma)).to(maps.dtype)
-    cols = _smoothing_operator(maps.shape[-1], size, float(sigma)).to(maps.dtype)
+    rows = _smoothing_operator(maps.shape[-2], shape[0], float(sigma)).to(maps.dtype)
+    cols = _smoothing_operator(maps.shape[-1], shape[1], float(sigma)).to(maps.dtype)
     return rows @ maps @ cols.T
 
 
