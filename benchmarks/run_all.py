@@ -82,6 +82,8 @@ ENTRIES = [
     Entry("smooth_upsample", "Upsampling and blur as one matrix product per axis", _script(
         "smooth_upsample", "--mode", "fused", "--category", "bottle", "--rounds", "5", "--batch-size", "8",
         "--threads", "2", "--json", "benchmarks/results/smooth_upsample.json")),
+    Entry("robustness", "Never crash: property tests", _script(
+        "robustness", "--examples", "100", "--json", "benchmarks/results/robustness.json")),
     Entry("part_finder", "Part finder", _script(
         "part_finder", "--categories", ALL_CATEGORIES, "--json", "benchmarks/results/part_finder.json")),
     Entry("line_soak", "Line station soak", _script(

@@ -75,6 +75,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         report = inspector.fit(images, progress=progress, defect_images=defect_images)
     for reason in report.skipped:
         console.print(f"[yellow]skipped:[/] {escape(reason)}")
+    for kind, reason in report.skipped_defect_kinds.items():
+        console.print(f"[yellow]defect kind {kind} not trained:[/] {escape(reason)}")
     path = inspector.save(models_dir)
     cal = report.calibration
     out.print(f"fitted [bold]{product}[/] on {report.n_images} good images in {report.seconds:.1f} s "

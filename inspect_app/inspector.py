@@ -20,10 +20,10 @@ import torch
 
 from inspect_app import PROFILE_FORMAT, __version__
 from inspect_app.backbones import Backbone, create_backbone
-from inspect_app.config import MODES, InspectorConfig, Mode
+from inspect_app.config import MODE_DECODERS, MODES, InspectorConfig, Mode
 from inspect_app.data.good_images import image_sources
 from inspect_app.data.images import ImageInput, load_image
-from inspect_app.decoders.image_image import ImageImageDecoder
+from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches
 from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ImageLoadError, ProfileError
 from inspect_app.post_processing.calibration import Calibration
@@ -205,6 +205,30 @@ class Inspector:
         self.meta["created_at"] = _now()
         return post_processor.calibrations[mode]
 
+    def learn_good(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> dict[Mode, Calibration]:
+        """Learn good parts without a refit (an approved false reject): their patches join the
+        memory bank, and every mode's threshold is placed again with their scores as they were
+        before learning (what such a part scores while unseen, as a held-out good part would).
+        The profile gets a new version; ``save`` writes it. Needs a memory bank (image-image or
+        fused); unreadable images raise ``ImageLoadError``."""
+        model, post_processor = self._require_fitted(self.mode)
+        if model.image_image is None:
+            raise ProfileError(f"product {self.product!r} has no memory of good patches ({self.config.mode} mode): "
+                               "refit it with its new good images instead")
+        decoded = [load_image(im, name=None if names is None else names[i]) for i, im in enumerate(images)]
+        if not decoded:
+            return dict(post_processor.calibrations)
+        features = model.encode(model.prepare(decoded))
+        new_scores = {mode: model.mode_map(model.decoder_maps(features.levels, MODE_DECODERS[mode]), mode)
+                      .flatten(1).amax(1).tolist() for mode in post_processor.calibrations}
+        model.image_image.extend(aggregate_patches(features.levels, model.image_image.kernel))
+        for mode, scores in new_scores.items():
+            post_processor.calibrations[mode] = post_processor.calibrations[mode].with_more_normals(scores)
+        learned = self.meta.setdefault("learned", [])
+        learned += [{"name": None if names is None else names[i], "at": _now()} for i in range(len(decoded))]
+        self.meta["created_at"] = _now()
+        return dict(post_processor.calibrations)
+
     def save(self, root: str | Path | None = None) -> Path:
         """Write ``<models dir>/<product>/`` atomically."""
         if self.model is None or self.post_processor is None:
@@ -240,7 +264,7 @@ class Inspector:
         for needed_mode in post_processor.calibrations:
             if not inspector.model.supports(needed_mode):
                 raise ProfileError(f"profile {product!r} lacks the weights for mode {needed_mode!r}; refit the product")
-        inspector.meta = {k: meta[k] for k in ("training", "created_at") if k in meta}
+        inspector.meta = {k: meta[k] for k in ("training", "created_at", "learned") if k in meta}
         if mode is not None:
             inspector._require_fitted(mode)
             inspector.mode = mode

@@ -23,7 +23,7 @@ from inspect_app.data.good_images import TrainingImage, read_good_images
 from inspect_app.data.images import ImageInput, load_image
 from inspect_app.decoders.fusion import log_score_stats
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches
-from inspect_app.decoders.image_text import ImageTextDecoder, build_training_set, train_image_text_decoder
+from inspect_app.decoders.image_text import ImageTextDecoder, Unplaceable, build_training_set, train_image_text_decoder
 from inspect_app.errors import ProfileError
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
@@ -47,6 +47,7 @@ class FitReport:
     seconds: float
     modes: list[Mode] = field(default_factory=list)
     training_loss: list[float] = field(default_factory=list)
+    skipped_defect_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why synthesis left it out
 
 
 @dataclass
@@ -150,6 +151,7 @@ class Trainer:
         if "image-text" in self.decoders:
             kinds, embeddings = text_embeddings(config, product, self.encoder)
         self.model = new_model(config, self.encoder, kinds, embeddings)
+        self.skipped_defect_kinds: dict[str, str] = {}
 
     def _encode(self, images: Sequence[np.ndarray], stage: str = "encoding good images") -> Features:
         return encode_images(self.model, images, self.batch_size, self.progress, stage)
@@ -196,7 +198,8 @@ class Trainer:
         if self.progress:
             self.progress(1, 1, "calibrating")
         report = FitReport(self.product, n, good.skipped, post_processor.calibrations[cfg.mode],
-                           time.perf_counter() - start, list(post_processor.calibrations), history)
+                           time.perf_counter() - start, list(post_processor.calibrations), history,
+                           self.skipped_defect_kinds)
         return FittedProduct(self.model, post_processor, report, good.records, cfg)
 
     def _calibrate(self, normal: DecoderMaps, holdout_method: str,
@@ -226,7 +229,7 @@ class Trainer:
         return PostProcessor(calibrations, PartFrame.IMAGE, kinds, prior)
 
     def _train_image_text(self, images: list[np.ndarray], levels: list[torch.Tensor]) -> list[float]:
-        from inspect_app.synthesis import DefectSynthesizer
+        from inspect_app.synthesis import DefectSynthesizer, SynthesisError
 
         decoder, cfg = self.model.image_text, self.config
         assert decoder is not None
@@ -242,8 +245,11 @@ class Trainer:
         synthesizer = DefectSynthesizer(seed=cfg.seed)
 
         def synthesize(image: np.ndarray, donor: np.ndarray, kind: str,
-                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-            sample = synthesizer.synthesize(image, donor=donor, kind=kind, rng=rng)
+                       rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | Unplaceable:
+            try:
+                sample = synthesizer.synthesize(image, donor=donor, kind=kind, rng=rng)
+            except SynthesisError as exc:
+                return Unplaceable(str(exc))
             return sample.image, sample.mask
 
         def encode(batch: list[np.ndarray]) -> list[torch.Tensor]:
@@ -252,6 +258,7 @@ class Trainer:
         itc = cfg.image_text
         data = build_training_set(images, levels, encode, synthesize, decoder.kinds, itc.synthetic_per_image,
                                   itc.max_synthetic, cfg.seed, self.batch_size, self.progress)
+        self.skipped_defect_kinds = data.skipped_kinds
         return train_image_text_decoder(decoder, data, itc.steps, itc.batch_size, itc.learning_rate, cfg.seed,
                                         self.progress)
 

@@ -174,3 +174,12 @@ def test_interrupted_refit_keeps_the_fitted_model(monkeypatch, tmp_path):
     assert not fresh.is_fitted
     with pytest.raises(ProfileError, match="not fitted"):
         fresh.save(tmp_path / "models")
+
+
+@pytest.mark.parametrize("steps", [1, 2, 9, 10, 11, 29, 30, 31])
+def test_any_number_of_training_steps_trains(steps):
+    """Short runs (``explain``'s ``image_text_steps``, tests) must train, not crash in the schedule."""
+    decoder = ImageTextDecoder([4], torch.nn.functional.normalize(torch.randn(2, 8), dim=-1), ["crack"])
+    data = TrainingSet([torch.randn(4, 4, 2, 2)], torch.zeros(4, 2, 2), torch.zeros(4, dtype=torch.long))
+    history = train_image_text_decoder(decoder, data, steps=steps, batch_size=2)
+    assert len(history) >= 1 and all(np.isfinite(history))

@@ -260,3 +260,31 @@ def test_explanation_evidence_only_on_request(fitted_inspector, fresh_goods):
     assert fails_only[1].evidence is not None and fails_only[1].evidence.embedding.ndim == 1
     every = fitted_inspector.predict([fresh_goods[1], defect], evidence=EvidenceFor.ALL)
     assert all(r.evidence is not None for r in every)
+
+
+def test_learn_good_accepts_an_approved_false_reject_without_a_refit(tmp_path: Path, models_dir: Path):
+    """A good part the product rejects (a new batch with a fine ribbed texture) is learnt: afterwards
+    it and parts like it pass, a real defect still fails, and the threshold moved with its score."""
+    factory = ImageFactory(seed=31)
+    inspector = Inspector(tiny_config(), product="gradient")
+    inspector.fit(factory.goods(12))
+
+    def variant(seed: int) -> np.ndarray:  # good parts of a new batch: a fine ribbed surface
+        image = good_image(np.random.default_rng(seed)).astype(np.float32)
+        image += 40 * np.sin(np.arange(image.shape[1]) / 3.0)[None, :, None]
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+    rejected = variant(1)
+    assert inspector.predict(rejected).verdict == Verdict.FAIL
+    before = inspector.calibration
+    version = inspector.profile_version
+    calibrations = inspector.learn_good([rejected], names=["false-reject.png"])
+    assert calibrations[inspector.mode].raw_threshold >= before.raw_threshold
+    assert calibrations[inspector.mode].n_normal == before.n_normal + 1
+    assert inspector.predict(rejected).verdict == Verdict.PASS
+    assert inspector.predict(variant(2)).verdict == Verdict.PASS
+    assert inspector.predict(paste_blob(factory.good(), 64, 64, radius=10)).verdict == Verdict.FAIL
+    assert inspector.meta["learned"][0]["name"] == "false-reject.png" and inspector.profile_version >= version
+    inspector.save(models_dir)
+    reloaded = Inspector.load("gradient", models_dir)
+    assert reloaded.predict(rejected).verdict == Verdict.PASS and len(reloaded.meta["learned"]) == 1

@@ -3,6 +3,7 @@ a label from the vocabulary; the gallery draws what it synthesises."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -11,7 +12,7 @@ import pytest
 
 from inspect_app.errors import InspectAppError, NotEnoughImagesError
 from inspect_app.imaging.locations import LOCATION_WORDS
-from inspect_app.synthesis import DefectSynthesizer, analyse_part, normal_sample
+from inspect_app.synthesis import DefectSynthesizer, SynthesisError, analyse_part, normal_sample
 from inspect_app.synthesis.gallery import draw_gallery, gallery_size
 from inspect_app.vocabulary import (
     DEFECT_KINDS,
@@ -90,8 +91,12 @@ def test_every_kind_marks_a_real_change(kind, image_name):
 
 @pytest.mark.parametrize("kind", DEFECT_KINDS)
 @pytest.mark.parametrize("value", [0, 255])
-def test_flat_saturated_image_still_gets_a_visible_defect(kind, value):
+def test_flat_saturated_image_gets_a_visible_defect_or_a_clear_refusal(kind, value):
     image = np.full((48, 64, 3), value, np.uint8)
+    if (kind, value) == ("deformed", 0):  # moving or shading black pixels changes nothing
+        with pytest.raises(SynthesisError, match="no deformed could be placed on this 64x48 image"):
+            DefectSynthesizer(seed=0).synthesize(image, kind=kind)
+        return
     sample = DefectSynthesizer(seed=0).synthesize(image, kind=kind)
     _check_sample(sample, image, kind)
 
@@ -169,8 +174,8 @@ def test_bad_input_gives_clear_errors():
         DefectSynthesizer(seed=0).synthesize(DISC[..., 0])
     with pytest.raises(InspectAppError, match="HxWx3 uint8"):
         DefectSynthesizer(seed=0).synthesize(DISC.astype(np.float32))
-    with pytest.raises(InspectAppError, match="at least 16x16"):
-        DefectSynthesizer(seed=0).synthesize(DISC[:8, :8])
+    with pytest.raises(InspectAppError, match="at least 8x8"):
+        DefectSynthesizer(seed=0).synthesize(DISC[:7, :9])
     with pytest.raises(InspectAppError, match="part analysis is for"):
         synthesizer = DefectSynthesizer(seed=0)
         synthesizer.synthesize(TEXTURE[:64], part=synthesizer.analyse(TEXTURE))
@@ -255,3 +260,44 @@ def test_real_bottle_defects_land_on_the_bottle(datasets_dir):
             _check_sample(sample, image, kind)
             assert not sample.method.endswith("+forced")
             assert part.mask[sample.mask.astype(bool)].mean() >= 0.9
+
+
+def _edge_only(part):
+    """The same part, but every defect starts on the image's outermost analysis cells."""
+    inside = part._inside
+    rows, cols = inside[:, 1], inside[:, 0]
+    edge = inside[(rows == rows.min()) | (rows == rows.max()) | (cols == cols.min()) | (cols == cols.max())]
+    return replace(part, _inside=edge)
+
+
+@pytest.mark.parametrize("kind", DEFECT_KINDS)
+def test_defects_starting_at_the_frame_edge_stay_on_the_image(kind):
+    """A texture fills the frame, so defects may start on its edge and head out of it (a scratch
+    drawn from the bottom row downwards once crashed the default fit)."""
+    grey = np.repeat(TEXTURE.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    image = cv2.resize(grey, (512, 512), interpolation=cv2.INTER_CUBIC)  # long lines: they reach far out
+    part = _edge_only(analyse_part(image))
+    for seed in range(60):
+        try:
+            sample = DefectSynthesizer(seed=seed).synthesize(image, kind=kind, part=part)
+        except SynthesisError:
+            continue
+        _check_sample(sample, image, kind)
+
+
+@pytest.mark.parametrize("size", [(8, 8), (9, 13), (16, 16), (17, 17), (20, 80), (80, 20)])
+def test_tiny_images_get_a_defect_or_a_clear_refusal(size):
+    """Every image load_image accepts (8 px and up) gets each kind or a SynthesisError, never a crash
+    (cut-paste once failed inside OpenCV on masks under 3 px across, cracks too short to branch)."""
+    rng = np.random.default_rng(sum(size))
+    image = cv2.GaussianBlur(rng.integers(0, 256, (*size, 3)).astype(np.uint8), (0, 0), 0.8)
+    refused = 0
+    for kind in DEFECT_KINDS:
+        for seed in range(12):
+            try:
+                sample = DefectSynthesizer(seed=seed).synthesize(image, donor=image[::-1].copy(), kind=kind)
+            except SynthesisError:
+                refused += 1
+                continue
+            assert sample.mask.shape == size and sample.mask.sum() >= 6 and sample.kind == kind
+    assert refused < 0.5 * 12 * len(DEFECT_KINDS)

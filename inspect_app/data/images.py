@@ -14,6 +14,7 @@ from inspect_app.errors import ImageLoadError, NotEnoughImagesError
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pnm"}
 # 50 megapixels: far above any line camera we target, far below what exhausts memory.
 MAX_PIXELS = 50_000_000
+MIN_SIDE = 8  # pixels: smaller images carry no part worth inspecting
 
 ImageInput = str | Path | bytes | np.ndarray | Image.Image
 
@@ -40,15 +41,21 @@ def _to_rgb_uint8(image: Image.Image) -> np.ndarray:
 def _array_to_rgb(arr: np.ndarray) -> np.ndarray:
     if arr.ndim == 2:
         arr = arr[..., None]
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or arr.shape[0] < 8 or arr.shape[1] < 8:
-        raise ImageLoadError(f"expected an HxW, HxWx3 or HxWx4 image array of at least 8x8, got shape {arr.shape}")
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or min(arr.shape[:2]) < MIN_SIDE:
+        raise ImageLoadError(f"expected an HxW, HxWx3 or HxWx4 image array of at least {MIN_SIDE}x{MIN_SIDE}, "
+                             f"got shape {arr.shape}")
     if arr.shape[0] * arr.shape[1] > MAX_PIXELS:
         raise ImageLoadError(f"image of {arr.shape[1]}x{arr.shape[0]} pixels exceeds the {MAX_PIXELS:,}-pixel limit")
     if arr.dtype == np.uint16:
         arr = (arr / 257.0).astype(np.uint8)
     elif arr.dtype != np.uint8:
-        if np.issubdtype(arr.dtype, np.floating) and arr.max(initial=0) <= 1.0:
-            arr = arr * 255.0
+        if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating) or arr.dtype == bool):
+            raise ImageLoadError(f"image array of unsupported pixel type {arr.dtype}: expected integers or floats")
+        if np.issubdtype(arr.dtype, np.floating):
+            if not np.isfinite(arr).all():
+                raise ImageLoadError("image array holds NaN or infinite values")
+            if arr.max(initial=0) <= 1.0:
+                arr = arr * 255.0
         arr = np.clip(arr, 0, 255).astype(np.uint8)
     if arr.shape[2] == 1:
         arr = np.repeat(arr, 3, axis=2)
@@ -95,8 +102,8 @@ def load_image(source: ImageInput, name: str | None = None) -> np.ndarray:
         raise ImageLoadError(
             f"{label}: {width}x{height} pixels exceeds the {MAX_PIXELS:,}-pixel limit (decompression-bomb guard)"
         )
-    if width < 8 or height < 8:
-        raise ImageLoadError(f"{label}: image of {width}x{height} pixels is too small (minimum 8x8)")
+    if min(width, height) < MIN_SIDE:
+        raise ImageLoadError(f"{label}: image of {width}x{height} pixels is too small (minimum {MIN_SIDE}x{MIN_SIDE})")
     # Pillow's switch is process-wide and other libraries turn it on at import (WeasyPrint does):
     # set it at every decode, so a truncated frame is never taken for a whole part.
     ImageFile.LOAD_TRUNCATED_IMAGES = False

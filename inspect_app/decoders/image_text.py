@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, cast
 
 import cv2
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from inspect_app.errors import NotEnoughImagesError
 from inspect_app.progress import ProgressCallback
 
 
@@ -143,6 +144,10 @@ class TrainingSet:
     levels: list[torch.Tensor]  # each [N, C_l, H_l, W_l]
     masks: torch.Tensor  # [N, H, W] fraction of each patch covered by the defect
     kinds: torch.Tensor  # [N] index into decoder.kinds + 1 (0 = normal sample)
+    skipped_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why no sample of it was drawn
+
+
+MIN_ONE_CYCLE_STEPS = 30
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
@@ -166,7 +171,11 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in decoder.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    # One-cycle needs a warm-up of at least two steps (10 steps gave it a zero-length phase and a
+    # division by zero); shorter runs keep the learning rate constant.
+    scheduler: torch.optim.lr_scheduler.LRScheduler = (
+        torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+        if steps >= MIN_ONE_CYCLE_STEPS else torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0))
     n = data.masks.shape[0]
     history, window = [], []
     decoder.train()
@@ -198,12 +207,28 @@ def train_image_text_decoder(decoder: ImageTextDecoder, data: TrainingSet, steps
     return history
 
 
+@dataclass(frozen=True)
+class Unplaceable:
+    """A defect kind could not be drawn on a given image, and why."""
+
+    reason: str
+
+
 class SynthesizeDefect(Protocol):
     """Paint a defect of ``kind`` on a good image (``donor``: another good image some kinds
-    borrow from); returns the defective image and its mask [H, W]."""
+    borrow from); returns the defective image and its mask [H, W], or ``Unplaceable`` when this
+    kind cannot be drawn on this image."""
 
     def __call__(self, image: np.ndarray, donor: np.ndarray, kind: str,
-                 rng: np.random.Generator, /) -> tuple[np.ndarray, np.ndarray]: ...
+                 rng: np.random.Generator, /) -> tuple[np.ndarray, np.ndarray] | Unplaceable: ...
+
+
+# A kind is dropped once it failed on this share of its tries, after at least this many tries: a
+# texture cannot show a part's broken edge on any image, while a kind that fails on a few images
+# only is drawn on others.
+DROP_SHARE = 0.9
+MIN_TRIES_TO_DROP = 5
+MAX_TRIES_PER_SAMPLE = 4  # on average over the set, so a kind that mostly fails cannot stall the loop
 
 
 def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tensor],
@@ -213,17 +238,25 @@ def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tenso
     """Synthesise defects on good images (kinds cycled for balance), encode them, and pair them
     with the good images themselves as normal samples.
 
-    ``synthesize(image, donor, kind, rng) -> (defect_image, mask)``; ``encode(list of images) ->
-    levels``; ``normal_levels`` are the already-encoded good images.
+    ``synthesize(image, donor, kind, rng) -> (defect_image, mask) | Unplaceable``; ``encode(list of
+    images) -> levels``; ``normal_levels`` are the already-encoded good images. A kind that cannot
+    be drawn on an image is tried on another; one that fails on (almost) all is left out and
+    listed with its reason in ``TrainingSet.skipped_kinds``. Raises ``NotEnoughImagesError`` when
+    no kind can be drawn at all: the decoder would have nothing to learn defects from.
     """
     rng = np.random.default_rng(seed)
     n = len(images)
     total = min(n * per_image, max_synthetic)
     grid_h, grid_w = normal_levels[0].shape[-2:]
     syn_levels: list[list[torch.Tensor]] = [[] for _ in normal_levels]
-    masks, targets = [], []
+    masks: list[torch.Tensor] = []
+    targets: list[int] = []
     pending_images: list[np.ndarray] = []
     pending_masks: list[np.ndarray] = []
+    active = list(kinds)
+    tries = dict.fromkeys(kinds, 0)
+    failures: dict[str, list[str]] = {kind: [] for kind in kinds}
+    skipped: dict[str, str] = {}
 
     def flush() -> None:
         for store, feat in zip(syn_levels, encode(pending_images), strict=True):
@@ -234,21 +267,37 @@ def build_training_set(images: list[np.ndarray], normal_levels: list[torch.Tenso
         pending_images.clear()
         pending_masks.clear()
 
-    for i in range(total):
+    turn = attempts = 0
+    while len(targets) < total and active and attempts < MAX_TRIES_PER_SAMPLE * total:
         src = int(rng.integers(n))
         donor = images[int(rng.integers(n))] if n > 1 else images[src]
-        kind = kinds[i % len(kinds)]
-        image, mask = synthesize(images[src], donor, kind, rng)
-        pending_images.append(image)
-        pending_masks.append(mask)
+        kind = active[turn % len(active)]
+        drawn = synthesize(images[src], donor, kind, rng)
+        attempts += 1
+        tries[kind] += 1
+        if isinstance(drawn, Unplaceable):  # the same kind's turn again, on another image
+            failures[kind].append(drawn.reason)
+            if tries[kind] >= MIN_TRIES_TO_DROP and len(failures[kind]) >= DROP_SHARE * tries[kind]:
+                active.remove(kind)
+                skipped[kind] = f"could not be drawn on {len(failures[kind])} of {tries[kind]} tries " \
+                                f"({failures[kind][-1]})"
+            continue
+        turn += 1
+        pending_images.append(drawn[0])
+        pending_masks.append(drawn[1])
         targets.append(kinds.index(kind) + 1)
         if len(pending_images) == batch_size:
             flush()
-        if progress and ((i + 1) % batch_size == 0 or i + 1 == total):
-            progress(i + 1, total, "synthesising defects")
+        if progress and (len(targets) % batch_size == 0 or len(targets) == total):
+            progress(len(targets), total, "synthesising defects")
     if pending_images:
         flush()
+    if not targets:
+        reasons = "; ".join(f"{kind}: {failures[kind][-1]}" for kind in kinds if failures[kind])
+        raise NotEnoughImagesError(f"no defect could be synthesised on any of the {n} good images ({reasons}), "
+                                   "so the image-text decoder cannot be trained: fit with --mode image-image")
     levels = [torch.cat([normal.float(), *store]) for normal, store in zip(normal_levels, syn_levels, strict=True)]
     normal_masks = torch.zeros(normal_levels[0].shape[0], grid_h, grid_w)
     return TrainingSet(levels=levels, masks=torch.cat([normal_masks, torch.stack(masks)]),
-                       kinds=torch.tensor([0] * normal_levels[0].shape[0] + targets, dtype=torch.long))
+                       kinds=torch.tensor([0] * normal_levels[0].shape[0] + targets, dtype=torch.long),
+                       skipped_kinds=skipped)

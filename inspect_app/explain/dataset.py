@@ -103,6 +103,7 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
     from inspect_app.inspector import Inspector
     from inspect_app.results import EvidenceFor, Verdict
     from inspect_app.synthesis import DefectSynthesizer, SyntheticDefect
+    from inspect_app.synthesis.defects import SynthesisError
 
     anomaly_maps, kind_maps, embeddings, records = [], [], [], []
     kinds: list[str] = []
@@ -142,9 +143,14 @@ def build_dataset(sources: Sequence[ProductSource], out: Path, seed: int = 0, fi
                     truths.append(None)
                 else:
                     donor = goods[int(rng.integers(len(goods)))]
-                    sample = synthesizer.synthesize(goods[idx], donor=donor, rng=rng)
+                    try:
+                        sample = synthesizer.synthesize(goods[idx], donor=donor, rng=rng)
+                    except SynthesisError:
+                        continue  # a kind this product cannot show (e.g. a deformation on black): no sample
                     images.append(sample.image)
                     truths.append(sample)
+            if not images:
+                continue
             for result, truth in zip(inspector.predict_batch(images, evidence=EvidenceFor.ALL), truths, strict=True):
                 expected = Verdict.PASS if truth is None else Verdict.FAIL
                 if result.verdict != expected or result.score is None or result.evidence is None:

@@ -56,6 +56,11 @@ class Calibration:
         """The same calibration, re-thresholded for another false-reject target."""
         return calibrate_threshold(self.normal_scores, target_frr, self.holdout_method)
 
+    def with_more_normals(self, scores: list[float]) -> Calibration:
+        """Re-thresholded with more good parts' scores (taken before they were learnt), for the
+        same target; an F1-optimal threshold becomes a prediction bound again."""
+        return calibrate_threshold([*self.normal_scores, *scores], self.target_frr, self.holdout_method)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

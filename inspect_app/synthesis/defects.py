@@ -3,7 +3,9 @@ mask of what changed, a label phrase and the attributes (kind, location, size) p
 
 A sample labelled defective never has an empty mask, and its mask marks pixels that really
 changed: each draw is checked and redrawn if the change came out invisible (e.g. a cut-paste
-patch that happens to match its surroundings).
+patch that happens to match its surroundings). When no draw shows, the last one's mask is pushed
+into view; when no draw even has a mask (a deformation of a flat black surface), the kind cannot
+be placed on this image and ``SynthesisError`` says so.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from inspect_app.data.images import MIN_SIDE
 from inspect_app.errors import InspectAppError
 from inspect_app.imaging.locations import location_word, size_word
 from inspect_app.synthesis.generators import GENERATORS
@@ -22,6 +25,11 @@ MIN_CHANGE = 8  # grey levels: a pixel counts as changed when some channel moved
 MIN_CHANGED_SHARE = 0.3  # share of mask pixels that must have changed
 MIN_MASK_PIXELS = 6
 MAX_ATTEMPTS = 12
+
+
+class SynthesisError(InspectAppError):
+    """A defect of the asked kind cannot be drawn on this image (every draw came out too small or
+    off the part): callers that train on many images skip the image, or the kind."""
 
 
 @dataclass
@@ -49,8 +57,8 @@ def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise InspectAppError(f"defect synthesis needs an HxWx3 uint8 image, got "
                               f"{getattr(image, 'shape', type(image).__name__)} {getattr(image, 'dtype', '')}")
-    if min(image.shape[:2]) < 16:
-        raise InspectAppError(f"defect synthesis needs an image of at least 16x16 pixels, "
+    if min(image.shape[:2]) < MIN_SIDE:  # anything load_image accepts
+        raise InspectAppError(f"defect synthesis needs an image of at least {MIN_SIDE}x{MIN_SIDE} pixels, "
                               f"got {image.shape[1]}x{image.shape[0]}")
 
 
@@ -127,14 +135,18 @@ class DefectSynthesizer:
             raise InspectAppError(f"part analysis is for a {part.mask.shape[1]}x{part.mask.shape[0]} image, "
                                   f"not this {image.shape[1]}x{image.shape[0]} one")
         generate = GENERATORS[kind]
+        placed: tuple[np.ndarray, str] | None = None  # the last draw with a mask worth forcing
         for _ in range(MAX_ATTEMPTS):
             out, mask, method = generate(image, part, rng, donor)
             if _visible(image, out, mask):
                 break
+            if mask.sum() >= MIN_MASK_PIXELS:
+                placed = mask, method
         else:
-            if not mask.any():
-                x, y = (int(v) for v in part.sample_point(rng))
-                mask[max(0, y - 1):y + 2, max(0, x - 1):x + 2] = True
+            if placed is None:
+                raise SynthesisError(f"no {kind} could be placed on this {image.shape[1]}x{image.shape[0]} image "
+                                     f"in {MAX_ATTEMPTS} draws")
+            mask, method = placed
             out = _force_visible(image, mask)
             method += "+forced"
         phrases = DEFECT_VOCABULARY[kind]

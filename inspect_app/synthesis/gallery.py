@@ -12,7 +12,7 @@ import numpy as np
 from inspect_app.data.images import load_image
 from inspect_app.errors import ImageLoadError, InspectAppError, NotEnoughImagesError
 from inspect_app.progress import ProgressCallback
-from inspect_app.synthesis.defects import DefectSynthesizer, SyntheticDefect
+from inspect_app.synthesis.defects import DefectSynthesizer, SynthesisError, SyntheticDefect
 from inspect_app.vocabulary import DEFECT_KINDS
 
 PANEL = 200  # pixels per shown image
@@ -22,6 +22,7 @@ COLUMNS = 2  # examples per row (each three panels wide)
 PANELS = 3
 ZOOM_MIN = 48  # smallest close-up window, in image pixels
 WORK_SIZE = 512  # long side images are reduced to before synthesis, as in training
+TRIES_PER_EXAMPLE = 5  # image pairs an example tries before its kind is reported as not placeable
 
 
 def gallery_size(n: int) -> tuple[int, int]:
@@ -82,7 +83,8 @@ def _load(path: Path) -> np.ndarray:
 def draw_gallery(images: list[Path], out_png: Path, n: int = 24, seed: int = 0,
                  progress: ProgressCallback | None = None) -> Path:
     """Synthesise ``n`` defects (kinds in turn, so all appear) from randomly chosen good ``images``
-    and save them as a PNG grid at ``out_png``. Unreadable images are skipped. Returns the path."""
+    and save them as a PNG grid at ``out_png``. Unreadable images are skipped; a kind that cannot be
+    drawn on these images gets its reason in its place. Returns the path."""
     out_png = Path(out_png)
     if out_png.suffix.lower() != ".png":
         raise InspectAppError(f"gallery output must be a .png file, got {out_png.name}")
@@ -110,13 +112,22 @@ def draw_gallery(images: list[Path], out_png: Path, n: int = 24, seed: int = 0,
     width, height = gallery_size(n)
     canvas = np.full((height, width, 3), 20, np.uint8)
     for i in range(n):
-        image = pick()
-        donor = pick()
         kind = DEFECT_KINDS[i % len(DEFECT_KINDS)]
-        sample = synthesizer.synthesize(image, donor=donor, kind=kind)
         row, col = divmod(i, COLUMNS)
         x = GAP + col * (PANELS * PANEL + (PANELS + 1) * GAP)
         y = GAP + row * (PANEL + TEXT_HEIGHT + GAP)
+        sample = None
+        for _ in range(TRIES_PER_EXAMPLE):
+            try:
+                sample = synthesizer.synthesize(pick(), donor=pick(), kind=kind)
+                break
+            except SynthesisError as exc:
+                reason = str(exc)
+        if sample is None:  # this product cannot show this kind: say so in its place
+            _text(canvas, f"[{kind}] {reason}", x, y + PANEL // 2, 0.38)
+            if progress is not None:
+                progress(i + 1, n, kind)
+            continue
         for k, panel in enumerate(_panels(sample)):
             canvas[y:y + PANEL, x + k * (PANEL + GAP):x + k * (PANEL + GAP) + PANEL] = panel
         _text(canvas, f"{sample.label}  [{sample.kind}]", x, y + PANEL + 16)

@@ -28,14 +28,17 @@ class _Window:
         h, w = shape[:2]
         self.x_origin, self.y_origin = int(round(cx)) - half_w, int(round(cy)) - half_h
         self.shape = (2 * half_h + 1, 2 * half_w + 1)
-        x0, y0 = max(self.x_origin, 0), max(self.y_origin, 0)
-        x1, y1 = min(self.x_origin + self.shape[1], w), min(self.y_origin + self.shape[0], h)
+        # Clamped so that a window partly or wholly off the image gives matching (possibly empty)
+        # slices: an end below its start would count from the far end of the array.
+        x0, y0 = min(max(self.x_origin, 0), w), min(max(self.y_origin, 0), h)
+        x1, y1 = max(min(self.x_origin + self.shape[1], w), x0), max(min(self.y_origin + self.shape[0], h), y0)
         self.image = (slice(y0, y1), slice(x0, x1))
         self.local = (slice(y0 - self.y_origin, y1 - self.y_origin), slice(x0 - self.x_origin, x1 - self.x_origin))
 
 
 def _bounds_window(points: np.ndarray, pad: int, shape: tuple[int, ...]) -> _Window:
-    """The window enclosing ``points`` (x/y) with ``pad`` pixels around."""
+    """The window enclosing ``points`` (x/y) with ``pad`` pixels around. Include a point on the
+    image among them (the sampled start), or the window may lie wholly off the image."""
     x0, y0 = np.floor(points.min(0)).astype(int) - pad
     x1, y1 = np.ceil(points.max(0)).astype(int) + pad
     half_w, half_h = (x1 - x0) // 2 + 1, (y1 - y0) // 2 + 1
@@ -106,7 +109,8 @@ def crack(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.nda
     angle = rng.uniform(0, 2 * np.pi)
     main = random_walk(part.sample_point(rng), angle, length, step, turn=0.08, rng=rng, jitter=0.45)
     paths = [(main, thickness)]
-    for _ in range(rng.integers(0, 3)):
+    branches = int(rng.integers(0, 3))
+    for _ in range(branches if len(main) > 2 else 0):  # a branch leaves from an inner point: a short crack has none
         i = int(rng.integers(1, len(main) - 1))
         heading = np.arctan2(*(main[i + 1] - main[i])[::-1])
         branch_angle = heading + rng.choice([-1, 1]) * rng.uniform(0.4, 1.1)
@@ -144,7 +148,9 @@ def scratch(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.n
         offset = normal * k * rng.uniform(2, 6) * thickness + rng.uniform(-0.1, 0.1) * length * np.array(
             [np.cos(angle), np.sin(angle)], np.float32)
         paths.append(random_walk(start + offset, angle, length * rng.uniform(0.6, 1.0), step, 0.015, rng))
-    window = _bounds_window(np.concatenate(paths), thickness * 2 + 4, image.shape)
+    # The lines are staggered along their course and may all start off the image from a start at its
+    # edge: the start itself keeps the window on the image.
+    window = _bounds_window(np.concatenate([start[None], *paths]), thickness * 2 + 4, image.shape)
     canvas = np.zeros(window.shape, np.uint8)
     origin = np.array([window.x_origin, window.y_origin], np.float32)
     for points in paths:
@@ -302,6 +308,7 @@ def _cut_paste(image: np.ndarray, part: Part, rng: np.random.Generator, donor: n
     shape = soft_blob(size, rng, radius, aspect=rng.uniform(0.5, 1.0), irregularity=0.25, edge=0.5) > 0.5
     shape[:2] = shape[-2:] = False
     shape[:, :2] = shape[:, -2:] = False
+    shape[half - 1:half + 2, half - 1:half + 2] = True  # seamlessClone fails on a mask under 3 pixels across
     # Clone into a padded copy so the patch may overhang the image border.
     pad = half + 2
     padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT)
