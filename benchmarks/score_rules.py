@@ -35,6 +35,7 @@ import torch
 from inspect_app.config import BackboneConfig, InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
+from inspect_app.decoders.coreset import greedy_coreset
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.metrics.curves import aupro, auroc
 from inspect_app.post_processing.calibration import LogNormalTail
@@ -81,7 +82,7 @@ def maps_of(category: MVTecCategory, config: InspectorConfig, folds: int) -> dic
     def smooth(patch_maps: torch.Tensor) -> np.ndarray:
         return smooth_upsample(patch_maps, shape, sigma).numpy()
 
-    fold_of = np.random.default_rng(config.seed).permutation(n) % folds
+    fold_of = np.random.default_rng(config.seed).permutation(n) % max(folds, 1)
     cross = np.empty((n, *shape), np.float32)
     for f in range(folds):
         bank = new_bank(channels, config)
@@ -95,15 +96,36 @@ def maps_of(category: MVTecCategory, config: InspectorConfig, folds: int) -> dic
     bank.fit(patches[keep], len(keep))
     held_out = smooth(bank.patch_scores(patches[hold]))
     bank.extend(patches[hold])
+    # A bank of every good image, and each good image scored by it without its own rows.
+    full = new_bank(channels, config)
+    flat = full.flatten(patches)
+    per_image = patches.shape[2] * patches.shape[3]
+    if n <= 16 or config.image_image.coreset_ratio >= 1:
+        chosen = torch.arange(len(flat))
+    else:
+        chosen = greedy_coreset(flat, max(1, int(round(len(flat) * config.image_image.coreset_ratio))),
+                                config.image_image.coreset_projection_dim, config.seed)
+    full.set_bank(flat[chosen])
+    source = chosen // per_image
+    in_bank = np.empty((n, *shape), np.float32)
+    for i in range(n):
+        queries = flat[i * per_image:(i + 1) * per_image]
+        d = torch.addmm(full.bank_sq.unsqueeze(0), queries, full.memory_bank.T, alpha=-2.0)
+        d[:, source == i] = float("inf")
+        nearest = (d.amin(1) + (queries * queries).sum(1)).clamp_min(0).sqrt()
+        in_bank[i] = smooth(nearest.view(1, *patches.shape[2:]))[0]
     samples = category.test_samples()
-    test = []
+    test, test_full = [], []
     for start in range(0, len(samples), 16):
         images = [load_image(s.path) for s in samples[start:start + 16]]
-        levels = encode_images(model, images, 16).levels
-        test.append(smooth(bank.patch_scores(aggregate_patches(levels, kernel))))
+        test_patches = aggregate_patches(encode_images(model, images, 16).levels, kernel)
+        test.append(smooth(bank.patch_scores(test_patches)))
+        test_full.append(smooth(full.patch_scores(test_patches)))
     log(f"  input {shape[1]}x{shape[0]}, {n} good training images, {len(samples)} test images")
-    return {"cross": cross, "held_out": held_out, "test": np.concatenate(test),
-            "labels": np.array([s.is_defective for s in samples])}
+    if folds == 0:  # no cross-fitted banks: the in-bank leave-one-out maps stand in for them
+        cross = in_bank
+    return {"cross": cross, "held_out": held_out, "test": np.concatenate(test), "in_bank": in_bank,
+            "test_full": np.concatenate(test_full), "labels": np.array([s.is_defective for s in samples])}
 
 
 class PositionStats:
@@ -170,16 +192,24 @@ def conformal_or_bound(scores: np.ndarray, target: float) -> float:
     return lognormal_bound(scores, target)
 
 
-def evaluate(category: str, maps: dict[str, np.ndarray], masks: np.ndarray) -> list[dict]:
+def evaluate(category: str, maps: dict[str, np.ndarray], with_cross_fit: bool) -> list[dict]:
     labels = maps["labels"]
     rows = []
     for name, rule in rule_scores(maps).items():
         test, cross, held = rule(maps["test"]), rule(maps["cross"]), rule(maps["held_out"])
         row = {"category": category, "rule": name, "image_auroc": auroc(test, labels)}
-        for cal_name, threshold in (("held-out bound", lognormal_bound(held, TARGET_FRR)),
-                                    ("cross-fit bound", lognormal_bound(cross, TARGET_FRR)),
-                                    ("cross-fit conformal", conformal_or_bound(cross, TARGET_FRR))):
+        calibrations = [("held-out bound", lognormal_bound(held, TARGET_FRR))]
+        if with_cross_fit:
+            calibrations += [("cross-fit bound", lognormal_bound(cross, TARGET_FRR)),
+                             ("cross-fit conformal", conformal_or_bound(cross, TARGET_FRR))]
+        for cal_name, threshold in calibrations:
             fails = test > threshold
+            row[cal_name] = {"frr": float(fails[~labels].mean()), "detection": float(fails[labels].mean())}
+        full_test, in_bank = rule(maps["test_full"]), rule(maps["in_bank"])
+        row["full-bank image_auroc"] = auroc(full_test, labels)
+        for cal_name, threshold in (("in-bank leave-one-out bound", lognormal_bound(in_bank, TARGET_FRR)),
+                                    ("in-bank leave-one-out conformal", conformal_or_bound(in_bank, TARGET_FRR))):
+            fails = full_test > threshold
             row[cal_name] = {"frr": float(fails[~labels].mean()), "detection": float(fails[labels].mean())}
         rows.append(row)
     return rows
@@ -199,7 +229,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the decoder mode (image-image only: the rules act on its distance maps)")
     parser.add_argument("--categories", type=category_names, default=list(CATEGORIES))
-    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--folds", type=int, default=5, help="cross-fitted banks (0: none; the in-bank "
+                        "leave-one-out maps then stand in for position statistics)")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--keep-aspect", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -220,11 +251,12 @@ def main() -> None:
         samples = category.test_samples()
         masks = np.stack([s.mask((EVAL_SIZE, EVAL_SIZE)) for s in samples])
         keep = np.array([not s.is_defective or bool(masks[i].any()) for i, s in enumerate(samples)])
-        rows += evaluate(name, maps, masks)
+        rows += evaluate(name, maps, args.folds > 0)
         pixels[name] = pixel_figures(maps, masks, keep)
         for row in rows[-7:]:
             log(f"  {row['rule']:>36}: AUROC {row['image_auroc']:.4f} | " + " | ".join(
-                f"{k} frr {v['frr']:.3f} det {v['detection']:.3f}" for k, v in row.items() if isinstance(v, dict)))
+                f"{k} frr {v['frr']:.3f} det {v['detection']:.3f}" for k, v in row.items() if isinstance(v, dict))
+                + f" | full-bank AUROC {row['full-bank image_auroc']:.4f}")
         log(f"  pixels: {pixels[name]}")
     print("| rule | " + " | ".join(args.categories) + " | mean |\n|---|" + "---|" * (len(args.categories) + 1))
     for rule in dict.fromkeys(r["rule"] for r in rows):
