@@ -54,6 +54,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         image_size: int = typer.Option(256, "--image-size", help="Encoder input size (multiple of 32)."),
         defects: Path | None = typer.Option(None, "--defects", help="Optional folder of a few labelled "
                                                "defective images: threshold becomes F1-optimal."),
+        ignore_mask: Path | None = typer.Option(None, "--ignore-mask", help="PNG marking in white the pixels "
+                                                "that never count (labels, date prints, fixtures)."),
         mode: str = ModeOption,
         ) -> None:
     """Fit a product profile on good images and calibrate its pass/fail threshold."""
@@ -72,7 +74,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
     with progress_bar() as progress:
-        report = inspector.fit(images, progress=progress, defect_images=defect_images)
+        report = inspector.fit(images, progress=progress, defect_images=defect_images,
+                               ignore_mask=None if ignore_mask is None else str(ignore_mask))
     for reason in report.skipped:
         console.print(f"[yellow]skipped:[/] {escape(reason)}")
     for kind, reason in report.skipped_defect_kinds.items():

@@ -27,6 +27,7 @@ from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patche
 from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ImageLoadError, ProfileError
 from inspect_app.post_processing.calibration import Calibration
+from inspect_app.post_processing.image_score import image_scores
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 from inspect_app.progress import ProgressCallback
@@ -93,12 +94,14 @@ class Inspector:
 
     def fit(self, images: str | Path | Iterable[ImageInput], product: str | None = None,
             progress: ProgressCallback | None = None,
-            defect_images: Iterable[ImageInput] | None = None) -> FitReport:
+            defect_images: Iterable[ImageInput] | None = None,
+            ignore_mask: str | bytes | np.ndarray | None = None) -> FitReport:
         """Learn a product from good images (a folder or a list of paths/arrays); see ``training``.
-        ``defect_images`` (a few labelled defective parts) make the thresholds F1-optimal."""
+        ``defect_images`` (a few labelled defective parts) make the thresholds F1-optimal;
+        ``ignore_mask`` (PNG path, bytes or array, non-zero = ignore) zeroes the map there."""
         self.product = check_product_name(product or self.product or "product")
         trainer = Trainer(self.config, self.product, self.batch_size, progress=progress)
-        fitted = trainer.fit(image_sources(images), defect_images)
+        fitted = trainer.fit(image_sources(images), defect_images, ignore_mask)
         self.model, self.post_processor, self.config = fitted.model, fitted.post_processor, fitted.config
         report = fitted.report
         self.meta = {
@@ -219,8 +222,9 @@ class Inspector:
         if not decoded:
             return dict(post_processor.calibrations)
         features = model.encode(model.prepare(decoded))
-        new_scores = {mode: model.mode_map(model.decoder_maps(features.levels, MODE_DECODERS[mode]), mode)
-                      .flatten(1).amax(1).tolist() for mode in post_processor.calibrations}
+        new_scores = {mode: image_scores(model.mode_map(model.decoder_maps(features.levels, MODE_DECODERS[mode]),
+                                                        mode).numpy(), post_processor.ignore_mask).tolist()
+                      for mode in post_processor.calibrations}
         model.image_image.extend(aggregate_patches(features.levels, model.image_image.kernel))
         for mode, scores in new_scores.items():
             post_processor.calibrations[mode] = post_processor.calibrations[mode].with_more_normals(scores)

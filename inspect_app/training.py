@@ -1,8 +1,9 @@
 """Fitting a product from good images only: the harness around ``torch_model.InspectionModel``.
 
-Part of the good images is held out (20 %, at least 5): the memory bank and the image-text
-projections learn from the rest, the held-out images' maps calibrate every supported mode's
-threshold and the fusion statistics, and then join the memory bank. Below 10 images nothing can
+The memory bank holds every good image; each good image is also scored by that bank without its
+own rows (leave-one-out), so all of them calibrate the image-image threshold as unseen parts.
+The image-text projections learn from 80 % of the good images; the other 20 % (at least 5)
+calibrate the image-text and fused thresholds and the fusion statistics. Below 10 images nothing can
 be spared: mild re-acquisitions (shift, rotation, brightness) of each image, scored against a
 bank of the *other* images (leave-one-out), stand in for held-out normals.
 """
@@ -27,6 +28,7 @@ from inspect_app.decoders.image_text import ImageTextDecoder, Unplaceable, build
 from inspect_app.errors import ProfileError
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
+from inspect_app.post_processing.image_score import image_scores, read_ignore_mask
 from inspect_app.post_processing.kinds import kind_prior
 from inspect_app.post_processing.post_processor import PartFrame, PostProcessor
 from inspect_app.pre_processing import input_shape
@@ -156,10 +158,11 @@ class Trainer:
     def _encode(self, images: Sequence[np.ndarray], stage: str = "encoding good images") -> Features:
         return encode_images(self.model, images, self.batch_size, self.progress, stage)
 
-    def fit(self, images: Sequence[ImageInput],
-            defect_images: Iterable[ImageInput] | None = None) -> FittedProduct:
+    def fit(self, images: Sequence[ImageInput], defect_images: Iterable[ImageInput] | None = None,
+            ignore_mask: str | bytes | np.ndarray | None = None) -> FittedProduct:
         """Fit on good ``images``; ``defect_images`` (a few labelled defective parts, optional)
-        make the thresholds F1-optimal instead of a false-reject-rate bound."""
+        make the thresholds F1-optimal instead of a false-reject-rate bound; ``ignore_mask``
+        (a PNG path, bytes or array; non-zero = ignore) marks pixels that never count."""
         start = time.perf_counter()
         cfg = self.config
         good = read_good_images(images, cfg.k_shot, cfg.seed, self.progress)
@@ -167,31 +170,34 @@ class Trainer:
         shape = input_shape([im.shape[:2] for im in decoded], cfg.backbone.image_size, cfg.backbone.keep_aspect)
         cfg = self.config = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"input_shape": shape})})
         self.model.input_shape = shape
+        ignore = None if ignore_mask is None else read_ignore_mask(ignore_mask, shape)
         levels = self._encode(decoded).levels
         history: list[float] = []
+        bank = self.model.image_image
+        good_maps: torch.Tensor | None = None  # every good image's image-image map, scored as unseen
         if n >= MIN_HOLDOUT_IMAGES:
             holdout_method = "holdout"
-            n_hold = max(5, int(round(cfg.calibration.holdout_fraction * n)))
-            order = np.random.default_rng(cfg.seed).permutation(n)
-            hold, keep = torch.as_tensor(order[:n_hold]), torch.as_tensor(order[n_hold:])
-            if self.model.image_image is not None:
-                self.model.image_image.fit(aggregate_patches(_select(levels, keep), self.model.image_image.kernel),
-                                           len(keep))
+            if bank is not None:
+                patches = aggregate_patches(levels, bank.kernel)
+                good_maps = self.model.smooth(bank.leave_one_out_scores(patches, bank.fit(patches, n)))
+            normal = DecoderMaps(image_image=good_maps)
             if self.model.image_text is not None:
+                n_hold = max(5, int(round(cfg.calibration.holdout_fraction * n)))
+                order = np.random.default_rng(cfg.seed).permutation(n)
+                hold, keep = torch.as_tensor(order[:n_hold]), torch.as_tensor(order[n_hold:])
                 history = self._train_image_text([decoded[i] for i in keep.tolist()], _select(levels, keep))
-            normal = self.model.decoder_maps(_select(levels, hold), self.decoders)
-            if self.model.image_image is not None:
-                self.model.image_image.extend(aggregate_patches(_select(levels, hold), self.model.image_image.kernel))
+                normal = self.model.decoder_maps(_select(levels, hold), ("image-text",))
+                normal.image_image = None if good_maps is None else good_maps[hold]
         else:
             holdout_method = "leave-one-out-views" if n >= 2 else "augmented-views"
-            if self.model.image_image is not None:
-                self.model.image_image.fit(aggregate_patches(levels, self.model.image_image.kernel), n)
+            if bank is not None:
+                bank.fit(aggregate_patches(levels, bank.kernel), n)
             if self.model.image_text is not None:
                 history = self._train_image_text(decoded, levels)
             normal = self._few_shot_normal_maps(decoded, levels)
         if self.progress:
             self.progress(0, 1, "calibrating")
-        post_processor = self._calibrate(normal, holdout_method, defect_images)
+        post_processor = self._calibrate(normal, holdout_method, defect_images, good_maps, ignore)
         boxes = [estimate_part_box(img) for img in decoded[: min(n, 20)]]
         if sum(b is not None for b in boxes) >= PART_FRAME_SHARE * len(boxes):
             post_processor.part_frame = PartFrame.OBJECT
@@ -202,9 +208,10 @@ class Trainer:
                            self.skipped_defect_kinds)
         return FittedProduct(self.model, post_processor, report, good.records, cfg)
 
-    def _calibrate(self, normal: DecoderMaps, holdout_method: str,
-                   defect_images: Iterable[ImageInput] | None) -> PostProcessor:
-        """A threshold per supported mode from the held-out good maps (and the fusion statistics)."""
+    def _calibrate(self, normal: DecoderMaps, holdout_method: str, defect_images: Iterable[ImageInput] | None,
+                   good_maps: torch.Tensor | None, ignore: np.ndarray | None) -> PostProcessor:
+        """A threshold per supported mode from the held-out good maps (and the fusion statistics);
+        image-image mode uses ``good_maps`` (every good image, leave-one-out) when given."""
         model, cfg = self.model, self.config
         defect_maps = None
         if defect_images is not None:
@@ -219,14 +226,18 @@ class Trainer:
             m for m in MODES if m != "zero-shot" and model.supports(m)]
         calibrations = {}
         for mode in supported:
-            normal_scores = model.mode_map(normal, mode).flatten(1).amax(1).numpy()
-            defect_scores = None if defect_maps is None else \
-                model.mode_map(defect_maps, mode).flatten(1).amax(1).numpy()
-            calibrations[mode] = calibrate_threshold(normal_scores, cfg.calibration.target_frr, holdout_method,
+            method = holdout_method
+            if mode == "image-image" and good_maps is not None:
+                normal_scores, method = image_scores(good_maps.numpy(), ignore), "in-bank-leave-one-out"
+            else:
+                normal_scores = image_scores(model.mode_map(normal, mode).numpy(), ignore)
+            defect_scores = None if defect_maps is None else image_scores(model.mode_map(defect_maps, mode).numpy(),
+                                                                          ignore)
+            calibrations[mode] = calibrate_threshold(normal_scores, cfg.calibration.target_frr, method,
                                                      defect_scores=defect_scores)
         kinds = model.image_text.kinds if model.image_text is not None else []
         prior = kind_prior(normal.kinds.numpy()) if normal.kinds is not None else None
-        return PostProcessor(calibrations, PartFrame.IMAGE, kinds, prior)
+        return PostProcessor(calibrations, PartFrame.IMAGE, kinds, prior, ignore)
 
     def _train_image_text(self, images: list[np.ndarray], levels: list[torch.Tensor]) -> list[float]:
         from inspect_app.synthesis import DefectSynthesizer, SynthesisError

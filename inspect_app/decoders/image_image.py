@@ -102,14 +102,33 @@ class ImageImageDecoder(nn.Module):
         self.memory_bank = bank.float().contiguous()
         self.bank_sq = (self.memory_bank * self.memory_bank).sum(1)
 
-    def fit(self, patches: torch.Tensor, n_images: int) -> None:
-        """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images."""
+    def fit(self, patches: torch.Tensor, n_images: int) -> torch.Tensor:
+        """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images;
+        returns the image each bank row came from (for ``leave_one_out_scores``)."""
         flat = self.flatten(patches)
+        per_image = patches.shape[2] * patches.shape[3]
         if n_images <= 16 or self.coreset_ratio >= 1:
-            self.set_bank(flat)
-            return
-        n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
-        self.set_bank(flat[greedy_coreset(flat, n_select, self.projection_dim, self.seed)])
+            chosen = torch.arange(flat.shape[0])
+        else:
+            n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
+            chosen = greedy_coreset(flat, n_select, self.projection_dim, self.seed)
+        self.set_bank(flat[chosen])
+        return chosen // per_image
+
+    def leave_one_out_scores(self, patches: torch.Tensor, bank_source: torch.Tensor) -> torch.Tensor:
+        """Each of the bank's own images [B, C, H, W] scored without its own bank rows -> [B, H, W].
+
+        Every good image then counts as an unseen one for calibration, none is held out of the
+        bank: 54 good images give 54 calibration scores instead of 11.
+        """
+        b, _, h, w = patches.shape
+        out = torch.empty(b, h * w)
+        for i in range(b):
+            queries = self.flatten(patches[i:i + 1])
+            d = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.memory_bank.T, alpha=-2.0)
+            d[:, bank_source == i] = float("inf")
+            out[i] = (d.amin(1) + (queries * queries).sum(1)).clamp_min_(0).sqrt_()
+        return out.view(b, h, w)
 
     def extend(self, patches: torch.Tensor) -> None:
         """Add more normal images' patches, continuing the greedy coreset from the current bank."""
