@@ -7,8 +7,8 @@ defective test images at the threshold calibrated from good images alone, defect
 recorded with its error and the run goes on: the matrix is also the crash test on real data.
 Defaults are chosen on the mean over all categories (the last rows).
 
-    .venv/bin/python benchmarks/matrix.py --modes image-image,image-text,fused [--categories ...]
-        [--image-size 256] [--keep-aspect] [--seed 0] [--json OUT] [--markdown OUT]
+    .venv/bin/python benchmarks/matrix.py --input auto|fixed --modes image-image,image-text,fused
+        [--categories ...] [--image-size 256] [--keep-aspect] [--seed 0] [--json OUT] [--markdown OUT]
 """
 
 from __future__ import annotations
@@ -74,7 +74,9 @@ def cell(category_name: str, config: InspectorConfig, latency_samples: int) -> d
             "defect_type_accuracy": quality.defect_type_accuracy, "fit_seconds": fit_seconds,
             "predict_ms_p50": statistics.median(latencies), "detection_by_type": quality.detection_by_type,
             "n_test_good": quality.n_test_good, "n_test_defective": quality.n_test_defective,
-            "input_shape": list(inspector.input_shape), "target_frr": config.calibration.target_frr}
+            "input_shape": list(inspector.input_shape), "input_choice": inspector.meta.get("input_choice"),
+            "calibration": inspector.calibration.holdout_method if inspector.calibration else None,
+            "target_frr": config.calibration.target_frr}
 
 
 def markdown(rows: list[dict[str, Any]], modes: list[str]) -> str:
@@ -100,6 +102,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--modes", type=mode_names, default=FITTED_MODES)
     parser.add_argument("--categories", type=category_names, default=list(CATEGORIES))
+    parser.add_argument("--input", choices=("auto", "fixed"), required=True,
+                        help="auto: each fit chooses its input (self_config); fixed: --image-size and --keep-aspect")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--keep-aspect", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
@@ -108,8 +112,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "matrix.json")
     parser.add_argument("--markdown", type=Path, default=None, help="default: beside --json")
     args = parser.parse_args()
-    base = InspectorConfig(seed=args.seed, backbone=BackboneConfig(image_size=args.image_size,
-                                                                   keep_aspect=args.keep_aspect))
+    base = InspectorConfig(seed=args.seed, backbone=BackboneConfig(
+        image_size=args.image_size, keep_aspect=args.keep_aspect, choose_input=args.input == "auto"))
     header = run_header(args, base)
     set_threads(args.threads)
     rows: list[dict[str, Any]] = []

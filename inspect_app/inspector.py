@@ -111,6 +111,8 @@ class Inspector:
                          "image_text_loss": [round(x, 5) for x in report.training_loss]},
             "created_at": _now(),
         }
+        if report.input_choice is not None:
+            self.meta["input_choice"] = report.input_choice.to_dict()
         return report
 
     def _require_fitted(self, mode: Mode) -> tuple[InspectionModel, PostProcessor]:
@@ -268,7 +270,7 @@ class Inspector:
         for needed_mode in post_processor.calibrations:
             if not inspector.model.supports(needed_mode):
                 raise ProfileError(f"profile {product!r} lacks the weights for mode {needed_mode!r}; refit the product")
-        inspector.meta = {k: meta[k] for k in ("training", "created_at", "learned") if k in meta}
+        inspector.meta = {k: meta[k] for k in ("training", "created_at", "learned", "input_choice") if k in meta}
         if mode is not None:
             inspector._require_fitted(mode)
             inspector.mode = mode

@@ -33,6 +33,7 @@ from inspect_app.post_processing.kinds import kind_prior
 from inspect_app.post_processing.post_processor import PartFrame, PostProcessor
 from inspect_app.pre_processing import input_shape
 from inspect_app.progress import ProgressCallback
+from inspect_app.self_config import InputChoice, choose_input
 from inspect_app.torch_model import DecoderMaps, Features, InspectionModel
 
 MIN_HOLDOUT_IMAGES = 10  # below this, calibration uses leave-one-out views instead of a held-out split
@@ -50,6 +51,7 @@ class FitReport:
     modes: list[Mode] = field(default_factory=list)
     training_loss: list[float] = field(default_factory=list)
     skipped_defect_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why synthesis left it out
+    input_choice: InputChoice | None = None  # how the input size and shape were chosen, when the fit chose
 
 
 @dataclass
@@ -167,7 +169,7 @@ class Trainer:
         cfg = self.config
         good = read_good_images(images, cfg.k_shot, cfg.seed, self.progress)
         decoded, n = good.images, len(good.images)
-        shape = input_shape([im.shape[:2] for im in decoded], cfg.backbone.image_size, cfg.backbone.keep_aspect)
+        shape, choice = self._input_shape(decoded)
         cfg = self.config = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"input_shape": shape})})
         self.model.input_shape = shape
         ignore = None if ignore_mask is None else read_ignore_mask(ignore_mask, shape)
@@ -205,8 +207,19 @@ class Trainer:
             self.progress(1, 1, "calibrating")
         report = FitReport(self.product, n, good.skipped, post_processor.calibrations[cfg.mode],
                            time.perf_counter() - start, list(post_processor.calibrations), history,
-                           self.skipped_defect_kinds)
+                           self.skipped_defect_kinds, choice)
         return FittedProduct(self.model, post_processor, report, good.records, cfg)
+
+    def _input_shape(self, decoded: list[np.ndarray]) -> tuple[tuple[int, int], InputChoice | None]:
+        """The input (height, width): as configured (a refit keeps its recorded shape), or chosen
+        from the good images (``self_config``; EfficientNet-Lite encoders, which take any size)."""
+        backbone = self.config.backbone
+        if backbone.input_shape is not None:
+            return backbone.input_shape, None
+        if backbone.choose_input and backbone.name == "efficientnet-lite" and self.model.image_image is not None:
+            choice = choose_input(self.model, decoded, self.config, self.batch_size, self.progress)
+            return choice.input_shape, choice
+        return input_shape([im.shape[:2] for im in decoded], backbone.image_size, backbone.keep_aspect), None
 
     def _calibrate(self, normal: DecoderMaps, holdout_method: str, defect_images: Iterable[ImageInput] | None,
                    good_maps: torch.Tensor | None, ignore: np.ndarray | None) -> PostProcessor:

@@ -77,3 +77,23 @@ def test_a_defect_under_the_ignore_mask_does_not_count(tmp_path):
     again = loaded.predict(paste_blob(ImageFactory(seed=41).good(), 16, 64, radius=8))
     assert again.verdict == "PASS"
     assert np.array_equal(loaded.post_processor.ignore_mask, inspector.post_processor.ignore_mask)
+
+
+def test_the_fit_chooses_its_input_and_records_why(tmp_path):
+    from inspect_app.config import BackboneConfig, InspectorConfig
+    from inspect_app.self_config import CANDIDATES
+
+    factory = ImageFactory(seed=60)
+    wide = [cv2.resize(factory.good(), (256, 64)) for _ in range(6)]
+    inspector = Inspector(InspectorConfig(mode="image-image", backbone=BackboneConfig(choose_input=True)), "wide")
+    report = inspector.fit(wide)
+    choice = report.input_choice
+    assert choice is not None and choice.chosen in {c.name for c in CANDIDATES}
+    shapes = [c.input_shape for c in choice.candidates]
+    assert (256, 256) in shapes and (64, 256) in shapes and len(set(shapes)) == len(shapes)
+    assert inspector.input_shape == choice.input_shape
+    assert all(0 <= c.synthetic_detection <= 1 for c in choice.candidates)
+    loaded = Inspector.load("wide", inspector.save(tmp_path / "models").parent)
+    assert loaded.meta["input_choice"]["chosen"] == choice.chosen and loaded.input_shape == choice.input_shape
+    fixed = Inspector(InspectorConfig(mode="image-image", backbone=BackboneConfig(choose_input=False)), "fixed")
+    assert fixed.fit(wide).input_choice is None and fixed.input_shape == (256, 256)

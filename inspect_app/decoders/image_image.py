@@ -115,18 +115,21 @@ class ImageImageDecoder(nn.Module):
         self.set_bank(flat[chosen])
         return chosen // per_image
 
-    def leave_one_out_scores(self, patches: torch.Tensor, bank_source: torch.Tensor) -> torch.Tensor:
-        """Each of the bank's own images [B, C, H, W] scored without its own bank rows -> [B, H, W].
+    def leave_one_out_scores(self, patches: torch.Tensor, bank_source: torch.Tensor,
+                             excluded: list[int] | None = None) -> torch.Tensor:
+        """Images [B, C, H, W] scored without the bank rows of one of the bank's images each
+        (``excluded[b]``; default: image b itself) -> [B, H, W].
 
         Every good image then counts as an unseen one for calibration, none is held out of the
-        bank: 54 good images give 54 calibration scores instead of 11.
+        bank: 54 good images give 54 calibration scores instead of 11. A defect synthesised on a
+        good image is scored without that image's rows for the same reason.
         """
         b, _, h, w = patches.shape
         out = torch.empty(b, h * w)
         for i in range(b):
             queries = self.flatten(patches[i:i + 1])
             d = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.memory_bank.T, alpha=-2.0)
-            d[:, bank_source == i] = float("inf")
+            d[:, bank_source == (i if excluded is None else excluded[i])] = float("inf")
             out[i] = (d.amin(1) + (queries * queries).sum(1)).clamp_min_(0).sqrt_()
         return out.view(b, h, w)
 
