@@ -6,12 +6,15 @@ tried on a sample of the good images: a memory bank of them scores every one of 
 own rows (as unseen good parts), and defects synthesised on them are scored the same way. The
 criterion (declared on bottle, magnetic tile and cookie before it was validated on metal plate
 and ball screw, see RESULTS "Self-configuration") is the share of synthetic defects caught at
-the threshold those good scores calibrate; a larger input must catch clearly more
-(``LARGER_INPUT_MARGIN``) to be worth its cost. Test images are never read.
+the threshold those good scores calibrate. Candidates are pixel budgets (a prediction's cost), square
+or shaped like the images: within a budget the one catching more wins (the square on a tie), and a
+larger budget must catch clearly more (``LARGER_INPUT_MARGIN``) to be worth its cost. Test images
+are never read.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -23,30 +26,42 @@ from sklearn.metrics import roc_auc_score
 from inspect_app.config import InspectorConfig
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.post_processing.calibration import calibrate_threshold
-from inspect_app.pre_processing import input_shape
+from inspect_app.pre_processing import SHAPE_STEP, input_shape
 from inspect_app.progress import ProgressCallback
 from inspect_app.torch_model import InspectionModel
 
 
 @dataclass(frozen=True)
 class InputCandidate:
+    """An input of about ``side`` x ``side`` pixels (what a prediction costs), square or shaped
+    like the good images (a 2.5:1 part then gets a 416 x 160 input for the cost of 256 x 256)."""
+
     name: str
-    long_side: int
+    side: int
     keep_aspect: bool
 
+    def shape(self, image_sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        if not self.keep_aspect:
+            return input_shape([], self.side, False)
+        ratio = float(np.median([w / h for h, w in image_sizes]))
+        long_side = int(round(self.side * math.sqrt(max(ratio, 1 / ratio)) / SHAPE_STEP)) * SHAPE_STEP
+        return input_shape(image_sizes, min(long_side, MAX_LONG_SIDE), True)
 
-CANDIDATES = (InputCandidate("256 square", 256, False), InputCandidate("256 keeping the aspect", 256, True),
-              InputCandidate("384 keeping the aspect", 384, True))
+
+CANDIDATES = (InputCandidate("256 square", 256, False), InputCandidate("256² pixels keeping the aspect", 256, True),
+              InputCandidate("384² pixels keeping the aspect", 384, True))
+MAX_LONG_SIDE = 1024
 SAMPLE_IMAGES = 32  # good images the choice looks at (all of them when fewer)
 DEFECTS_PER_IMAGE = 2
 LARGER_INPUT_MARGIN = 0.05  # synthetic detection a larger input must add over a smaller one
 CRITERION = ("synthetic defects caught at the threshold calibrated on leave-one-out good scores; "
-             f"a larger input must catch {LARGER_INPUT_MARGIN:.0%} more")
+             f"a larger pixel budget must catch {LARGER_INPUT_MARGIN:.0%} more")
 
 
 @dataclass
 class CandidateResult:
     name: str
+    side: int  # the pixel budget's side: what the input costs
     input_shape: tuple[int, int]
     synthetic_detection: float
     synthetic_auroc: float
@@ -74,13 +89,12 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
     sample = [images[i] for i in sorted(rng.permutation(len(images))[:SAMPLE_IMAGES])]
     defects, sources = _synthetic_defects(sample, config.seed)
     if len(sample) < 3 or len(defects) < 4:  # too little to compare: the square default
-        shape = input_shape([], CANDIDATES[0].long_side, False)
-        return InputChoice(CANDIDATES[0].name, shape, candidates=[])
+        return InputChoice(CANDIDATES[0].name, CANDIDATES[0].shape([]), candidates=[])
     sizes = [im.shape[:2] for im in images]
     original_shape, results, seen = model.input_shape, [], set()
     try:
         for step, candidate in enumerate(CANDIDATES):
-            shape = input_shape(sizes, candidate.long_side, candidate.keep_aspect)
+            shape = candidate.shape(sizes)
             if shape in seen:
                 continue
             seen.add(shape)
@@ -90,7 +104,7 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
             model.input_shape = shape
             good, bad = _leave_one_out_scores(model, sample, defects, sources, config, batch_size)
             threshold = calibrate_threshold(good, config.calibration.target_frr).raw_threshold
-            results.append(CandidateResult(candidate.name, shape, float(np.mean(bad > threshold)),
+            results.append(CandidateResult(candidate.name, candidate.side, shape, float(np.mean(bad > threshold)),
                                            float(roc_auc_score(np.r_[np.zeros(len(good)), np.ones(len(bad))],
                                                                np.concatenate([good, bad]))),
                                            round(time.perf_counter() - start, 2)))
@@ -99,8 +113,9 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
     if progress:
         progress(len(CANDIDATES), len(CANDIDATES), "choosing the input")
     best = results[0]
-    for result in results[1:]:  # ordered by cost: a larger input must earn its place
-        if result.synthetic_detection >= best.synthetic_detection + LARGER_INPUT_MARGIN:
+    for result in results[1:]:  # by cost: the same pixel budget wins by catching more, a larger one by the margin
+        margin = LARGER_INPUT_MARGIN if result.side > best.side else 1e-9
+        if result.synthetic_detection >= best.synthetic_detection + margin:
             best = result
     return InputChoice(best.name, best.input_shape, candidates=results)
 

@@ -90,7 +90,7 @@ def test_the_fit_chooses_its_input_and_records_why(tmp_path):
     choice = report.input_choice
     assert choice is not None and choice.chosen in {c.name for c in CANDIDATES}
     shapes = [c.input_shape for c in choice.candidates]
-    assert (256, 256) in shapes and (64, 256) in shapes and len(set(shapes)) == len(shapes)
+    assert (256, 256) in shapes and (128, 512) in shapes and len(set(shapes)) == len(shapes)
     assert inspector.input_shape == choice.input_shape
     assert all(0 <= c.synthetic_detection <= 1 for c in choice.candidates)
     loaded = Inspector.load("wide", inspector.save(tmp_path / "models").parent)
