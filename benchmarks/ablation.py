@@ -33,6 +33,7 @@ from inspect_app.metrics.evaluate import evaluate_fitted
 
 from common import (
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
@@ -40,6 +41,7 @@ from common import (
     mode_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -84,6 +86,7 @@ def fusion_rules(inspector: Inspector, category: MVTecCategory) -> dict[str, dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the mode each category is fitted in")
+    add_input_option(parser)
     parser.add_argument("--predict-modes", type=mode_names, default=["image-image", "image-text", "fused"],
                         help="modes evaluated on the fit (each must be one the fitted mode supports)")
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
@@ -92,7 +95,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ablation.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode, seed=args.seed)
+    config = with_input(InspectorConfig(mode=args.mode, seed=args.seed), args)
     header = run_header(args, config)
     set_threads(args.threads)
     rows, rules, fits = [], {}, {}

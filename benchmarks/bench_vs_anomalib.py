@@ -49,12 +49,14 @@ from inspect_app.results import Verdict  # noqa: E402
 
 from common import (  # noqa: E402
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     category_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -270,6 +272,7 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "our inspector's mode (image-image is the like-for-like PatchCore counterpart)")
+    add_input_option(parser)
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
     parser.add_argument("--image-size", type=int, default=256, help="both sides' input size (a multiple of 32)")
     parser.add_argument("--batch-size", type=int, default=8, help="both sides")
@@ -281,7 +284,7 @@ def main() -> None:
         sys.exit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.latency_samples < 1 or args.batch_size < 1:
         sys.exit("--latency-samples and --batch-size must be at least 1")
-    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    config = with_input(InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size)), args)
     header = run_header(args, config)
     categories = [MVTecCategory(category_dir(c)) for c in args.categories]
 
