@@ -26,7 +26,8 @@ def _true_quantile(q: float) -> float:
 def test_large_sample_threshold_approximates_true_quantile(seed: int):
     cal = calibrate_threshold(_lognormal(2000, seed), target_frr=0.01)
     assert cal.method == "conformal-order-statistic"  # 2000 scores: the order statistic, no tail model
-    assert cal.raw_threshold == pytest.approx(_true_quantile(0.99), rel=0.06)  # an order statistic: wider than a fitted tail
+    # an order statistic varies more than a fitted (and here exactly right) tail
+    assert cal.raw_threshold == pytest.approx(_true_quantile(0.99), rel=0.06)
     # the other target moves it to the other quantile
     cal5 = calibrate_threshold(_lognormal(2000, seed), target_frr=0.05)
     assert cal5.raw_threshold == pytest.approx(_true_quantile(0.95), rel=0.06)

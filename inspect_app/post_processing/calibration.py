@@ -8,9 +8,10 @@ good parts exchangeable with the calibration ones, their false-reject rate is at
 whatever the scores' distribution (magnetic tile's log-normal bound rejected 7-8 % of good test
 tiles for a 1 % target; this one 1.1 %, benchmarks/score_rules.py). With fewer, a log-normal tail
 is fitted and the threshold placed at its one-sided prediction bound for the target (Student-t,
-so a small sample widens the bound), which extrapolates beyond the largest score. Scores are then mapped through a logistic so that 0.5 is the threshold and a
-typical (median) good part scores about 0.1: steep enough to read, gentle enough that strong
-defects keep distinct values instead of saturating at 1.0.
+so a small sample widens the bound), which extrapolates beyond the largest score. Scores are then
+mapped through a logistic so that 0.5 is the threshold and a typical (median) good part scores
+about 0.1: steep enough to read, gentle enough that strong defects keep distinct values instead of
+saturating at 1.0.
 """
 
 from __future__ import annotations
