@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import cv2
 import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
@@ -51,7 +52,7 @@ class InputCandidate:
 CANDIDATES = (InputCandidate("256 square", 256, False), InputCandidate("256² pixels keeping the aspect", 256, True),
               InputCandidate("384² pixels keeping the aspect", 384, True))
 MAX_LONG_SIDE = 1024
-SAMPLE_IMAGES = 32  # good images the choice looks at (all of them when fewer)
+SAMPLE_IMAGES = 24  # good images the choice looks at (all of them when fewer)
 DEFECTS_PER_IMAGE = 2
 LARGER_INPUT_MARGIN = 0.05  # synthetic detection a larger input must add over a smaller one
 CRITERION = ("synthetic defects caught at the threshold calibrated on leave-one-out good scores; "
@@ -86,11 +87,12 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
     """The candidate input for these good images (``model`` lends its encoder; its input shape is
     restored). Candidates that give the same shape as a smaller one are not tried twice."""
     rng = np.random.default_rng(config.seed)
-    sample = [images[i] for i in sorted(rng.permutation(len(images))[:SAMPLE_IMAGES])]
+    sizes = [im.shape[:2] for im in images]
+    finest = max(max(c.shape(sizes)) for c in CANDIDATES)  # no candidate looks finer: synthesis runs smaller
+    sample = [_shrunk(images[i], finest) for i in sorted(rng.permutation(len(images))[:SAMPLE_IMAGES])]
     defects, sources = _synthetic_defects(sample, config.seed)
     if len(sample) < 3 or len(defects) < 4:  # too little to compare: the square default
         return InputChoice(CANDIDATES[0].name, CANDIDATES[0].shape([]), candidates=[])
-    sizes = [im.shape[:2] for im in images]
     original_shape, results, seen = model.input_shape, [], set()
     try:
         for step, candidate in enumerate(CANDIDATES):
@@ -118,6 +120,14 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
         if result.synthetic_detection >= best.synthetic_detection + margin:
             best = result
     return InputChoice(best.name, best.input_shape, candidates=results)
+
+
+def _shrunk(image: np.ndarray, long_side: int) -> np.ndarray:
+    scale = long_side / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _synthetic_defects(sample: Sequence[np.ndarray], seed: int) -> tuple[list[np.ndarray], list[int]]:
