@@ -34,23 +34,28 @@ from inspect_app.torch_model import InspectionModel
 
 @dataclass(frozen=True)
 class InputCandidate:
-    """An input of about ``side`` x ``side`` pixels (what a prediction costs), square or shaped
-    like the good images (a 2.5:1 part then gets a 416 x 160 input for the cost of 256 x 256)."""
+    """An input of about ``scale`` x the configured size, squared, in pixels (what a prediction
+    costs), square or shaped like the good images (with the default 256, a 2.5:1 part gets a
+    416 x 160 input for the cost of 256 x 256)."""
 
     name: str
-    side: int
+    scale: float
     keep_aspect: bool
 
-    def shape(self, image_sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
-        if not self.keep_aspect:
-            return input_shape([], self.side, False)
+    def side(self, image_size: int) -> int:
+        return max(SHAPE_STEP, int(round(image_size * self.scale / SHAPE_STEP)) * SHAPE_STEP)
+
+    def shape(self, image_sizes: Sequence[tuple[int, int]], image_size: int) -> tuple[int, int]:
+        side = self.side(image_size)
+        if not self.keep_aspect or not image_sizes:
+            return input_shape([], side, False)
         ratio = float(np.median([w / h for h, w in image_sizes]))
-        long_side = int(round(self.side * math.sqrt(max(ratio, 1 / ratio)) / SHAPE_STEP)) * SHAPE_STEP
+        long_side = int(round(side * math.sqrt(max(ratio, 1 / ratio)) / SHAPE_STEP)) * SHAPE_STEP
         return input_shape(image_sizes, min(long_side, MAX_LONG_SIDE), True)
 
 
-CANDIDATES = (InputCandidate("256 square", 256, False), InputCandidate("256² pixels keeping the aspect", 256, True),
-              InputCandidate("384² pixels keeping the aspect", 384, True))
+CANDIDATES = (InputCandidate("square", 1.0, False), InputCandidate("as many pixels, shaped like the images", 1.0, True),
+              InputCandidate("1.5x the side, shaped like the images", 1.5, True))
 MAX_LONG_SIDE = 1024
 SAMPLE_IMAGES = 24  # good images the choice looks at (all of them when fewer)
 DEFECTS_PER_IMAGE = 2
@@ -88,15 +93,16 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
     restored). Candidates that give the same shape as a smaller one are not tried twice."""
     rng = np.random.default_rng(config.seed)
     sizes = [im.shape[:2] for im in images]
-    finest = max(max(c.shape(sizes)) for c in CANDIDATES)  # no candidate looks finer: synthesis runs smaller
+    size = config.backbone.image_size
+    finest = max(max(c.shape(sizes, size)) for c in CANDIDATES)  # no candidate looks finer: synthesis runs smaller
     sample = [_shrunk(images[i], finest) for i in sorted(rng.permutation(len(images))[:SAMPLE_IMAGES])]
     defects, sources = _synthetic_defects(sample, config.seed)
     if len(sample) < 3 or len(defects) < 4:  # too little to compare: the square default
-        return InputChoice(CANDIDATES[0].name, CANDIDATES[0].shape([]), candidates=[])
+        return InputChoice(CANDIDATES[0].name, CANDIDATES[0].shape([], size), candidates=[])
     original_shape, results, seen = model.input_shape, [], set()
     try:
         for step, candidate in enumerate(CANDIDATES):
-            shape = candidate.shape(sizes)
+            shape = candidate.shape(sizes, size)
             if shape in seen:
                 continue
             seen.add(shape)
@@ -106,7 +112,7 @@ def choose_input(model: InspectionModel, images: Sequence[np.ndarray], config: I
             model.input_shape = shape
             good, bad = _leave_one_out_scores(model, sample, defects, sources, config, batch_size)
             threshold = calibrate_threshold(good, config.calibration.target_frr).raw_threshold
-            results.append(CandidateResult(candidate.name, candidate.side, shape, float(np.mean(bad > threshold)),
+            results.append(CandidateResult(candidate.name, candidate.side(size), shape, float(np.mean(bad > threshold)),
                                            float(roc_auc_score(np.r_[np.zeros(len(good)), np.ones(len(bad))],
                                                                np.concatenate([good, bad]))),
                                            round(time.perf_counter() - start, 2)))
