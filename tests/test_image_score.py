@@ -95,5 +95,7 @@ def test_the_fit_chooses_its_input_and_records_why(tmp_path):
     assert all(0 <= c.synthetic_detection <= 1 for c in choice.candidates)
     loaded = Inspector.load("wide", inspector.save(tmp_path / "models").parent)
     assert loaded.meta["input_choice"]["chosen"] == choice.chosen and loaded.input_shape == choice.input_shape
+    square = Inspector(InspectorConfig(mode="image-image"), "square").fit(factory.goods(6)).input_choice
+    assert square is not None and square.candidates == [] and square.input_shape == (256, 256)  # nothing to try
     fixed = Inspector(InspectorConfig(mode="image-image", backbone=BackboneConfig(choose_input=False)), "fixed")
     assert fixed.fit(wide).input_choice is None and fixed.input_shape == (256, 256)
