@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from inspect_app.backbones import Backbone, create_backbone
-from inspect_app.config import MODE_DECODERS, MODES, Decoder, InspectorConfig, Mode
+from inspect_app.config import MODES, Decoder, InspectorConfig, Mode
 from inspect_app.data.good_images import TrainingImage, read_good_images
 from inspect_app.data.images import ImageInput, load_image
 from inspect_app.decoders.fusion import log_score_stats
@@ -68,7 +68,7 @@ def new_model(config: InspectorConfig, encoder: Backbone | None = None,
     """An unfitted model with the decoders ``config.mode`` needs (memory bank empty; the
     image-text decoder with its text embeddings [1 + K, D] when given)."""
     encoder = encoder or create_backbone(config.backbone)
-    decoders = MODE_DECODERS[config.mode]
+    decoders = config.fitted_decoders()
     image_image = None
     if "image-image" in decoders:
         cfg = config.image_image
@@ -148,7 +148,7 @@ class Trainer:
         if config.mode == "zero-shot" and config.backbone.name != "openclip":
             raise ProfileError("zero-shot mode needs an OpenCLIP backbone (its image and text spaces are aligned)")
         self.config, self.product, self.batch_size, self.progress = config, product, batch_size, progress
-        self.decoders: tuple[Decoder, ...] = MODE_DECODERS[config.mode]
+        self.decoders: tuple[Decoder, ...] = config.fitted_decoders()
         self.encoder = encoder or create_backbone(config.backbone)
         kinds: list[str] = []
         embeddings = None
