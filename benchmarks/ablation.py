@@ -33,6 +33,7 @@ from inspect_app.metrics.evaluate import evaluate_fitted
 
 from common import (
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
@@ -40,6 +41,7 @@ from common import (
     mode_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -59,19 +61,19 @@ def log_progress(done: int, total: int, label: str) -> None:
 def fusion_rules(inspector: Inspector, category: MVTecCategory) -> dict[str, dict[str, float]]:
     """Threshold-free image and pixel AUROC of each fusion rule on standardised maps."""
     samples = category.test_samples()
-    size = inspector.input_size
+    height, width = inspector.input_shape
     model = inspector.model
     assert model is not None and model.fusion is not None
     z_ii, z_it = [], []
     for start in range(0, len(samples), 16):
         images = [load_image(s.path) for s in samples[start:start + 16]]
-        maps = model.decoder_maps(model.encode(model.encoder.prepare(images)).levels, ("image-image", "image-text"))
+        maps = model.decoder_maps(model.encode(model.prepare(images)).levels, ("image-image", "image-text"))
         assert maps.image_image is not None and maps.image_text is not None
         z_ii.append(model.fusion.standardise(maps.image_image, 0))
         z_it.append(model.fusion.standardise(maps.image_text, 1))
     z_ii, z_it = torch.cat(z_ii), torch.cat(z_it)
     labels = np.array([s.is_defective for s in samples])
-    masks = np.stack([s.mask((size, size)) for s in samples])
+    masks = np.stack([s.mask((width, height)) for s in samples])
     keep = np.array([not s.is_defective or bool(masks[i].any()) for i, s in enumerate(samples)])
     out = {}
     for name, rule in RULES.items():
@@ -84,6 +86,7 @@ def fusion_rules(inspector: Inspector, category: MVTecCategory) -> dict[str, dic
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the mode each category is fitted in")
+    add_input_option(parser)
     parser.add_argument("--predict-modes", type=mode_names, default=["image-image", "image-text", "fused"],
                         help="modes evaluated on the fit (each must be one the fitted mode supports)")
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
@@ -92,7 +95,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ablation.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode, seed=args.seed)
+    config = with_input(InspectorConfig(mode=args.mode, seed=args.seed), args)
     header = run_header(args, config)
     set_threads(args.threads)
     rows, rules, fits = [], {}, {}

@@ -48,8 +48,8 @@ def main() -> None:
     rows = []
     for variant, size, levels in CANDIDATES:
         for cat in args.categories:
-            config = base.model_copy(update={"backbone": BackboneConfig(variant=variant, image_size=size,
-                                                                        levels=levels)})
+            backbone = BackboneConfig(variant=variant, image_size=size, levels=levels, choose_input=False)
+            config = base.model_copy(update={"backbone": backbone})
             run = evaluate_run(category_dir(cat), config, seed=args.seed, latency_samples=args.latency_samples)
             rows.append({"variant": variant, "image_size": size, "levels": list(levels), **asdict(run)})
             print(f"{variant} {size} px stages {levels} {cat}: image AUROC {run.image_auroc:.4f}, pixel AUROC "

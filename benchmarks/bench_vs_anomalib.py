@@ -49,12 +49,14 @@ from inspect_app.results import Verdict  # noqa: E402
 
 from common import (  # noqa: E402
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     category_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -189,14 +191,15 @@ def latency_p50(predict_one, paths: list[Path], samples: int) -> float:
     return statistics.median(times)
 
 
-def quality(scores: np.ndarray, maps: np.ndarray, samples: list[TestSample], size: int) -> dict[str, float]:
+def quality(scores: np.ndarray, maps: np.ndarray, samples: list[TestSample],
+            shape: tuple[int, int]) -> dict[str, float]:
     """Image AUROC, pixel AUROC and AUPRO (FPR <= 0.3), at model resolution, on raw scores and maps.
 
     Defective images without a localised mask count for the image metric only (as in
     ``inspect_app.metrics.evaluate``): their pixels would otherwise be scored as normal.
     """
     labels = np.array([s.is_defective for s in samples])
-    masks = [s.mask((size, size)) for s in samples]
+    masks = [s.mask((shape[1], shape[0])) for s in samples]
     keep = [i for i, s in enumerate(samples) if not s.is_defective or masks[i].any()]
     pixel_maps = np.ascontiguousarray(maps[keep], dtype=np.float32)
     pixel_masks = np.stack([masks[i] for i in keep])
@@ -222,7 +225,7 @@ def run_ours(category: MVTecCategory, config: InspectorConfig, latency_samples: 
     scores = np.array([r.score for r in results])
     maps = np.stack([r.anomaly_map for r in results])
     return {"fit_seconds": report.seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, inspector.input_size),
+            **quality(scores, maps, samples, inspector.input_shape),
             "memory_bank": int(bank.memory_bank.shape[0]) if (bank := inspector.model and inspector.model.image_image)
             else 0}
 
@@ -241,7 +244,8 @@ def run_anomalib(category: MVTecCategory, config: InspectorConfig, backbone: Bac
     log(f"  anomalib single-image latency over {min(latency_samples, len(paths))} images")
     p50 = latency_p50(lambda p: predict_one_anomalib(model, backbone, p), paths, latency_samples)
     return {"fit_seconds": fit_seconds, "images_per_second": images_per_second, "predict_ms_p50": p50,
-            **quality(scores, maps, samples, backbone.image_size), "memory_bank": int(model.memory_bank.shape[0])}
+            **quality(scores, maps, samples, (backbone.image_size,) * 2),
+            "memory_bank": int(model.memory_bank.shape[0])}
 
 
 def ratios(ours: dict, theirs: dict) -> dict[str, float]:
@@ -268,6 +272,7 @@ def markdown(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "our inspector's mode (image-image is the like-for-like PatchCore counterpart)")
+    add_input_option(parser)
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
     parser.add_argument("--image-size", type=int, default=256, help="both sides' input size (a multiple of 32)")
     parser.add_argument("--batch-size", type=int, default=8, help="both sides")
@@ -279,7 +284,7 @@ def main() -> None:
         sys.exit(f"--image-size must be a positive multiple of 32, got {args.image_size}")
     if args.latency_samples < 1 or args.batch_size < 1:
         sys.exit("--latency-samples and --batch-size must be at least 1")
-    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    config = with_input(InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size)), args)
     header = run_header(args, config)
     categories = [MVTecCategory(category_dir(c)) for c in args.categories]
 

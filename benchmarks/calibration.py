@@ -26,12 +26,14 @@ from inspect_app.inspector import Inspector
 
 from common import (
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     category_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -50,13 +52,14 @@ def rules(normal: np.ndarray, target: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser)
+    add_input_option(parser)
     parser.add_argument("--seeds", type=int, default=5, help="fits with seeds 0..N-1 (different held-out splits)")
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile"])
     parser.add_argument("--target-frr", type=float, default=0.01)
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "calibration.json")
     args = parser.parse_args()
-    base = InspectorConfig(mode=args.mode)
+    base = with_input(InspectorConfig(mode=args.mode), args)
     header = run_header(args, base)
     set_threads(args.threads)
     rows = []

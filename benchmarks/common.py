@@ -85,6 +85,19 @@ def add_mode_option(parser: argparse.ArgumentParser, what: str = "the inspector'
     parser.add_argument("--mode", required=True, choices=FITTED_MODES, help=f"{what} (required)")
 
 
+def add_input_option(parser: argparse.ArgumentParser) -> None:
+    """``--input``, required: whether fits choose their input (the product's default since issue 25)
+    or take the fixed 256 x 256 square (``--input fixed``; the tables measured before it)."""
+    parser.add_argument("--input", required=True, choices=("auto", "fixed"),
+                        help="auto: each fit chooses its input size and shape (self_config); fixed: 256 x 256")
+
+
+def with_input(config: InspectorConfig, args: argparse.Namespace) -> InspectorConfig:
+    """``config`` with the ``--input`` choice applied."""
+    backbone = config.backbone.model_copy(update={"choose_input": args.input == "auto"})
+    return config.model_copy(update={"backbone": backbone})
+
+
 def add_threads_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="torch intra-op threads")
 

@@ -21,6 +21,7 @@ from inspect_app.metrics.evaluate import evaluate, markdown_table
 
 from common import (
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
@@ -28,6 +29,7 @@ from common import (
     int_list,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -44,6 +46,7 @@ def log_progress(done: int, total: int, label: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser)
+    add_input_option(parser)
     parser.add_argument("--full", type=_categories_or_none, default=["bottle", "cookie", "tile"],
                         help="categories for full-shot runs (one seed); '' for none")
     parser.add_argument("--few", type=_categories_or_none, default=["bottle", "cookie"],
@@ -54,7 +57,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--out", type=Path, default=RESULTS / "foundation", help="writes OUT.json and OUT.md")
     args = parser.parse_args()
-    base = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    base = with_input(InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size)), args)
     header = run_header(args, base)
     set_threads(args.threads)
     summaries = []

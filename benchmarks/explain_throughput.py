@@ -31,11 +31,13 @@ from inspect_app.results import Verdict
 from common import (
     CATEGORIES,
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -67,6 +69,7 @@ def run_round(inspector: Inspector, images: list[np.ndarray], service: Explainer
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the inspector's mode (fused gives the explanations their defect kinds)")
+    add_input_option(parser)
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--defect-share", type=float, default=0.1)
@@ -76,7 +79,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "explain_throughput.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode, k_shot=args.k_shot)
+    config = with_input(InspectorConfig(mode=args.mode, k_shot=args.k_shot), args)
     header = run_header(args, config)
     set_threads(args.threads)
 

@@ -39,11 +39,13 @@ from inspect_app.store import ResultsStore
 from common import (
     CATEGORIES,
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -116,6 +118,7 @@ def belt_frames(parts: list[np.ndarray], n_frames: int, part_frames: int, gap_fr
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the product's mode (fused: regions carry defect kinds for the explanations)")
+    add_input_option(parser)
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES), help="the parts on the belt")
     parser.add_argument("--frames", type=int, default=2000)
     parser.add_argument("--fps", type=float, default=20.0)
@@ -128,7 +131,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "line_soak.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode)
+    config = with_input(InspectorConfig(mode=args.mode), args)
     header = run_header(args, config)
     cap_malloc_arenas()  # as `inspect-app line` does, before the model and the threads start
     set_threads(args.threads)

@@ -31,11 +31,13 @@ from inspect_app.reports import build_report
 from common import (
     CATEGORIES,
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -72,6 +74,7 @@ def compare(single: Path, on_ray: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser)
+    add_input_option(parser)
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--n", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -79,7 +82,7 @@ def main() -> None:
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "report_speed.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode)
+    config = with_input(InspectorConfig(mode=args.mode), args)
     header = run_header(args, config)
     category = MVTecCategory(category_dir(args.category))
     set_threads(args.threads)

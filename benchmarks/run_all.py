@@ -51,51 +51,55 @@ def _explain_eval(category: str, json_name: str, *options: str) -> tuple[str, ..
 
 ENTRIES = [
     Entry("foundation", "Foundation: image-image mode, full-shot and few-shot", _script(
-        "eval_foundation", "--mode", "image-image", "--full", "bottle,cookie,tile", "--few", "bottle,cookie",
+        "eval_foundation", "--mode", "image-image", "--input", "fixed",
+        "--full", "bottle,cookie,tile", "--few", "bottle,cookie",
         "--shots", "1,4", "--seeds", "3", "--image-size", "256", "--threads", "2",
         "--out", "benchmarks/results/foundation")),
     Entry("speed_image_image", "Speed and memory, image-image mode", _script(
-        "speed", "--mode", "image-image", "--predict-modes", "image-image", "--category", "bottle",
+        "speed", "--mode", "image-image", "--input", "fixed", "--predict-modes", "image-image", "--category", "bottle",
         "--fit-runs", "3", "--latency-samples", "40", "--batch-sizes", "1,4,8,16", "--batch-size", "8",
         "--threads", "2", "--json", "benchmarks/results/speed_image_image.json")),
     Entry("encoder_buffers", "In-place activations in the embedded encoder", _script(
         "encoder_buffers", "--batch-sizes", "1,2,4,8", "--rounds", "5", "--image-size", "256", "--threads", "2",
         "--json", "benchmarks/results/encoder_buffers.json")),
     Entry("vs_anomalib", "Side by side with anomalib's PatchCore", _script(
-        "bench_vs_anomalib", "--mode", "image-image", "--categories", "bottle,cookie", "--image-size", "256",
+        "bench_vs_anomalib", "--mode", "image-image", "--input", "fixed",
+        "--categories", "bottle,cookie", "--image-size", "256",
         "--batch-size", "8", "--threads", "2", "--latency-samples", "30",
         "--json", "benchmarks/results/vs_anomalib.json")),
     Entry("calibration", "Calibration from good images only", _script(
-        "calibration", "--mode", "image-image", "--categories", "bottle,cookie,tile", "--seeds", "3",
+        "calibration", "--mode", "image-image", "--input", "fixed",
+        "--categories", "bottle,cookie,tile", "--seeds", "3",
         "--target-frr", "0.01", "--threads", "2", "--json", "benchmarks/results/calibration.json")),
     Entry("backbone_choice", "Encoder variant, input size and stages", _script(
         "backbone_choice", "--mode", "image-image", "--categories", "bottle,cookie", "--seed", "0",
         "--latency-samples", "10", "--threads", "2", "--json", "benchmarks/results/backbone_choice.json")),
     Entry("ablation", "Modes side by side and the fusion rule", _script(
-        "ablation", "--mode", "fused", "--predict-modes", "image-image,image-text,fused",
+        "ablation", "--mode", "fused", "--input", "fixed", "--predict-modes", "image-image,image-text,fused",
         "--categories", ALL_CATEGORIES, "--seed", "0", "--latency-samples", "20", "--threads", "2",
         "--json", "benchmarks/results/ablation.json")),
     Entry("speed_fused", "Speed of the fused mode", _script(
-        "speed", "--mode", "fused", "--predict-modes", "image-image,fused", "--category", "bottle",
+        "speed", "--mode", "fused", "--input", "fixed", "--predict-modes", "image-image,fused", "--category", "bottle",
         "--fit-runs", "1", "--latency-samples", "83", "--batch-sizes", "1,2,4,8,16", "--batch-size", "8",
         "--threads", "2", "--json", "benchmarks/results/speed_fused.json")),
     Entry("smooth_upsample", "Upsampling and blur as one matrix product per axis", _script(
-        "smooth_upsample", "--mode", "fused", "--category", "bottle", "--rounds", "5", "--batch-size", "8",
+        "smooth_upsample", "--mode", "fused", "--input", "fixed",
+        "--category", "bottle", "--rounds", "5", "--batch-size", "8",
         "--threads", "2", "--json", "benchmarks/results/smooth_upsample.json")),
     Entry("robustness", "Never crash: property tests", _script(
         "robustness", "--examples", "100", "--json", "benchmarks/results/robustness.json")),
     Entry("part_finder", "Part finder", _script(
         "part_finder", "--categories", ALL_CATEGORIES, "--json", "benchmarks/results/part_finder.json")),
     Entry("line_soak", "Line station soak", _script(
-        "line_soak", "--mode", "fused", "--category", "bottle", "--frames", "2000", "--fps", "20",
+        "line_soak", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "2000", "--fps", "20",
         "--part-frames", "3", "--gap-frames", "2", "--explain-variant", "adapter", "--threads", "2",
         "--json", "benchmarks/results/line_soak.json")),
     Entry("line_soak_long", "Line station soak", _script(
-        "line_soak", "--mode", "fused", "--category", "bottle", "--frames", "6000", "--fps", "20",
+        "line_soak", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "6000", "--fps", "20",
         "--part-frames", "3", "--gap-frames", "2", "--explain-variant", "adapter", "--threads", "2",
         "--json", "benchmarks/results/line_soak_long.json")),
     Entry("report_speed", "Batch reports: overhead and Ray agreement", _script(
-        "report_speed", "--mode", "fused", "--category", "bottle", "--n", "1000", "--rounds", "3",
+        "report_speed", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--n", "1000", "--rounds", "3",
         "--threads", "2", "--json", "benchmarks/results/report_speed.json")),
     Entry("explain_eval_bottle", "Operator explanations",
           _explain_eval("mvtec_ad/bottle", "explain_eval_bottle")),
@@ -106,7 +110,7 @@ ENTRIES = [
     Entry("explain_eval_tile_full", "Operator explanations",
           _explain_eval("magnetic_tile/tile", "explain_eval_tile_full")),
     Entry("explain_throughput", "Inspection throughput with explanations on", _script(
-        "explain_throughput", "--mode", "fused", "--category", "bottle", "--frames", "240",
+        "explain_throughput", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "240",
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
 ]

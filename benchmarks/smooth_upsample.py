@@ -28,19 +28,21 @@ from inspect_app.inspector import Inspector
 from common import (
     CATEGORIES,
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
 
 def _upsample_then_blur(inspector: Inspector, maps: torch.Tensor) -> torch.Tensor:
     """The previous map smoothing: bilinear upsampling, reflect padding, two 1-D convolutions."""
-    size, sigma = inspector.input_size, inspector.config.image_image.blur_sigma
-    maps = F.interpolate(maps.unsqueeze(1), size=(size, size), mode="bilinear", align_corners=False)
+    shape, sigma = inspector.input_shape, inspector.config.image_image.blur_sigma
+    maps = F.interpolate(maps.unsqueeze(1), size=shape, mode="bilinear", align_corners=False)
     radius = int(math.ceil(4 * sigma))
     xs = torch.arange(-radius, radius + 1, dtype=maps.dtype)
     kernel = torch.exp(-(xs**2) / (2 * sigma**2))
@@ -53,13 +55,14 @@ def _upsample_then_blur(inspector: Inspector, maps: torch.Tensor) -> torch.Tenso
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser)
+    add_input_option(parser)
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=8)
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "smooth_upsample.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode)
+    config = with_input(InspectorConfig(mode=args.mode), args)
     header = run_header(args, config)
     set_threads(args.threads)
     category = MVTecCategory(category_dir(args.category))

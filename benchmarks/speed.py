@@ -25,6 +25,7 @@ from inspect_app.inspector import Inspector
 from common import (
     CATEGORIES,
     RESULTS,
+    add_input_option,
     add_mode_option,
     add_threads_option,
     category_dir,
@@ -32,6 +33,7 @@ from common import (
     mode_names,
     run_header,
     set_threads,
+    with_input,
     write_json,
 )
 
@@ -43,6 +45,7 @@ def rss_mb() -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the mode the inspector is fitted in")
+    add_input_option(parser)
     parser.add_argument("--predict-modes", type=mode_names, default=None,
                         help="modes timed on that fit, comma-separated (default: --mode)")
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
@@ -54,7 +57,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=RESULTS / "speed.json")
     args = parser.parse_args()
     args.predict_modes = args.predict_modes or [args.mode]
-    config = InspectorConfig(mode=args.mode)
+    config = with_input(InspectorConfig(mode=args.mode), args)
     header = run_header(args, config)
     set_threads(args.threads)
     category = MVTecCategory(category_dir(args.category))

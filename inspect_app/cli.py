@@ -51,9 +51,14 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         seed: int = typer.Option(0, "--seed", help="Seed for the held-out split, coreset and k-shot draw."),
         target_frr: float = typer.Option(0.01, "--target-frr", min=0.0001, max=0.49,
                                          help="False-reject rate of good parts the threshold aims for."),
-        image_size: int = typer.Option(256, "--image-size", help="Encoder input size (multiple of 32)."),
+        image_size: int | None = typer.Option(None, "--image-size", help="Encoder input long side (multiple of "
+                                              "32); default: chosen from the good images."),
+        keep_aspect: bool = typer.Option(False, "--keep-aspect", help="With --image-size: keep the good images' "
+                                         "aspect ratio instead of a square input."),
         defects: Path | None = typer.Option(None, "--defects", help="Optional folder of a few labelled "
                                                "defective images: threshold becomes F1-optimal."),
+        ignore_mask: Path | None = typer.Option(None, "--ignore-mask", help="PNG marking in white the pixels "
+                                                "that never count (labels, date prints, fixtures)."),
         mode: str = ModeOption,
         ) -> None:
     """Fit a product profile on good images and calibrate its pass/fail threshold."""
@@ -67,14 +72,22 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
                       f"{escape(', '.join(p.name for p in skipped[:5]))}")
-    config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
+    backbone = BackboneConfig() if image_size is None else \
+        BackboneConfig(image_size=image_size, keep_aspect=keep_aspect, choose_input=False)
+    config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
     with progress_bar() as progress:
-        report = inspector.fit(images, progress=progress, defect_images=defect_images)
+        report = inspector.fit(images, progress=progress, defect_images=defect_images,
+                               ignore_mask=None if ignore_mask is None else str(ignore_mask))
     for reason in report.skipped:
         console.print(f"[yellow]skipped:[/] {escape(reason)}")
+    if report.input_choice is not None:
+        tried = "; ".join(f"{c.name} {c.input_shape[1]}x{c.input_shape[0]}: {c.synthetic_detection:.0%}"
+                          for c in report.input_choice.candidates)
+        out.print(f"input {inspector.input_shape[1]}x{inspector.input_shape[0]} ({report.input_choice.chosen}; "
+                  f"synthetic defects caught: {tried or 'too few images to compare'})")
     for kind, reason in report.skipped_defect_kinds.items():
         console.print(f"[yellow]defect kind {kind} not trained:[/] {escape(reason)}")
     path = inspector.save(models_dir)

@@ -34,9 +34,9 @@ console = Console(stderr=True, soft_wrap=True)
 out = Console()
 
 ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./models or $INSPECT_APP_MODELS_DIR).")
-ModeOption = typer.Option("fused", "--mode",
-                          help="fused (both decoders, the default), image-image (memory bank only: fastest fit), "
-                               "image-text (text-space decoder), or zero-shot (OpenCLIP only).")
+ModeOption = typer.Option("image-image", "--mode",
+                          help="image-image (memory of good patches: the default), fused (adds the text-space "
+                               "decoder: slower fit), image-text (text-space decoder), or zero-shot (OpenCLIP only).")
 
 
 def parse_mode(value: str) -> Mode:

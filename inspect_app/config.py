@@ -18,7 +18,10 @@ class BackboneConfig(BaseModel):
     variant: str = "lite0"
     pretrained: str | None = None
     levels: tuple[int, ...] = (3, 5)
-    image_size: int = 256
+    image_size: int = 256  # side of the square input; with keep_aspect, its long side
+    keep_aspect: bool = False  # follow the good images' aspect ratio instead of squashing them square
+    choose_input: bool = True  # the fit picks size and shape from its good images (self_config); else the two above
+    input_shape: tuple[int, int] | None = None  # (height, width): written by a fit from its good images
 
 
 class ImageImageConfig(BaseModel):
@@ -58,10 +61,18 @@ MODE_DECODERS: dict[Mode, tuple[Decoder, ...]] = {
 
 
 class InspectorConfig(BaseModel):
-    mode: Mode = "fused"
+    mode: Mode = "image-image"  # fused did not earn the default on the matrix (RESULTS "Modes on every category")
     backbone: BackboneConfig = BackboneConfig()
     image_image: ImageImageConfig = ImageImageConfig()
     image_text: ImageTextConfig = ImageTextConfig()
     calibration: CalibrationConfig = CalibrationConfig()
     k_shot: int | None = Field(None, ge=1)
     seed: int = 0
+    kinds_part: bool = False  # also train the image-text part, for naming defect kinds, when the mode has none
+
+    def fitted_decoders(self) -> tuple[Decoder, ...]:
+        """The decoders a fit trains: the mode's, plus the image-text part when kinds ask for it."""
+        decoders = MODE_DECODERS[self.mode]
+        if self.kinds_part and "image-text" not in decoders:
+            decoders = (*decoders, "image-text")
+        return decoders

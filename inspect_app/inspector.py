@@ -27,12 +27,13 @@ from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patche
 from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ImageLoadError, ProfileError
 from inspect_app.post_processing.calibration import Calibration
+from inspect_app.post_processing.image_score import image_scores
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult, Verdict
 from inspect_app.torch_model import InspectionModel
-from inspect_app.training import FitReport, Trainer
+from inspect_app.training import FitReport, Trainer, model_input_shape
 
 
 def _now() -> str:
@@ -82,9 +83,9 @@ class Inspector:
         return list(self.post_processor.kinds) if self.post_processor is not None else []
 
     @property
-    def input_size(self) -> int:
-        """Side of the square the encoder sees; anomaly maps have this resolution."""
-        return self.config.backbone.image_size
+    def input_shape(self) -> tuple[int, int]:
+        """(height, width) every image is resized to for the encoder; anomaly maps have this shape."""
+        return model_input_shape(self.config)
 
     @property
     def profile_version(self) -> str | None:
@@ -93,13 +94,15 @@ class Inspector:
 
     def fit(self, images: str | Path | Iterable[ImageInput], product: str | None = None,
             progress: ProgressCallback | None = None,
-            defect_images: Iterable[ImageInput] | None = None) -> FitReport:
+            defect_images: Iterable[ImageInput] | None = None,
+            ignore_mask: str | bytes | np.ndarray | None = None) -> FitReport:
         """Learn a product from good images (a folder or a list of paths/arrays); see ``training``.
-        ``defect_images`` (a few labelled defective parts) make the thresholds F1-optimal."""
+        ``defect_images`` (a few labelled defective parts) make the thresholds F1-optimal;
+        ``ignore_mask`` (PNG path, bytes or array, non-zero = ignore) zeroes the map there."""
         self.product = check_product_name(product or self.product or "product")
         trainer = Trainer(self.config, self.product, self.batch_size, progress=progress)
-        fitted = trainer.fit(image_sources(images), defect_images)
-        self.model, self.post_processor = fitted.model, fitted.post_processor
+        fitted = trainer.fit(image_sources(images), defect_images, ignore_mask)
+        self.model, self.post_processor, self.config = fitted.model, fitted.post_processor, fitted.config
         report = fitted.report
         self.meta = {
             "training": {"count": report.n_images, "skipped": len(report.skipped),
@@ -108,6 +111,8 @@ class Inspector:
                          "image_text_loss": [round(x, 5) for x in report.training_loss]},
             "created_at": _now(),
         }
+        if report.input_choice is not None:
+            self.meta["input_choice"] = report.input_choice.to_dict()
         return report
 
     def _require_fitted(self, mode: Mode) -> tuple[InspectionModel, PostProcessor]:
@@ -176,7 +181,7 @@ class Inspector:
                evidence: EvidenceFor) -> list[InspectionResult]:
         model, post_processor = self._require_fitted(mode)
         t0 = time.perf_counter()
-        output = model(model.encoder.prepare(arrays), mode)
+        output = model(model.prepare(arrays), mode)
         raw_maps = output.anomaly_map.numpy()
         kinds = output.kinds.numpy() if output.kinds is not None else None
         embeddings = output.embedding.numpy()
@@ -218,9 +223,10 @@ class Inspector:
         decoded = [load_image(im, name=None if names is None else names[i]) for i, im in enumerate(images)]
         if not decoded:
             return dict(post_processor.calibrations)
-        features = model.encode(model.encoder.prepare(decoded))
-        new_scores = {mode: model.mode_map(model.decoder_maps(features.levels, MODE_DECODERS[mode]), mode)
-                      .flatten(1).amax(1).tolist() for mode in post_processor.calibrations}
+        features = model.encode(model.prepare(decoded))
+        new_scores = {mode: image_scores(model.mode_map(model.decoder_maps(features.levels, MODE_DECODERS[mode]),
+                                                        mode).numpy(), post_processor.ignore_mask).tolist()
+                      for mode in post_processor.calibrations}
         model.image_image.extend(aggregate_patches(features.levels, model.image_image.kernel))
         for mode, scores in new_scores.items():
             post_processor.calibrations[mode] = post_processor.calibrations[mode].with_more_normals(scores)
@@ -264,7 +270,7 @@ class Inspector:
         for needed_mode in post_processor.calibrations:
             if not inspector.model.supports(needed_mode):
                 raise ProfileError(f"profile {product!r} lacks the weights for mode {needed_mode!r}; refit the product")
-        inspector.meta = {k: meta[k] for k in ("training", "created_at", "learned") if k in meta}
+        inspector.meta = {k: meta[k] for k in ("training", "created_at", "learned", "input_choice") if k in meta}
         if mode is not None:
             inspector._require_fitted(mode)
             inspector.mode = mode
@@ -284,7 +290,7 @@ def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, 
             image_text = ImageTextDecoder(list(encoder.channels), tensors["image_text.text"], kinds)
         except ValueError as exc:
             raise ProfileError(f"profile {product!r} has image-text weights that do not fit ({exc}); refit") from None
-    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma)
+    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma, model_input_shape(config))
     try:
         model.load_fitted_state(tensors)
     except (RuntimeError, ValueError) as exc:

@@ -8,18 +8,37 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+SHAPE_STEP = 32  # the encoder's input sides are multiples of its largest stride
+MIN_SIDE = 64
 
-def prepare_pixels(images: Sequence[np.ndarray], size: int, mean: Sequence[float],
+
+def input_shape(image_sizes: Sequence[tuple[int, int]], long_side: int, keep_aspect: bool) -> tuple[int, int]:
+    """The encoder input (height, width) for a product whose good images have these (height, width).
+
+    Square by default; with ``keep_aspect`` the long side is ``long_side`` and the short side
+    follows the median aspect ratio of the good images (rounded to a multiple of 32, at least 64),
+    so wide or tall parts are not squashed.
+    """
+    if not keep_aspect or not image_sizes:
+        return long_side, long_side
+    ratio = float(np.median([w / h for h, w in image_sizes]))  # width / height
+    short = min(long_side, max(MIN_SIDE, int(round(long_side / max(ratio, 1 / ratio) / SHAPE_STEP)) * SHAPE_STEP))
+    return (short, long_side) if ratio >= 1 else (long_side, short)
+
+
+def prepare_pixels(images: Sequence[np.ndarray], shape: tuple[int, int], mean: Sequence[float],
                    std: Sequence[float]) -> np.ndarray:
-    """RGB uint8 arrays [H, W, 3] -> float32 [B, 3, size, size], normalised per channel.
+    """RGB uint8 arrays [H, W, 3] -> float32 [B, 3, height, width] for ``shape`` (height, width),
+    normalised per channel.
 
     Shrinking uses area averaging (no aliasing of fine texture), enlarging bilinear interpolation.
     """
-    batch = np.empty((len(images), size, size, 3), dtype=np.uint8)
+    height, width = shape
+    batch = np.empty((len(images), height, width, 3), dtype=np.uint8)
     for i, image in enumerate(images):
         h, w = image.shape[:2]
-        interp = cv2.INTER_AREA if (h > size or w > size) else cv2.INTER_LINEAR
-        batch[i] = cv2.resize(image, (size, size), interpolation=interp)
+        interp = cv2.INTER_AREA if (h > height or w > width) else cv2.INTER_LINEAR
+        batch[i] = cv2.resize(image, (width, height), interpolation=interp)
     pixels = batch.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
     pixels -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
     pixels /= np.asarray(std, np.float32).reshape(1, 3, 1, 1)

@@ -20,6 +20,7 @@ from inspect_app.config import InspectorConfig
 from inspect_app.data.images import list_images
 from inspect_app.errors import NotEnoughImagesError, ProfileError
 from inspect_app.inspector import Inspector
+from inspect_app.post_processing.image_score import decode_mask
 from inspect_app.profile import check_product_name, list_profiles, models_dir, read_profile_meta
 from inspect_app.progress import ProgressCallback
 from inspect_app.training import FitReport
@@ -37,6 +38,7 @@ class RefitPlan:
     source: str  # where the images were found, in words
     changed: list[str] = field(default_factory=list)  # recorded files whose content differs now
     missing: list[str] = field(default_factory=list)  # recorded files that are gone
+    ignore_mask: str | None = None  # the profile's ignore mask (base64 PNG), kept by the refit
 
 
 def _sha256(path: Path) -> str:
@@ -53,9 +55,15 @@ def _config(meta: dict[str, Any], product: str) -> InspectorConfig:
 
 
 def plan_refit(product: str, root: str | Path | None = None, images: str | Path | None = None) -> RefitPlan:
-    """Where a product's training images are and which settings to refit it with."""
-    folder = models_dir(root) / check_product_name(product)
-    meta = read_profile_meta(folder)
+    """Where a product's training images are and which settings (and ignore mask) to refit it with."""
+    meta = read_profile_meta(models_dir(root) / check_product_name(product))
+    plan = _find_images(product, meta, root, images)
+    plan.ignore_mask = meta.get("post_processing", {}).get("ignore_mask")
+    return plan
+
+
+def _find_images(product: str, meta: dict[str, Any], root: str | Path | None,
+                 images: str | Path | None) -> RefitPlan:
     config = _config(meta, product)
     recorded = meta.get("training", {}).get("images", [])
     if images is not None:
@@ -83,7 +91,8 @@ def refit(plan: RefitPlan, root: str | Path | None = None,
           progress: ProgressCallback | None = None) -> tuple[FitReport, Path]:
     """Fit ``plan`` (k-shot draw and seed as recorded) and save it over the old profile."""
     inspector = Inspector(plan.config, product=plan.product)
-    report = inspector.fit(plan.images, progress=progress)
+    mask = None if plan.ignore_mask is None else decode_mask(plan.ignore_mask)
+    report = inspector.fit(plan.images, progress=progress, ignore_mask=mask)
     return report, inspector.save(root)
 
 

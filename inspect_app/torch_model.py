@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -53,9 +54,10 @@ class InspectionModel(nn.Module):
     """Pixels -> raw anomaly maps, for any mode the fitted decoders support."""
 
     def __init__(self, encoder: Backbone, image_image: ImageImageDecoder | None,
-                 image_text: ImageTextDecoder | None, blur_sigma: float):
+                 image_text: ImageTextDecoder | None, blur_sigma: float, input_shape: tuple[int, int]):
         super().__init__()
         self.encoder = encoder
+        self.input_shape = input_shape  # (height, width) every image is resized to; maps have this size
         self.image_image = image_image
         self.image_text = image_text
         self.fusion = Fusion() if image_image is not None and image_text is not None else None
@@ -73,13 +75,17 @@ class InspectionModel(nn.Module):
     def supports(self, mode: Mode) -> bool:
         return set(MODE_DECODERS[mode]) <= set(self.decoders)
 
+    def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
+        """Decoded RGB images -> the encoder's normalised input batch."""
+        return self.encoder.prepare(images, self.input_shape)
+
     def encode(self, pixels: torch.Tensor) -> Features:
         levels = [lvl.float().contiguous() for lvl in self.encoder.encode(pixels).levels]
         return Features(levels, torch.cat([lvl.mean(dim=(2, 3)) for lvl in levels], dim=1))
 
     def smooth(self, maps: torch.Tensor) -> torch.Tensor:
         """Patch-grid maps [B, h, w] -> input resolution, Gaussian-smoothed."""
-        return smooth_upsample(maps, self.encoder.image_size, self.blur_sigma)
+        return smooth_upsample(maps, self.input_shape, self.blur_sigma)
 
     @torch.inference_mode()
     def decoder_maps(self, levels: list[torch.Tensor], decoders: tuple[Decoder, ...]) -> DecoderMaps:

@@ -1,8 +1,9 @@
 """Fitting a product from good images only: the harness around ``torch_model.InspectionModel``.
 
-Part of the good images is held out (20 %, at least 5): the memory bank and the image-text
-projections learn from the rest, the held-out images' maps calibrate every supported mode's
-threshold and the fusion statistics, and then join the memory bank. Below 10 images nothing can
+The memory bank holds every good image; each good image is also scored by that bank without its
+own rows (leave-one-out), so all of them calibrate the image-image threshold as unseen parts.
+The image-text projections learn from 80 % of the good images; the other 20 % (at least 5)
+calibrate the image-text and fused thresholds and the fusion statistics. Below 10 images nothing can
 be spared: mild re-acquisitions (shift, rotation, brightness) of each image, scored against a
 bank of the *other* images (leave-one-out), stand in for held-out normals.
 """
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from inspect_app.backbones import Backbone, create_backbone
-from inspect_app.config import MODE_DECODERS, MODES, Decoder, InspectorConfig, Mode
+from inspect_app.config import MODES, Decoder, InspectorConfig, Mode
 from inspect_app.data.good_images import TrainingImage, read_good_images
 from inspect_app.data.images import ImageInput, load_image
 from inspect_app.decoders.fusion import log_score_stats
@@ -27,9 +28,12 @@ from inspect_app.decoders.image_text import ImageTextDecoder, Unplaceable, build
 from inspect_app.errors import ProfileError
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration, calibrate_threshold
+from inspect_app.post_processing.image_score import image_scores, read_ignore_mask
 from inspect_app.post_processing.kinds import kind_prior
 from inspect_app.post_processing.post_processor import PartFrame, PostProcessor
+from inspect_app.pre_processing import input_shape
 from inspect_app.progress import ProgressCallback
+from inspect_app.self_config import InputChoice, choose_input
 from inspect_app.torch_model import DecoderMaps, Features, InspectionModel
 
 MIN_HOLDOUT_IMAGES = 10  # below this, calibration uses leave-one-out views instead of a held-out split
@@ -47,6 +51,7 @@ class FitReport:
     modes: list[Mode] = field(default_factory=list)
     training_loss: list[float] = field(default_factory=list)
     skipped_defect_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why synthesis left it out
+    input_choice: InputChoice | None = None  # how the input size and shape were chosen, when the fit chose
 
 
 @dataclass
@@ -55,6 +60,7 @@ class FittedProduct:
     post_processor: PostProcessor
     report: FitReport
     training_images: list[TrainingImage]
+    config: InspectorConfig  # as given, with what the fit settled (the input shape)
 
 
 def new_model(config: InspectorConfig, encoder: Backbone | None = None,
@@ -62,7 +68,7 @@ def new_model(config: InspectorConfig, encoder: Backbone | None = None,
     """An unfitted model with the decoders ``config.mode`` needs (memory bank empty; the
     image-text decoder with its text embeddings [1 + K, D] when given)."""
     encoder = encoder or create_backbone(config.backbone)
-    decoders = MODE_DECODERS[config.mode]
+    decoders = config.fitted_decoders()
     image_image = None
     if "image-image" in decoders:
         cfg = config.image_image
@@ -73,7 +79,13 @@ def new_model(config: InspectorConfig, encoder: Backbone | None = None,
         with torch.random.fork_rng():  # the projections' initial weights follow the seed, not the process
             torch.manual_seed(config.seed)
             image_text = ImageTextDecoder(list(encoder.channels), text_embeddings, list(kinds))
-    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma)
+    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma, model_input_shape(config))
+
+
+def model_input_shape(config: InspectorConfig) -> tuple[int, int]:
+    """The (height, width) a config's model sees: as fitted, else the square ``image_size``."""
+    size = config.backbone.image_size
+    return config.backbone.input_shape or (size, size)
 
 
 def encode_images(model: InspectionModel, images: Sequence[np.ndarray], batch_size: int,
@@ -81,7 +93,7 @@ def encode_images(model: InspectionModel, images: Sequence[np.ndarray], batch_si
     """Encoder features of decoded images, in batches."""
     chunks = []
     for start in range(0, len(images), batch_size):
-        chunks.append(model.encode(model.encoder.prepare(list(images[start:start + batch_size]))))
+        chunks.append(model.encode(model.prepare(list(images[start:start + batch_size]))))
         if progress:
             progress(min(start + batch_size, len(images)), len(images), stage)
     return Features([torch.cat(parts) for parts in zip(*(c.levels for c in chunks), strict=True)],
@@ -136,7 +148,7 @@ class Trainer:
         if config.mode == "zero-shot" and config.backbone.name != "openclip":
             raise ProfileError("zero-shot mode needs an OpenCLIP backbone (its image and text spaces are aligned)")
         self.config, self.product, self.batch_size, self.progress = config, product, batch_size, progress
-        self.decoders: tuple[Decoder, ...] = MODE_DECODERS[config.mode]
+        self.decoders: tuple[Decoder, ...] = config.fitted_decoders()
         self.encoder = encoder or create_backbone(config.backbone)
         kinds: list[str] = []
         embeddings = None
@@ -148,39 +160,46 @@ class Trainer:
     def _encode(self, images: Sequence[np.ndarray], stage: str = "encoding good images") -> Features:
         return encode_images(self.model, images, self.batch_size, self.progress, stage)
 
-    def fit(self, images: Sequence[ImageInput],
-            defect_images: Iterable[ImageInput] | None = None) -> FittedProduct:
+    def fit(self, images: Sequence[ImageInput], defect_images: Iterable[ImageInput] | None = None,
+            ignore_mask: str | bytes | np.ndarray | None = None) -> FittedProduct:
         """Fit on good ``images``; ``defect_images`` (a few labelled defective parts, optional)
-        make the thresholds F1-optimal instead of a false-reject-rate bound."""
+        make the thresholds F1-optimal instead of a false-reject-rate bound; ``ignore_mask``
+        (a PNG path, bytes or array; non-zero = ignore) marks pixels that never count."""
         start = time.perf_counter()
         cfg = self.config
         good = read_good_images(images, cfg.k_shot, cfg.seed, self.progress)
         decoded, n = good.images, len(good.images)
+        shape, choice = self._input_shape(decoded)
+        cfg = self.config = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"input_shape": shape})})
+        self.model.input_shape = shape
+        ignore = None if ignore_mask is None else read_ignore_mask(ignore_mask, shape)
         levels = self._encode(decoded).levels
         history: list[float] = []
+        bank = self.model.image_image
+        good_maps: torch.Tensor | None = None  # every good image's image-image map, scored as unseen
         if n >= MIN_HOLDOUT_IMAGES:
             holdout_method = "holdout"
-            n_hold = max(5, int(round(cfg.calibration.holdout_fraction * n)))
-            order = np.random.default_rng(cfg.seed).permutation(n)
-            hold, keep = torch.as_tensor(order[:n_hold]), torch.as_tensor(order[n_hold:])
-            if self.model.image_image is not None:
-                self.model.image_image.fit(aggregate_patches(_select(levels, keep), self.model.image_image.kernel),
-                                           len(keep))
+            if bank is not None:
+                patches = aggregate_patches(levels, bank.kernel)
+                good_maps = self.model.smooth(bank.leave_one_out_scores(patches, bank.fit(patches, n)))
+            normal = DecoderMaps(image_image=good_maps)
             if self.model.image_text is not None:
+                n_hold = max(5, int(round(cfg.calibration.holdout_fraction * n)))
+                order = np.random.default_rng(cfg.seed).permutation(n)
+                hold, keep = torch.as_tensor(order[:n_hold]), torch.as_tensor(order[n_hold:])
                 history = self._train_image_text([decoded[i] for i in keep.tolist()], _select(levels, keep))
-            normal = self.model.decoder_maps(_select(levels, hold), self.decoders)
-            if self.model.image_image is not None:
-                self.model.image_image.extend(aggregate_patches(_select(levels, hold), self.model.image_image.kernel))
+                normal = self.model.decoder_maps(_select(levels, hold), ("image-text",))
+                normal.image_image = None if good_maps is None else good_maps[hold]
         else:
             holdout_method = "leave-one-out-views" if n >= 2 else "augmented-views"
-            if self.model.image_image is not None:
-                self.model.image_image.fit(aggregate_patches(levels, self.model.image_image.kernel), n)
+            if bank is not None:
+                bank.fit(aggregate_patches(levels, bank.kernel), n)
             if self.model.image_text is not None:
                 history = self._train_image_text(decoded, levels)
             normal = self._few_shot_normal_maps(decoded, levels)
         if self.progress:
             self.progress(0, 1, "calibrating")
-        post_processor = self._calibrate(normal, holdout_method, defect_images)
+        post_processor = self._calibrate(normal, holdout_method, defect_images, good_maps, ignore)
         boxes = [estimate_part_box(img) for img in decoded[: min(n, 20)]]
         if sum(b is not None for b in boxes) >= PART_FRAME_SHARE * len(boxes):
             post_processor.part_frame = PartFrame.OBJECT
@@ -188,12 +207,24 @@ class Trainer:
             self.progress(1, 1, "calibrating")
         report = FitReport(self.product, n, good.skipped, post_processor.calibrations[cfg.mode],
                            time.perf_counter() - start, list(post_processor.calibrations), history,
-                           self.skipped_defect_kinds)
-        return FittedProduct(self.model, post_processor, report, good.records)
+                           self.skipped_defect_kinds, choice)
+        return FittedProduct(self.model, post_processor, report, good.records, cfg)
 
-    def _calibrate(self, normal: DecoderMaps, holdout_method: str,
-                   defect_images: Iterable[ImageInput] | None) -> PostProcessor:
-        """A threshold per supported mode from the held-out good maps (and the fusion statistics)."""
+    def _input_shape(self, decoded: list[np.ndarray]) -> tuple[tuple[int, int], InputChoice | None]:
+        """The input (height, width): as configured (a refit keeps its recorded shape), or chosen
+        from the good images (``self_config``; EfficientNet-Lite encoders, which take any size)."""
+        backbone = self.config.backbone
+        if backbone.input_shape is not None:
+            return backbone.input_shape, None
+        if backbone.choose_input and backbone.name == "efficientnet-lite" and self.model.image_image is not None:
+            choice = choose_input(self.model, decoded, self.config, self.batch_size, self.progress)
+            return choice.input_shape, choice
+        return input_shape([im.shape[:2] for im in decoded], backbone.image_size, backbone.keep_aspect), None
+
+    def _calibrate(self, normal: DecoderMaps, holdout_method: str, defect_images: Iterable[ImageInput] | None,
+                   good_maps: torch.Tensor | None, ignore: np.ndarray | None) -> PostProcessor:
+        """A threshold per supported mode from the held-out good maps (and the fusion statistics);
+        image-image mode uses ``good_maps`` (every good image, leave-one-out) when given."""
         model, cfg = self.model, self.config
         defect_maps = None
         if defect_images is not None:
@@ -208,14 +239,18 @@ class Trainer:
             m for m in MODES if m != "zero-shot" and model.supports(m)]
         calibrations = {}
         for mode in supported:
-            normal_scores = model.mode_map(normal, mode).flatten(1).amax(1).numpy()
-            defect_scores = None if defect_maps is None else \
-                model.mode_map(defect_maps, mode).flatten(1).amax(1).numpy()
-            calibrations[mode] = calibrate_threshold(normal_scores, cfg.calibration.target_frr, holdout_method,
+            method = holdout_method
+            if mode == "image-image" and good_maps is not None:
+                normal_scores, method = image_scores(good_maps.numpy(), ignore), "in-bank-leave-one-out"
+            else:
+                normal_scores = image_scores(model.mode_map(normal, mode).numpy(), ignore)
+            defect_scores = None if defect_maps is None else image_scores(model.mode_map(defect_maps, mode).numpy(),
+                                                                          ignore)
+            calibrations[mode] = calibrate_threshold(normal_scores, cfg.calibration.target_frr, method,
                                                      defect_scores=defect_scores)
         kinds = model.image_text.kinds if model.image_text is not None else []
         prior = kind_prior(normal.kinds.numpy()) if normal.kinds is not None else None
-        return PostProcessor(calibrations, PartFrame.IMAGE, kinds, prior)
+        return PostProcessor(calibrations, PartFrame.IMAGE, kinds, prior, ignore)
 
     def _train_image_text(self, images: list[np.ndarray], levels: list[torch.Tensor]) -> list[float]:
         from inspect_app.synthesis import DefectSynthesizer, SynthesisError
@@ -242,7 +277,7 @@ class Trainer:
             return sample.image, sample.mask
 
         def encode(batch: list[np.ndarray]) -> list[torch.Tensor]:
-            return self.model.encode(self.encoder.prepare(batch)).levels
+            return self.model.encode(self.model.prepare(batch)).levels
 
         itc = cfg.image_text
         data = build_training_set(images, levels, encode, synthesize, decoder.kinds, itc.synthetic_per_image,

@@ -78,7 +78,8 @@ def tiny_config(image_size: int = SIZE, **overrides):
     """The image-image inspector on small inputs: the foundation path, fast enough for unit tests."""
     from inspect_app.config import BackboneConfig, InspectorConfig
 
-    return InspectorConfig(mode="image-image", backbone=BackboneConfig(image_size=image_size), **overrides)
+    return InspectorConfig(mode="image-image", backbone=BackboneConfig(image_size=image_size, choose_input=False),
+                           **overrides)
 
 
 @pytest.fixture

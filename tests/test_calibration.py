@@ -25,11 +25,12 @@ def _true_quantile(q: float) -> float:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_large_sample_threshold_approximates_true_quantile(seed: int):
     cal = calibrate_threshold(_lognormal(2000, seed), target_frr=0.01)
-    assert cal.method == "lognormal-prediction-bound"
-    assert cal.raw_threshold == pytest.approx(_true_quantile(0.99), rel=0.04)
+    assert cal.method == "conformal-order-statistic"  # 2000 scores: the order statistic, no tail model
+    # an order statistic varies more than a fitted (and here exactly right) tail
+    assert cal.raw_threshold == pytest.approx(_true_quantile(0.99), rel=0.06)
     # the other target moves it to the other quantile
     cal5 = calibrate_threshold(_lognormal(2000, seed), target_frr=0.05)
-    assert cal5.raw_threshold == pytest.approx(_true_quantile(0.95), rel=0.04)
+    assert cal5.raw_threshold == pytest.approx(_true_quantile(0.95), rel=0.06)
 
 
 def test_small_sample_extrapolates_beyond_the_maximum():
@@ -137,3 +138,15 @@ def test_f1_optimal_threshold_matches_the_definition():
             if f1 > best_f1:
                 best_f1, best_t = f1, t
         assert calibrate_threshold(normals, defect_scores=defects).raw_threshold == pytest.approx(best_t)
+
+
+def test_enough_scores_give_the_conformal_threshold():
+    scores = _lognormal(200, seed=3)
+    cal = calibrate_threshold(scores, target_frr=0.01)
+    assert cal.method == "conformal-order-statistic"
+    assert cal.raw_threshold == sorted(scores)[198]  # ceil(201 * 0.99) = 199th smallest
+    assert cal.expected_frr == pytest.approx(2 / 201)
+    assert cal.frr_at(max(scores) + 1) == pytest.approx(1 / 201)
+    assert calibrate_threshold(scores[:98], target_frr=0.01).method == "lognormal-prediction-bound"
+    assert calibrate_threshold(scores[:99], target_frr=0.01).method == "conformal-order-statistic"
+    assert calibrate_threshold(scores[:19], target_frr=0.05).method == "conformal-order-statistic"

@@ -164,14 +164,14 @@ def _upsample_then_blur(maps: torch.Tensor, size: int, sigma: float) -> torch.Te
 @pytest.mark.parametrize("shape", [(3, 32, 32), (2, 20, 28)])
 def test_smooth_upsample_equals_upsampling_then_blurring(shape):
     maps = torch.rand(*shape) * 5
-    torch.testing.assert_close(smooth_upsample(maps, 128, 4.0), _upsample_then_blur(maps, 128, 4.0),
+    torch.testing.assert_close(smooth_upsample(maps, (128, 128), 4.0), _upsample_then_blur(maps, 128, 4.0),
                                rtol=1e-5, atol=1e-5)
 
 
 def test_smooth_upsample_spreads_a_spike_but_keeps_it_centred():
     maps = torch.zeros(1, 16, 16)
     maps[0, 8, 4] = 1.0
-    out = smooth_upsample(maps, 64, 2.0)[0]
+    out = smooth_upsample(maps, (64, 64), 2.0)[0]
     peak = divmod(int(out.argmax()), 64)
     assert abs(peak[0] - 33.5) <= 1.5 and abs(peak[1] - 17.5) <= 1.5, peak
     assert out.max() < 0.5
@@ -180,4 +180,4 @@ def test_smooth_upsample_spreads_a_spike_but_keeps_it_centred():
 def test_smooth_upsample_without_blur_is_bilinear_upsampling():
     maps = torch.randn(2, 8, 8)
     expected = F.interpolate(maps.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False).squeeze(1)
-    torch.testing.assert_close(smooth_upsample(maps, 32, 0.0), expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(smooth_upsample(maps, (32, 32), 0.0), expected, rtol=1e-5, atol=1e-6)

@@ -19,7 +19,7 @@ from conftest import ImageFactory, paste_blob
 
 
 def _fused_config(**overrides) -> InspectorConfig:
-    settings = {"mode": "fused", "backbone": BackboneConfig(image_size=128),
+    settings = {"mode": "fused", "backbone": BackboneConfig(image_size=128, choose_input=False),
                 "image_text": ImageTextConfig(steps=120, synthetic_per_image=4, max_synthetic=48), **overrides}
     return InspectorConfig(**settings)
 

@@ -32,9 +32,9 @@ def good_results(fitted_inspector, fresh_goods) -> list[InspectionResult]:
 def test_fit_report_and_calibration(fitted_inspector):
     cal = fitted_inspector.calibration
     assert fitted_inspector.is_fitted
-    assert cal.holdout_method == "holdout"
-    assert cal.n_normal == 5  # max(5, 20 % of 12)
-    assert cal.raw_threshold > max(cal.normal_scores)  # 5 normals, 1 % target: extrapolated
+    assert cal.holdout_method == "in-bank-leave-one-out"
+    assert cal.n_normal == 12  # every good image, each scored without its own bank rows
+    assert cal.raw_threshold > max(cal.normal_scores)  # 12 normals, 1 % target: extrapolated
     assert fitted_inspector.meta["training"]["count"] == 12
 
 
@@ -144,7 +144,7 @@ def test_unfitted_inspector_refuses_to_predict_or_save(models_dir: Path):
 @pytest.mark.parametrize("k_shot, n_available, method", [
     (1, 4, "augmented-views"),
     (3, 6, "leave-one-out"),
-    (None, 10, "holdout"),
+    (None, 10, "in-bank-leave-one-out"),
 ])
 def test_calibration_method_follows_image_count(k_shot, n_available, method):
     goods = ImageFactory(seed=500).goods(n_available)

@@ -35,9 +35,10 @@ class Backbone(nn.Module):
     channels: list[int]
     strides: list[int]
 
-    def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
-        """Resize RGB uint8 arrays to the encoder's square input and normalise them (channels-last)."""
-        pixels = prepare_pixels(images, self.image_size, self.mean, self.std)
+    def prepare(self, images: list[np.ndarray], shape: tuple[int, int] | None = None) -> torch.Tensor:
+        """Resize RGB uint8 arrays to ``shape`` (height, width; default the encoder's square
+        ``image_size``) and normalise them, channels-last."""
+        pixels = prepare_pixels(images, shape or (self.image_size, self.image_size), self.mean, self.std)
         return torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
 
     def encode(self, images: torch.Tensor) -> EncodedImages:  # pragma: no cover - interface

@@ -45,17 +45,17 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.
     return out
 
 
-def smooth_upsample(maps: torch.Tensor, size: int, sigma: float) -> torch.Tensor:
-    """Bilinear upsampling of [B, h, w] patch maps to [B, size, size], then a Gaussian blur with
-    reflect padding, as one matrix product per axis.
+def smooth_upsample(maps: torch.Tensor, shape: tuple[int, int], sigma: float) -> torch.Tensor:
+    """Bilinear upsampling of [B, h, w] patch maps to [B, height, width] (``shape``), then a Gaussian
+    blur with reflect padding, as one matrix product per axis.
 
-    Both steps are linear and act on rows and columns separately, so a [size, h] and a
-    [size, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
+    Both steps are linear and act on rows and columns separately, so a [height, h] and a
+    [width, w] matrix do them together: the same maps to 1e-6 as interpolating, padding and
     convolving 256 x 256 maps, which took ~37 ms per map for a batch of 8 on this CPU (now
     ~0.3 ms); fused predictions at batch 8 ran 6-9 % faster (benchmarks/smooth_upsample.py).
     """
-    rows = _smoothing_operator(maps.shape[-2], size, float(sigma)).to(maps.dtype)
-    cols = _smoothing_operator(maps.shape[-1], size, float(sigma)).to(maps.dtype)
+    rows = _smoothing_operator(maps.shape[-2], shape[0], float(sigma)).to(maps.dtype)
+    cols = _smoothing_operator(maps.shape[-1], shape[1], float(sigma)).to(maps.dtype)
     return rows @ maps @ cols.T
 
 
@@ -102,14 +102,36 @@ class ImageImageDecoder(nn.Module):
         self.memory_bank = bank.float().contiguous()
         self.bank_sq = (self.memory_bank * self.memory_bank).sum(1)
 
-    def fit(self, patches: torch.Tensor, n_images: int) -> None:
-        """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images."""
+    def fit(self, patches: torch.Tensor, n_images: int) -> torch.Tensor:
+        """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images;
+        returns the image each bank row came from (for ``leave_one_out_scores``)."""
         flat = self.flatten(patches)
+        per_image = patches.shape[2] * patches.shape[3]
         if n_images <= 16 or self.coreset_ratio >= 1:
-            self.set_bank(flat)
-            return
-        n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
-        self.set_bank(flat[greedy_coreset(flat, n_select, self.projection_dim, self.seed)])
+            chosen = torch.arange(flat.shape[0])
+        else:
+            n_select = max(1, int(round(flat.shape[0] * self.coreset_ratio)))
+            chosen = greedy_coreset(flat, n_select, self.projection_dim, self.seed)
+        self.set_bank(flat[chosen])
+        return chosen // per_image
+
+    def leave_one_out_scores(self, patches: torch.Tensor, bank_source: torch.Tensor,
+                             excluded: list[int] | None = None) -> torch.Tensor:
+        """Images [B, C, H, W] scored without the bank rows of one of the bank's images each
+        (``excluded[b]``; default: image b itself) -> [B, H, W].
+
+        Every good image then counts as an unseen one for calibration, none is held out of the
+        bank: 54 good images give 54 calibration scores instead of 11. A defect synthesised on a
+        good image is scored without that image's rows for the same reason.
+        """
+        b, _, h, w = patches.shape
+        out = torch.empty(b, h * w)
+        for i in range(b):
+            queries = self.flatten(patches[i:i + 1])
+            d = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.memory_bank.T, alpha=-2.0)
+            d[:, bank_source == (i if excluded is None else excluded[i])] = float("inf")
+            out[i] = (d.amin(1) + (queries * queries).sum(1)).clamp_min_(0).sqrt_()
+        return out.view(b, h, w)
 
     def extend(self, patches: torch.Tensor) -> None:
         """Add more normal images' patches, continuing the greedy coreset from the current bank."""

@@ -17,6 +17,7 @@ import numpy as np
 from inspect_app.config import Mode
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration
+from inspect_app.post_processing.image_score import apply_ignore_mask, decode_mask, encode_mask
 from inspect_app.post_processing.kinds import label_region_kinds
 from inspect_app.post_processing.regions import extract_regions
 from inspect_app.results import THRESHOLD, InspectionResult, Verdict
@@ -35,12 +36,14 @@ class PostProcessor:
     part_frame: PartFrame = PartFrame.IMAGE
     kinds: list[str] = field(default_factory=list)
     kind_prior: np.ndarray | None = None  # [K], the kinds good patches lean towards
+    ignore_mask: np.ndarray | None = None  # [H, W] bool at map resolution: pixels that never count
 
     def process(self, image: np.ndarray, raw_map: np.ndarray, mode: Mode,
                 kind_posteriors: np.ndarray | None = None) -> InspectionResult:
         """One image's result from its raw map [H, W] (model resolution) and, when the model has
         an image-text decoder, its kind posteriors [K, h, w]. ``file`` and timings are the caller's."""
         cal = self.calibrations[mode]
+        raw_map = apply_ignore_mask(raw_map, self.ignore_mask)
         raw_score = float(raw_map.max())
         score = float(cal.normalize(raw_score))
         cal_map = np.asarray(cal.normalize(raw_map), dtype=np.float32)
@@ -58,11 +61,14 @@ class PostProcessor:
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
                 "part_frame": str(self.part_frame), "kinds": list(self.kinds),
-                "kind_prior": None if self.kind_prior is None else [float(p) for p in self.kind_prior]}
+                "kind_prior": None if self.kind_prior is None else [float(p) for p in self.kind_prior],
+                "ignore_mask": None if self.ignore_mask is None else encode_mask(self.ignore_mask)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PostProcessor:
-        prior = data.get("kind_prior")
+        prior, mask = data.get("kind_prior"), data.get("ignore_mask")
         return cls(calibrations={mode: Calibration.from_dict(cal) for mode, cal in data["calibrations"].items()},
                    part_frame=PartFrame(data["part_frame"]), kinds=list(data.get("kinds", [])),
-                   kind_prior=None if prior is None else np.asarray(prior, dtype=np.float32))
+                   kind_prior=None if prior is None else np.asarray(prior, dtype=np.float32),
+                   ignore_mask=None if mask is None else decode_mask(mask))
+
