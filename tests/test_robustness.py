@@ -178,7 +178,7 @@ def check_result(result: InspectionResult, image: np.ndarray, inspector: Inspect
     assert result.verdict in (Verdict.PASS, Verdict.FAIL) and result.mode == mode
     assert result.score is not None and math.isfinite(result.score)
     assert result.raw_score is not None and math.isfinite(result.raw_score)
-    assert result.anomaly_map is not None and result.anomaly_map.shape == (inspector.input_size,) * 2
+    assert result.anomaly_map is not None and result.anomaly_map.shape == inspector.input_shape
     assert np.isfinite(result.anomaly_map).all()
     assert result.image_size == (w, h)
     if result.part_box is not None:
