@@ -17,7 +17,7 @@ import numpy as np
 from inspect_app.config import Mode
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration
-from inspect_app.post_processing.kinds import label_region_kinds
+from inspect_app.post_processing.kinds import KindBook
 from inspect_app.post_processing.regions import extract_regions
 from inspect_app.results import THRESHOLD, InspectionResult, Verdict
 
@@ -35,11 +35,13 @@ class PostProcessor:
     part_frame: PartFrame = PartFrame.IMAGE
     kinds: list[str] = field(default_factory=list)
     kind_prior: np.ndarray | None = None  # [K], the kinds good patches lean towards
+    kind_book: KindBook | None = None  # the product's kinds that regions are named with (profile's "kinds")
 
     def process(self, image: np.ndarray, raw_map: np.ndarray, mode: Mode,
-                kind_posteriors: np.ndarray | None = None) -> InspectionResult:
+                kind_embeddings: np.ndarray | None = None) -> InspectionResult:
         """One image's result from its raw map [H, W] (model resolution) and, when the model has
-        an image-text decoder, its kind posteriors [K, h, w]. ``file`` and timings are the caller's."""
+        an image-text decoder, its patch embeddings [D, h, w] in the image-text space (regions are
+        named from them). ``file`` and timings are the caller's."""
         cal = self.calibrations[mode]
         raw_score = float(raw_map.max())
         score = float(cal.normalize(raw_score))
@@ -50,8 +52,8 @@ class PostProcessor:
         regions = []
         if verdict == Verdict.FAIL:
             regions = extract_regions(cal_map, (w, h), part_box, THRESHOLD)
-            if kind_posteriors is not None and self.kind_prior is not None and regions:
-                label_region_kinds(regions, cal_map, kind_posteriors, (w, h), self.kinds, self.kind_prior)
+            if kind_embeddings is not None and self.kind_book is not None and regions:
+                self.kind_book.name_regions(regions, cal_map, kind_embeddings, (w, h))
         return InspectionResult(file=None, verdict=verdict, score=score, raw_score=raw_score, regions=regions,
                                 anomaly_map=cal_map, image_size=(w, h), part_box=part_box, mode=mode)
 
