@@ -183,7 +183,8 @@ class Inspector:
             features = model.encode(model.prepare(arrays))
             maps = model.decoder_maps(features.levels, MODE_DECODERS[mode])
             raw_maps = model.mode_map(maps, mode).numpy()
-            spaces = kind_space(model, features.levels) if post_processor.kind_book is not None else None
+            spaces = kind_space(model.image_text, features.levels) \
+                if post_processor.kind_book is not None and model.image_text is not None else None
         kinds = maps.kinds.numpy() if maps.kinds is not None else None
         embeddings = features.embedding.numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
@@ -209,7 +210,7 @@ class Inspector:
             raise ProfileError(f"product {self.product!r} has no image-text part ({self.config.mode} mode), which "
                                "defect kinds need: refit it with --mode fused (or image-text) to name kinds")
         with torch.inference_mode():
-            return kind_space(model, model.encode(model.prepare([load_image(im) for im in images])).levels)
+            return kind_space(model.image_text, model.encode(model.prepare([load_image(im) for im in images])).levels)
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out
@@ -291,12 +292,9 @@ class Inspector:
         return inspector
 
 
-def kind_space(model: InspectionModel, levels: list[torch.Tensor]) -> np.ndarray | None:
+def kind_space(decoder: ImageTextDecoder, levels: list[torch.Tensor]) -> np.ndarray:
     """Patch features projected into the image-text space as the image-text decoder projects them
-    (unit per level, averaged over levels on the finest grid) [B, D, h, w]; None without that decoder."""
-    decoder = model.image_text
-    if decoder is None:
-        return None
+    (unit per level, averaged over levels on the finest grid) [B, D, h, w]."""
     size = levels[0].shape[-2:]
     total = torch.zeros(())
     for feat, projection in zip(decoder._prepare(levels), decoder.projections, strict=True):

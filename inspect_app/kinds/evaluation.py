@@ -53,7 +53,7 @@ def teach_shots(inspector: Inspector, samples: Sequence[TestSample], kind_shots:
     for folder in folders:
         candidates = [s for s in samples if s.defect_type == folder and s.mask_path is not None]
         order = rng.permutation(len(candidates))
-        chosen = []
+        chosen: list[TestSample] = []
         for i in order:
             if len(chosen) == kind_shots:
                 break

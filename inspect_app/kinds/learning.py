@@ -92,44 +92,55 @@ def kind_text(inspector: Inspector, name: str) -> np.ndarray:
     return centred / max(float(np.linalg.norm(centred)), 1e-8) - text[0]
 
 
-def _weights(part: LabelledPart, image: np.ndarray, cal_map: np.ndarray, regions_box: tuple[int, int, int, int] | None,
-             grid: tuple[int, int]) -> np.ndarray:
+def _mask_weights(part: LabelledPart, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    assert part.mask is not None
     height, width = image.shape[:2]
-    if part.mask is not None:
-        if part.mask.shape[:2] != (height, width):
-            raise KindError(f"{part.name}: the mask is {part.mask.shape[1]}x{part.mask.shape[0]}, "
-                            f"the image {width}x{height}")
-        weights = grid_weights_from_mask(part.mask > 0, grid)
-        if weights.sum() > 0:
-            return weights
+    if part.mask.shape[:2] != (height, width):
+        raise KindError(f"{part.name}: the mask is {part.mask.shape[1]}x{part.mask.shape[0]}, "
+                        f"the image {width}x{height}")
+    weights = grid_weights_from_mask(part.mask > 0, grid)
+    if weights.sum() <= 0:
         raise KindError(f"{part.name}: the mask marks no defect")
-    if part.box is not None:
-        x0, y0, x1, y1 = part.box
+    return weights
+
+
+def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[int, int, int, int] | None,
+                 grid: tuple[int, int]) -> np.ndarray:
+    """The patches of a box (drawn, or the strongest region's), weighted by the map; without either,
+    the map's strongest patches."""
+    height, width = image.shape[:2]
+    if box is not None:
+        x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            raise KindError(f"{part.name}: the box {part.box} is not inside the {width}x{height} image")
-        return grid_weights_from_box(part.box, (width, height), grid, cal_map)
-    if regions_box is not None:
-        return grid_weights_from_box(regions_box, (width, height), grid, cal_map)
+            raise KindError(f"{name}: the box {box} is not inside the {width}x{height} image")
+        return grid_weights_from_box(box, (width, height), grid, cal_map)
     small = cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
     return (small >= np.quantile(small, 1 - TOP_SHARE)).astype(np.float32)
 
 
 def describe_parts(inspector: Inspector, parts: Sequence[LabelledPart]) -> np.ndarray:
-    """Unit descriptors [N, D] of the labelled regions (one image-text pass per batch of images)."""
+    """Unit descriptors [N, D] of the labelled regions. A masked part needs one encoder pass; a box
+    or the map's own region needs the part's anomaly map too (a prediction)."""
     require_kinds(inspector)
     out = []
     for start in range(0, len(parts), inspector.batch_size):
         batch = list(parts[start:start + inspector.batch_size])
         images = [load_image(p.image, name=p.name) for p in batch]
-        results = inspector.predict(images)
         embeddings = inspector.kind_embeddings(images)
-        for part, image, result, emb in zip(batch, images, results, embeddings, strict=True):
-            assert result.anomaly_map is not None
+        unmasked = [i for i, p in enumerate(batch) if p.mask is None]
+        predicted = dict(zip(unmasked, inspector.predict([images[i] for i in unmasked]), strict=True)) \
+            if unmasked else {}
+        for i, (part, image, emb) in enumerate(zip(batch, images, embeddings, strict=True)):
             grid = (int(emb.shape[1]), int(emb.shape[2]))
-            box = result.regions[0].bbox if result.regions else None
-            weights = _weights(part, image, result.anomaly_map, box, grid)
-            background = background_patches(result.anomaly_map, grid, exclude=weights)
-            out.append(region_descriptor(emb, weights, background))
+            if part.mask is not None:
+                weights = _mask_weights(part, image, grid)
+                out.append(region_descriptor(emb, weights, weights <= 0))
+                continue
+            result = predicted[i]
+            assert result.anomaly_map is not None
+            box = part.box or (result.regions[0].bbox if result.regions else None)
+            weights = _map_weights(part.name, image, result.anomaly_map, box, grid)
+            out.append(region_descriptor(emb, weights, background_patches(result.anomaly_map, grid, exclude=weights)))
     return np.stack(out)
 
 
