@@ -71,6 +71,7 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
                       f"{escape(', '.join(p.name for p in skipped[:5]))}")
+    kind_parts = kinds_commands.check_folder(kinds) if kinds is not None else None
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, seed=seed,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
@@ -81,8 +82,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         console.print(f"[yellow]skipped:[/] {escape(reason)}")
     for kind, reason in report.skipped_defect_kinds.items():
         console.print(f"[yellow]defect kind {kind} not trained:[/] {escape(reason)}")
-    if kinds is not None:
-        kinds_commands.teach_folder(inspector, kinds)
+    if kind_parts is not None:
+        kinds_commands.teach_parts(inspector, kind_parts)
     path = inspector.save(models_dir)
     cal = report.calibration
     out.print(f"fitted [bold]{product}[/] on {report.n_images} good images in {report.seconds:.1f} s "

@@ -13,10 +13,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from inspect_app.clikit import ModelsDir, out, progress_bar, user_errors
+from inspect_app.clikit import ModelsDir, out, user_errors
 
 if TYPE_CHECKING:
     from inspect_app.inspector import Inspector
+    from inspect_app.kinds.learning import LabelledPart
     from inspect_app.post_processing.kinds import KindBook
 
 
@@ -32,12 +33,20 @@ def _print_book(book: KindBook, product: str) -> None:
     out.print(f"a kind is named when its {shown}; the bar comes from {escape(book.bar.basis)}")
 
 
-def teach_folder(inspector: Inspector, folder: Path) -> None:
-    """Teach ``folder/<kind>/*`` to a fitted inspector (used by ``fit --kinds`` too) and report."""
-    from inspect_app.kinds.learning import learn_folder
+def check_folder(folder: Path) -> dict[str, list[LabelledPart]]:
+    """A kinds folder's labelled parts, read before a fit so a bad folder fails fast."""
+    from inspect_app.kinds.learning import folder_parts
 
-    with progress_bar():
-        book = learn_folder(inspector, folder)
+    return folder_parts(folder)
+
+
+def teach_parts(inspector: Inspector, parts: dict[str, list[LabelledPart]]) -> None:
+    """Teach each kind's labelled parts to a fitted inspector (``fit --kinds``) and report."""
+    from inspect_app.kinds.learning import add_kind, require_kinds
+
+    book = require_kinds(inspector)
+    for name, kind_parts in parts.items():
+        book = add_kind(inspector, name, kind_parts)
     _print_book(book, inspector.product or "")
 
 

@@ -210,11 +210,3 @@ def folder_parts(folder: Path) -> dict[str, list[LabelledPart]]:
     if not out:
         raise KindError(f"{folder}: no kind subfolders with images (expected {folder}/<kind>/*.png)")
     return out
-
-
-def learn_folder(inspector: Inspector, folder: Path) -> KindBook:
-    """Every kind subfolder of ``folder`` added as labelled parts."""
-    book = require_kinds(inspector)
-    for name, parts in folder_parts(folder).items():
-        book = add_kind(inspector, name, parts)
-    return book
