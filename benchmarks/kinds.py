@@ -106,6 +106,8 @@ def main() -> None:
     parser.add_argument("--latency-samples", type=int, default=20)
     parser.add_argument("--wording", type=int, default=4, help="explanation sentences per category (0: none)")
     parser.add_argument("--json", type=Path, default=RESULTS / "kinds.json")
+    parser.add_argument("--keep-profiles", type=Path, default=None,
+                        help="keep each fit's profile in DIR/seed<N>/ instead of a temporary folder")
     add_threads_option(parser)
     args = parser.parse_args()
     set_threads(args.threads)
@@ -115,7 +117,8 @@ def main() -> None:
     for name in args.categories:
         category = MVTecCategory(category_dir(name))
         for seed in range(args.seeds):
-            with tempfile.TemporaryDirectory() as root:
+            with tempfile.TemporaryDirectory() as scratch:
+                root = str(args.keep_profiles / f"seed{seed}") if args.keep_profiles else scratch
                 inspector = Inspector(config.model_copy(update={"seed": seed}), product=category.name)
                 report = inspector.fit(category.train_images())
                 inspector.save(root)
@@ -131,13 +134,26 @@ def main() -> None:
                     for shots in (0, 3) if args.wording else ():
                         sentences += [{"category": name, **s} for s in
                                       wording(Inspector.load(category.name, root), category, args.wording, shots)]
+        summarise(args, header, rows, add_seconds, sentences, quiet=True)
+    summarise(args, header, rows, add_seconds, sentences)
+
+
+def summarise(args: argparse.Namespace, header: dict, rows: list[dict], add_seconds: dict, sentences: list[dict],
+              quiet: bool = False) -> None:
+    """Means over seeds per (category, K), printed as Markdown, and the JSON (also after each category)."""
     table = []
     for name in args.categories:
         for shots in args.shots:
             runs = [r for r in rows if r["category"] == name and r["kind_shots"] == shots]
+            if not runs:
+                continue
             means = {k: None if any(r[k] is None for r in runs) else round(statistics.fmean(r[k] for r in runs), 4)
                      for k in (*KIND_KEYS, "predict_ms_p50")}
-            table.append({"category": name, "kind_shots": shots, **means})
+            table.append({"category": name, "kind_shots": shots, "seeds": len(runs), **means})
+    write_json(args.json, header, {"table": table, "runs": rows, "add_kind_seconds": add_seconds,
+                                   "wording": sentences})
+    if quiet:
+        return
     print("| category | K | defect_type_accuracy | wrong_kind_rate | kind_coverage | p50 ms |")
     print("|---|---|---|---|---|---|")
     for t in table:
@@ -146,8 +162,6 @@ def main() -> None:
     print("seconds to teach a new kind from 3 images:", add_seconds)
     for s in sentences:
         print(s)
-    write_json(args.json, header, {"table": table, "runs": rows, "add_kind_seconds": add_seconds,
-                                   "wording": sentences})
 
 
 if __name__ == "__main__":

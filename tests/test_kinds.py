@@ -159,3 +159,10 @@ def test_kinds_are_taught_in_seconds_without_a_refit_and_saved(fused_product, mo
 def test_a_profile_without_image_text_says_how_to_get_kinds(fitted_inspector):
     with pytest.raises(ProfileError, match="--mode fused"):
         add_kind(fitted_inspector, "burr", [])
+
+
+def test_the_ui_says_a_kinds_confidence_in_words():
+    from inspect_app.ui.kind_labelling import named_kinds_text
+
+    regions = [{"defect_type": "burr", "defect_probability": 0.97}, {"defect_type": None, "defect_probability": None}]
+    assert named_kinds_text(regions) == "region 1: very likely burr; region 2: a defect"
