@@ -183,23 +183,31 @@ class Inspector:
             features = model.encode(model.prepare(arrays))
             maps = model.decoder_maps(features.levels, MODE_DECODERS[mode])
             raw_maps = model.mode_map(maps, mode).numpy()
-            spaces = kind_space(model.image_text, features.levels) \
-                if post_processor.kind_book is not None and model.image_text is not None else None
         kinds = maps.kinds.numpy() if maps.kinds is not None else None
         embeddings = features.embedding.numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
-        out = []
+        out, post_ms = [], []
         for b, arr in enumerate(arrays):
             t1 = time.perf_counter()
-            kind_maps = kinds[b] if kinds is not None else None
-            result = post_processor.process(arr, raw_maps[b], mode, None if spaces is None else spaces[b])
-            post_ms = (time.perf_counter() - t1) * 1000
+            out.append(post_processor.process(arr, raw_maps[b], mode))
+            post_ms.append((time.perf_counter() - t1) * 1000)
+        # Kinds are named in the image-text space whatever the mode, for failed parts only (a pass
+        # costs nothing more; a fail one projection of its features).
+        named = [b for b, r in enumerate(out) if r.regions]
+        if named and post_processor.kind_book is not None and model.image_text is not None:
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                spaces = kind_space(model.image_text, [level[named] for level in features.levels])
+            for space, b in zip(spaces, named, strict=True):
+                post_processor.name_kinds(out[b], space)
+            for b in named:
+                post_ms[b] += (time.perf_counter() - t1) * 1000 / len(named)
+        for b, result in enumerate(out):
             result.product, result.profile_version = self.product, self.profile_version
-            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms,
-                                 "total": load_ms + infer_ms + post_ms}
+            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms[b],
+                                 "total": load_ms + infer_ms + post_ms[b]}
             if evidence == EvidenceFor.ALL or (evidence == EvidenceFor.FAILS and result.verdict == Verdict.FAIL):
-                result.evidence = ExplanationEvidence(kind_maps, embeddings[b])
-            out.append(result)
+                result.evidence = ExplanationEvidence(kinds[b] if kinds is not None else None, embeddings[b])
         return out
 
     def kind_embeddings(self, images: Sequence[ImageInput]) -> np.ndarray:
