@@ -30,9 +30,12 @@ TARGET_PRECISION = 0.9  # named kinds should be right at least this often
 MIN_NAMED = 3  # leave-one-out hits needed before any bar is trusted
 FLOOR = 0.5  # a kind is never named when another is as likely
 NEVER = 1.01  # the bar of a book whose labelled regions do not support naming
-# Without labelled regions, kinds come from text alone. Measured on the real defects of bottle,
-# cookie and magnetic tile (benchmarks/RESULTS.md, "Defect kinds"), text-only naming was right on
-# 0-35 % of parts, far below TARGET_PRECISION, so the bar is set where it names almost nothing.
+# Without labelled regions, kinds come from text alone. The previous rule (decoder posteriors, always
+# named) was right on 0-35 % of real defects (issue 26); on bottle's 63 real defects the text
+# prototypes here were right on 56 % when always named, and at this bar named 9.5 %, none wrong
+# (0.9 would name 29 %, 3 % wrong). The bar was set before that measurement and is not tuned on it;
+# it is strict because text-only kinds were not checked on this product's own defects
+# (benchmarks/RESULTS.md, "Defect kinds").
 TEXT_ONLY_BAR = 0.98
 TEXT_ONLY_BASIS = ("no labelled regions yet: kinds come from their names alone, which were mostly wrong on "
                    "real defects, so a kind is named only when one is all but certain")
