@@ -101,3 +101,15 @@ def test_kinds_add_errors_are_one_line(fused_cli, tmp_path: Path):
     assert masks.exit_code == 2 and "one --mask per image" in masks.stderr
     no_profile = runner.invoke(app, ["kinds", "list", "--product", "other", "--models-dir", str(models)])
     assert no_profile.exit_code == 2 and "no profile" in no_profile.stderr
+
+
+def test_eval_kind_shots_on_a_profile_without_image_text_says_how_to_get_kinds(tmp_path: Path):
+    factory = ImageFactory(tmp_path, seed=5)
+    category = tmp_path / "widget"
+    factory.folder("widget/train/good", 8, size=64)
+    factory.folder("widget/test/good", 2, size=64)
+    for i in range(2):
+        factory.write(category / "test" / "dent" / f"{i}.png", paste_blob(factory.good(64), 30, 30, radius=8))
+    result = CliRunner().invoke(app, ["eval", str(category), "--mode", "image-image", "--image-size", "64",
+                                      "--kind-shots", "1"])
+    assert result.exit_code == 2 and "--mode fused" in result.stderr

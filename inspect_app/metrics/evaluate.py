@@ -134,7 +134,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
     after one warm-up, on the first ``latency_samples`` (at least 1).
     """
     samples = category.test_samples()
-    if kind_shots and inspector.kinds:
+    if kind_shots:  # a profile without an image-text part says how to get kinds
         samples = teach_shots(inspector, samples, kind_shots, inspector.config.seed)
     paths = [s.path for s in samples]
     t0 = time.perf_counter()
