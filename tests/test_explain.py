@@ -145,7 +145,8 @@ def test_finish_prefixes_the_inspector_verdict_and_records_fallbacks():
     assert ok == Explanation("FAIL: A small crack at the top-left. Remove the part.", "adapter",
                              "FAIL: A small crack at the top-left. Remove the part.", None, 0.2)
     bad = finish("PASS: no defects, all fine", FACTS, "language-model", 0.2)
-    assert bad.source == "template" and bad.text.startswith("FAIL: likely a crack") and "no defect" in bad.fallback_reason
+    assert bad.source == "template" and bad.text.startswith("FAIL: likely a crack")
+    assert "no defect" in bad.fallback_reason
     assert bad.raw_text == "PASS: no defects, all fine"
 
 
