@@ -64,6 +64,11 @@ def test_kinds_that_leave_one_out_confuses_are_never_named():
     assert all(book.name_descriptor(c)[0] is None for c in cloud)
 
 
+def test_a_book_without_kinds_names_nothing():
+    book = KindBook.from_text(["crack"], np.eye(1, 4, dtype=np.float32)).without("Crack")
+    assert book.names == [] and book.name_descriptor(np.ones(4) / 2) == (None, 0.0)
+
+
 def test_book_round_trips_and_refuses_another_format():
     book, _ = _clustered_book(np.random.default_rng(2), shots=3)
     again = KindBook.from_dict(book.to_dict())

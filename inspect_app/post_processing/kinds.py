@@ -197,6 +197,8 @@ class KindBook:
 
     def leave_one_out(self) -> list[tuple[float, bool]]:
         """(confidence, right) of every labelled region, named by the book without it."""
+        if not self.kinds:
+            return []
         full = np.stack([k.prototype() for k in self.kinds])
         out = []
         for i, kind in enumerate(self.kinds):
