@@ -113,6 +113,15 @@ ENTRIES = [
         "explain_throughput", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "240",
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
+    Entry("kinds_bottle", "Defect kinds", _script(
+        "kinds", "--mode", "fused", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "1",
+        "--json", "benchmarks/results/kinds_bottle.json")),
+    Entry("kinds_cookie", "Defect kinds", _script(
+        "kinds", "--mode", "fused", "--categories", "cookie", "--shots", "0", "--seeds", "1",
+        "--json", "benchmarks/results/kinds_cookie.json")),
+    Entry("kinds_tile", "Defect kinds", _script(
+        "kinds", "--mode", "fused", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "1",
+        "--json", "benchmarks/results/kinds_tile.json")),
 ]
 BY_NAME = {e.name: e for e in ENTRIES}
 

@@ -19,6 +19,7 @@ from inspect_app.api import commands as api_commands
 from inspect_app.api import create_app
 from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
 from inspect_app.explain import commands as explain_commands
+from inspect_app.kinds import commands as kinds_commands
 from inspect_app.line import commands as line_commands
 from inspect_app.reports import commands as reports_commands
 from inspect_app.results import EvidenceFor, Verdict
@@ -59,6 +60,10 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
                                                "defective images: threshold becomes F1-optimal."),
         ignore_mask: Path | None = typer.Option(None, "--ignore-mask", help="PNG marking in white the pixels "
                                                 "that never count (labels, date prints, fixtures)."),
+        kinds: Path | None = typer.Option(None, "--kinds", help="Optional folder with one subfolder of a few "
+                                          "defective images per defect kind (<stem>_mask.png beside an image "
+                                          "marks its defect): taught as the product's kinds after the fit "
+                                          "(trains the image-text part in any mode)."),
         mode: str = ModeOption,
         ) -> None:
     """Fit a product profile on good images and calibrate its pass/fail threshold."""
@@ -72,9 +77,10 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
                       f"{escape(', '.join(p.name for p in skipped[:5]))}")
+    kind_parts = kinds_commands.check_folder(kinds) if kinds is not None else None
     backbone = BackboneConfig() if image_size is None else \
         BackboneConfig(image_size=image_size, keep_aspect=keep_aspect, choose_input=False)
-    config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed,
+    config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed, kinds_part=kind_parts is not None,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
@@ -90,6 +96,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
                   f"synthetic defects caught: {tried or 'too few images to compare'})")
     for kind, reason in report.skipped_defect_kinds.items():
         console.print(f"[yellow]defect kind {kind} not trained:[/] {escape(reason)}")
+    if kind_parts is not None:
+        kinds_commands.teach_parts(inspector, kind_parts)
     path = inspector.save(models_dir)
     cal = report.calibration
     out.print(f"fitted [bold]{product}[/] on {report.n_images} good images in {report.seconds:.1f} s "
@@ -162,6 +170,9 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
 @user_errors
 def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folder in MVTec layout."),
                  k_shot: int | None = typer.Option(None, "--k-shot", min=1),
+                 kind_shots: int = typer.Option(0, "--kind-shots", min=0, help="Teach K labelled images of each "
+                                                "defect folder (with masks) as the product's kinds after the fit, "
+                                                "and score the rest."),
                  seeds: int = typer.Option(1, "--seeds", min=1, help="Repeat with seeds 0..N-1; report means."),
                  json_out: Path | None = typer.Option(None, "--json"),
                  markdown: Path | None = typer.Option(None, "--markdown",
@@ -170,13 +181,13 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
                  mode: str = ModeOption,
                  ) -> None:
     """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates
-    (and defect-type accuracy when the test folders map to defect kinds)."""
+    (and the defect-kind figures: defect_type_accuracy, wrong_kind_rate, kind_coverage)."""
     from inspect_app.config import BackboneConfig, InspectorConfig
     from inspect_app.metrics.evaluate import evaluate, markdown_table
 
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=parse_mode(mode))
     with progress_bar() as progress:
-        summary = evaluate(category_dir, config, seeds=seeds, progress=progress)
+        summary = evaluate(category_dir, config, seeds=seeds, progress=progress, kind_shots=kind_shots)
     table = markdown_table([summary])
     out.print(table)
     if json_out:
@@ -270,6 +281,7 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
 # the API factory from here, so the two features never import each other.
 api_commands.register(app)
 explain_commands.register(app)
+kinds_commands.register(app)
 line_commands.register(app, create_api=create_app)
 reports_commands.register(app)
 store_commands.register(app)

@@ -28,6 +28,7 @@ from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ImageLoadError, ProfileError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import image_scores
+from inspect_app.post_processing.kinds import KindBook
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 from inspect_app.progress import ProgressCallback
@@ -80,7 +81,8 @@ class Inspector:
     @property
     def kinds(self) -> list[str]:
         """The defect kinds regions can be named with (empty without an image-text decoder)."""
-        return list(self.post_processor.kinds) if self.post_processor is not None else []
+        book = self.post_processor.kind_book if self.post_processor is not None else None
+        return book.names if book is not None else []
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -103,6 +105,7 @@ class Inspector:
         trainer = Trainer(self.config, self.product, self.batch_size, progress=progress)
         fitted = trainer.fit(image_sources(images), defect_images, ignore_mask)
         self.model, self.post_processor, self.config = fitted.model, fitted.post_processor, fitted.config
+        self.post_processor.kind_book = default_kind_book(self.model)
         report = fitted.report
         self.meta = {
             "training": {"count": report.n_images, "skipped": len(report.skipped),
@@ -181,24 +184,47 @@ class Inspector:
                evidence: EvidenceFor) -> list[InspectionResult]:
         model, post_processor = self._require_fitted(mode)
         t0 = time.perf_counter()
-        output = model(model.prepare(arrays), mode)
-        raw_maps = output.anomaly_map.numpy()
-        kinds = output.kinds.numpy() if output.kinds is not None else None
-        embeddings = output.embedding.numpy()
+        with torch.inference_mode():
+            features = model.encode(model.prepare(arrays))
+            maps = model.decoder_maps(features.levels, MODE_DECODERS[mode])
+            raw_maps = model.mode_map(maps, mode).numpy()
+        kinds = maps.kinds.numpy() if maps.kinds is not None else None
+        embeddings = features.embedding.numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
-        out = []
+        out, post_ms = [], []
         for b, arr in enumerate(arrays):
             t1 = time.perf_counter()
-            kind_maps = kinds[b] if kinds is not None else None
-            result = post_processor.process(arr, raw_maps[b], mode, kind_maps)
-            post_ms = (time.perf_counter() - t1) * 1000
+            out.append(post_processor.process(arr, raw_maps[b], mode))
+            post_ms.append((time.perf_counter() - t1) * 1000)
+        # Kinds are named in the image-text space whatever the mode, for failed parts only (a pass
+        # costs nothing more; a fail one projection of its features).
+        named = [b for b, r in enumerate(out) if r.regions]
+        if named and post_processor.kind_book is not None and model.image_text is not None:
+            t1 = time.perf_counter()
+            with torch.inference_mode():
+                spaces = kind_space(model.image_text, [level[named] for level in features.levels])
+            for space, b in zip(spaces, named, strict=True):
+                post_processor.name_kinds(out[b], space)
+            for b in named:
+                post_ms[b] += (time.perf_counter() - t1) * 1000 / len(named)
+        for b, result in enumerate(out):
             result.product, result.profile_version = self.product, self.profile_version
-            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms,
-                                 "total": load_ms + infer_ms + post_ms}
+            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms[b],
+                                 "total": load_ms + infer_ms + post_ms[b]}
             if evidence == EvidenceFor.ALL or (evidence == EvidenceFor.FAILS and result.verdict == Verdict.FAIL):
-                result.evidence = ExplanationEvidence(kind_maps, embeddings[b])
-            out.append(result)
+                result.evidence = ExplanationEvidence(kinds[b] if kinds is not None else None, embeddings[b])
         return out
+
+    def kind_embeddings(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """Patch embeddings [B, D, h, w] of images in the image-text space that defect kinds live in
+        (``post_processing.kinds``); ``ProfileError`` when the profile has no image-text part."""
+        model, _ = self._require_fitted(self.mode)
+        if model.image_text is None:
+            raise ProfileError(f"product {self.product!r} has no image-text part ({self.config.mode} mode), which "
+                               "defect kinds need: refit it with `inspect-app fit FOLDER --product "
+                               f"{self.product} --kinds KINDS_FOLDER` (or --mode fused)")
+        with torch.inference_mode():
+            return kind_space(model.image_text, model.encode(model.prepare([load_image(im) for im in images])).levels)
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out
@@ -247,6 +273,8 @@ class Inspector:
             "supported_modes": self.supported_modes,
             "post_processing": self.post_processor.to_dict(), **self.meta,
         }
+        if self.post_processor.kind_book is not None:
+            meta["kinds"] = self.post_processor.kind_book.to_dict()
         return save_profile(models_dir(root) / check_product_name(self.product or ""), meta,
                             self.model.fitted_state())
 
@@ -266,6 +294,8 @@ class Inspector:
                 f"profile {product!r} was fitted with encoder {meta.get('backbone_fingerprint')}, but this "
                 f"installation provides {encoder.fingerprint}: refit the product")
         inspector.model = _model_from_state(product, config, encoder, tensors, post_processor.kinds)
+        post_processor.kind_book = KindBook.from_dict(meta["kinds"]) if "kinds" in meta \
+            else default_kind_book(inspector.model)
         inspector.post_processor = post_processor
         for needed_mode in post_processor.calibrations:
             if not inspector.model.supports(needed_mode):
@@ -275,6 +305,28 @@ class Inspector:
             inspector._require_fitted(mode)
             inspector.mode = mode
         return inspector
+
+
+def kind_space(decoder: ImageTextDecoder, levels: list[torch.Tensor]) -> np.ndarray:
+    """Patch features projected into the image-text space as the image-text decoder projects them
+    (unit per level, averaged over levels on the finest grid) [B, D, h, w]."""
+    size = levels[0].shape[-2:]
+    total = torch.zeros(())
+    for feat, projection in zip(decoder._prepare(levels), decoder.projections, strict=True):
+        emb = torch.nn.functional.normalize(projection(feat), dim=1)
+        if emb.shape[-2:] != size:
+            emb = torch.nn.functional.interpolate(emb, size=size, mode="bilinear", align_corners=False)
+        total = total + emb
+    return (total / len(decoder.projections)).numpy()
+
+
+def default_kind_book(model: InspectionModel) -> KindBook | None:
+    """The kinds the image-text decoder was trained with, each from its text alone (its direction
+    away from the normal state's); None without an image-text decoder."""
+    if model.image_text is None:
+        return None
+    text = model.image_text.text.numpy()
+    return KindBook.from_text(model.image_text.kinds, text[1:] - text[0])
 
 
 def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, tensors: dict[str, torch.Tensor],
@@ -299,4 +351,4 @@ def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, 
     return model.eval()
 
 
-__all__ = ["FitReport", "Inspector"]
+__all__ = ["FitReport", "Inspector", "default_kind_book", "kind_space"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -35,6 +36,9 @@ from inspect_app.pre_processing import input_shape
 from inspect_app.progress import ProgressCallback
 from inspect_app.self_config import InputChoice, choose_input
 from inspect_app.torch_model import DecoderMaps, Features, InspectionModel
+
+if TYPE_CHECKING:
+    from inspect_app.text.encoders import TextEncoder
 
 MIN_HOLDOUT_IMAGES = 10  # below this, calibration uses leave-one-out views instead of a held-out split
 AUGMENTED_VIEWS = 8
@@ -100,23 +104,28 @@ def encode_images(model: InspectionModel, images: Sequence[np.ndarray], batch_si
                     torch.cat([c.embedding for c in chunks]))
 
 
-def text_embeddings(config: InspectorConfig, product: str, encoder: Backbone) -> tuple[list[str], torch.Tensor]:
-    """The defect kinds and the prompt-ensemble embeddings of normal + each kind [1 + K, D]."""
-    from inspect_app.text.encoders import ClipTextEncoder, MiniLMTextEncoder, PromptCache, TextEncoder
-    from inspect_app.text.prompts import build_prompts
-    from inspect_app.vocabulary import DEFECT_VOCABULARY
+def text_encoder_for(config: InspectorConfig, encoder: Backbone) -> TextEncoder:
+    """The text encoder whose space a profile's image-text decoder projects into."""
+    from inspect_app.text.encoders import ClipTextEncoder, MiniLMTextEncoder
 
     choice = config.image_text.text_encoder
-    text_encoder: TextEncoder
     if choice == "clip" or (choice == "auto" and config.backbone.name == "openclip"):
         from inspect_app.backbones.openclip import OpenClipEncoder
 
         if not isinstance(encoder, OpenClipEncoder):
             raise ProfileError("the CLIP text encoder needs an OpenCLIP image encoder")
-        text_encoder = ClipTextEncoder(encoder.model, encoder.model_name)
-    else:
-        text_encoder = MiniLMTextEncoder()
-    states, embeddings = PromptCache().get_or_encode(text_encoder, product, build_prompts(product, DEFECT_VOCABULARY))
+        return ClipTextEncoder(encoder.model, encoder.model_name)
+    return MiniLMTextEncoder()
+
+
+def text_embeddings(config: InspectorConfig, product: str, encoder: Backbone) -> tuple[list[str], torch.Tensor]:
+    """The defect kinds and the prompt-ensemble embeddings of normal + each kind [1 + K, D]."""
+    from inspect_app.text.encoders import PromptCache
+    from inspect_app.text.prompts import build_prompts
+    from inspect_app.vocabulary import DEFECT_VOCABULARY
+
+    states, embeddings = PromptCache().get_or_encode(text_encoder_for(config, encoder), product,
+                                                     build_prompts(product, DEFECT_VOCABULARY))
     return states[1:], embeddings
 
 

@@ -11,8 +11,8 @@ To stay near three minutes on two cores, bottle and cookie run in full, and magn
 fixed subset: 120 of its 762 good training images (drawn with seed 0), and 40 good plus 20 of
 each of its five defect folders among its test images (seed 1; 140 of 582). The subset's figures
 are its own: its 120 leave-one-out good scores put the conformal threshold at their second
-largest, so it detects 12 % of defects where the full category detects far more (RESULTS.md). The full run over every shared
-category is a benchmark: ``benchmarks/run_all.py --only ablation``.
+largest, so it detects 12 % of defects where the full category detects more (RESULTS.md). The
+full run over every shared category is a benchmark: ``benchmarks/run_all.py --only matrix``.
 """
 
 from __future__ import annotations

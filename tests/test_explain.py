@@ -40,8 +40,9 @@ def pass_result(product="bottle") -> InspectionResult:
 def test_template_states_the_first_region_and_counts_the_others():
     result = fail_result(region(), region("centre", "medium", "compact", "stain", 0.55, 0.7))
     text = template_explanation(result)
-    assert text == ("FAIL: a crack (81% likely), small and elongated, at the top-left of the bottle, "
+    assert text == ("FAIL: likely a crack, small and elongated, at the top-left of the bottle, "
                     "and 1 more region (score 0.83 vs threshold 0.50). Remove the part.")
+    assert "%" not in text  # the kind's confidence is never a number beside the score
     assert "stain" not in text and "centre" not in text
     assert validate(text.split(": ", 1)[1], facts_from_result(result)).ok
 
@@ -53,6 +54,17 @@ def test_template_pass_error_and_unlabelled_regions():
     assert template_explanation(error).startswith("ERROR: the image could not be inspected (c.png: not an image)")
     text = template_explanation(fail_result(region(kind=None, prob=None)))
     assert "FAIL: a defect, small and elongated, at the top-left" in text
+    assert template_explanation(fail_result(region(kind="crack", prob=0.97))).startswith("FAIL: very likely a crack")
+
+
+def test_a_products_own_kind_is_named_in_its_words_and_checked():
+    result = fail_result(region(kind="short shot", prob=0.9))
+    text = template_explanation(result)
+    assert text.startswith("FAIL: likely a short shot, small and elongated, at the top-left")
+    facts = facts_from_result(result)
+    assert validate(text.split(": ", 1)[1], facts).ok
+    assert mentioned_kinds("A short shot at the top-left.", facts.kinds) == ["short shot"]
+    assert "first defect kind" in validate("A crack at the top-left, small. Remove the part.", facts).reason
 
 
 def test_template_is_faithful_for_every_location_size_shape_and_kind():
@@ -96,6 +108,7 @@ FACTS = facts_from_result(fail_result(region("top-left", "small", "elongated", "
     ("A large crack at the top-left. Remove the part.", "size not in the facts: large"),
     ("A small crack at the top-left, also a stain. Remove the part.", "defect kind not in the facts: stain"),
     ("", "empty"),
+    ("A small crack (81% likely) at the top-left. Remove the part.", "states a percentage"),
 ])
 def test_validation_catches_bad_text(text, problem):
     check = validate(text, FACTS)
@@ -104,7 +117,7 @@ def test_validation_catches_bad_text(text, problem):
 
 def test_validation_accepts_faithful_paraphrases():
     for text in ("A fine crack in the upper left corner of the bottle, small and elongated. Reject this part.",
-                 "There is a crack (81% likely) at the top-left. Take the part off the line.",
+                 "There is a crack (likely) at the top-left. Take the part off the line.",
                  "Small crack found at the top left. Remove the part."):
         assert validate(text, FACTS).ok, (text, validate(text, FACTS).problems)
     pass_facts = facts_from_result(pass_result())
@@ -132,7 +145,8 @@ def test_finish_prefixes_the_inspector_verdict_and_records_fallbacks():
     assert ok == Explanation("FAIL: A small crack at the top-left. Remove the part.", "adapter",
                              "FAIL: A small crack at the top-left. Remove the part.", None, 0.2)
     bad = finish("PASS: no defects, all fine", FACTS, "language-model", 0.2)
-    assert bad.source == "template" and bad.text.startswith("FAIL: a crack") and "no defect" in bad.fallback_reason
+    assert bad.source == "template" and bad.text.startswith("FAIL: likely a crack")
+    assert "no defect" in bad.fallback_reason
     assert bad.raw_text == "PASS: no defects, all fine"
 
 

@@ -91,7 +91,8 @@ def verdict_consistent(text: str, facts: Facts) -> bool:
 
 def hallucinates(text: str, facts: Facts) -> bool:
     body = strip_product(text, facts)
-    return bool(set(mentioned_kinds(body)) - facts.kinds or set(mentioned_locations(body)) - facts.locations)
+    return bool(set(mentioned_kinds(body, facts.kinds)) - facts.kinds
+                or set(mentioned_locations(body)) - facts.locations)
 
 
 def _rate(values: list[bool]) -> float | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from inspect_app.post_processing.kinds import confidence_words
 from inspect_app.results import InspectionResult
 from inspect_app.vocabulary import DEFECT_VOCABULARY, sanitize_product
 
@@ -22,12 +23,22 @@ class RegionFact:
     location: str  # a 3x3 location word relative to the part (post_processing.regions.LOCATION_WORDS)
     size: str  # small / medium / large
     shape: str  # elongated / compact
-    kind: str | None = None  # a defect kind of the vocabulary, when the profile has an image-text decoder
-    probability: float | None = None
+    kind: str | None = None  # the product's kind, only when its confidence clears the naming bar
+    probability: float | None = None  # the kind's confidence: shown in words, never as a number
 
     @property
     def kind_phrase(self) -> str:
-        return DEFECT_VOCABULARY[self.kind][0] if self.kind in DEFECT_VOCABULARY else "a defect"
+        """The kind in operators' words ("a crack", "a burr"); neutral when no kind is named."""
+        if not self.kind:
+            return "a defect"
+        if self.kind in DEFECT_VOCABULARY:
+            return DEFECT_VOCABULARY[self.kind][0]
+        return ("an " if self.kind[0] in "aeiou" else "a ") + self.kind
+
+    @property
+    def confidence(self) -> str | None:
+        """The named kind's confidence in words ("likely", "very likely")."""
+        return confidence_words(self.probability) if self.kind and self.probability is not None else None
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,6 @@ def facts_text(facts: Facts) -> str:
         relation = "above" if facts.score > facts.threshold else "below"
         lines.append(f"score: {facts.score:.2f} ({relation} threshold {facts.threshold:.2f})")
     for i, r in enumerate(facts.regions, 1):
-        kind = r.kind or "unknown kind"
-        prob = "" if r.probability is None else f" ({r.probability:.0%})"
-        lines.append(f"region {i}: {kind}{prob}, {r.location}, {r.size}, {r.shape}")
+        kind = f"{r.kind} ({r.confidence})" if r.kind and r.confidence else (r.kind or "unknown kind")
+        lines.append(f"region {i}: {kind}, {r.location}, {r.size}, {r.shape}")
     return "\n".join(lines)

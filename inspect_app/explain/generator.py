@@ -34,9 +34,9 @@ SYSTEM = ("You explain visual inspection results to factory operators. Use only 
 ADAPTER_SYSTEM = "Explain the inspection result to the operator in {language}, using only the facts."
 FEW_SHOT = [
     (Facts("widget", "FAIL", 0.91, 0.5, (RegionFact("top-left", "small", "elongated", "crack", 0.8),), 1),
-     "A crack (80% likely), small and elongated, at the top-left of the widget. Remove the part."),
-    (Facts("widget", "FAIL", 0.74, 0.5, (RegionFact("bottom", "medium", "compact", "hole", 0.62),), 1),
-     "A hole at the bottom of the widget, medium and compact. Remove the part."),
+     "Likely a crack, small and elongated, at the top-left of the widget. Remove the part."),
+    (Facts("widget", "FAIL", 0.74, 0.5, (RegionFact("bottom", "medium", "compact"),), 1),
+     "A defect at the bottom of the widget, medium and compact. Remove the part."),
     (Facts("widget", "PASS", 0.1, 0.5), "No defect found on the widget. The part can go on."),
 ]
 

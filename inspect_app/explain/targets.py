@@ -36,7 +36,7 @@ def target_sentence(facts: Facts, rng: np.random.Generator) -> str:
     region = facts.regions[0]
     phrases = (KIND_PHRASES.get(region.kind) if region.kind else None) or ["a defect"]
     kind = phrases[int(rng.integers(len(phrases)))]
-    prob = f" ({region.probability:.0%} likely)" if region.probability is not None and rng.random() < 0.5 else ""
+    prob = f" ({region.confidence})" if region.confidence and rng.random() < 0.5 else ""
     pattern = FAIL_PATTERNS[int(rng.integers(len(FAIL_PATTERNS)))]
     return pattern.format(kind=kind, Kind=kind[0].upper() + kind[1:], size=region.size, shape=region.shape,
                           location=region.location, product=facts.product, prob=prob,

@@ -11,9 +11,7 @@ ERROR_ACTION = "Check the camera and inspect the part again."
 
 
 def _region_clause(region: RegionFact, product: str) -> str:
-    what = region.kind_phrase
-    if region.probability is not None and region.kind:
-        what += f" ({region.probability:.0%} likely)"
+    what = f"{region.confidence} {region.kind_phrase}" if region.confidence else region.kind_phrase
     return f"{what}, {region.size} and {region.shape}, at the {region.location} of the {product}"
 
 
@@ -34,7 +32,8 @@ def template_from_facts(facts: Facts) -> str:
 
 def template_explanation(result, language: str = "en") -> str:
     """One or two short sentences: the verdict, the first region's defect kind with its
-    probability, size, shape and location (the strongest on the part: ``extract_regions``), how
+    confidence in words (only when the kind clears the naming bar; else "a defect"), size, shape
+    and location (the strongest on the part: ``extract_regions``), how
     many more regions there are (the overlay shows them), and score vs threshold. Naming only
     the first region keeps the sentence short and is the form the explanation adapter was
     trained to write (``explain.targets``).

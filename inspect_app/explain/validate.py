@@ -3,13 +3,15 @@
 A text passes when it agrees with the verdict (no "no defect" on a FAIL, no defect or removal on a
 PASS), a FAIL text tells the operator to remove the part and never to keep it, its first defect
 kind and first location are those of the first region (the strongest on the part), and it names no
-kind, location or size that is not in the facts. The checks read English words; text in other languages fails them and
-is replaced by the deterministic sentence.
+kind, location or size that is not in the facts, and it states no percentage (a kind's confidence is said in
+words, so no number can be read as the defect's probability). The checks read English words; text in other
+languages fails them and is replaced by the deterministic sentence.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from inspect_app.explain.facts import Facts
@@ -40,6 +42,7 @@ _NO_DEFECT = re.compile(r"\b(no (visible )?(defects?|anomal\w*|damage|problems?|
 _REMOVE = re.compile(r"\b(remove|reject|discard|scrap|set (it )?aside|take (it|the part|this part) off|pull)")
 _KEEP = re.compile(r"\b(keep|accept|continue|can go on|ship|leave (it|the part) on|approve|let it pass)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_PERCENT = re.compile(r"\d\s*%|\bper ?cent\b")
 
 
 @dataclass
@@ -65,11 +68,13 @@ def mentioned_locations(text: str) -> list[str]:
     return [_canonical_location(m) for m in _LOCATION.finditer(text.lower())]
 
 
-def mentioned_kinds(text: str) -> list[str]:
-    """Defect kinds in order of first appearance."""
+def mentioned_kinds(text: str, own_kinds: Iterable[str] = ()) -> list[str]:
+    """Defect kinds in order of first appearance: the built-in ones by their words, a product's own
+    kinds (``own_kinds``, free text such as "burr") by their names."""
     lower = text.lower()
+    words = {**KIND_WORDS, **{k: (re.escape(k.lower()),) for k in own_kinds if k not in KIND_WORDS}}
     hits = []
-    for kind, stems in KIND_WORDS.items():
+    for kind, stems in words.items():
         positions = [m.start() for stem in stems for m in re.finditer(r"\b" + stem, lower)]
         if positions:
             hits.append((min(positions), kind))
@@ -114,7 +119,9 @@ def validate(text: str, facts: Facts) -> Validation:
             problems.append("describes a defect on a PASS")
         if _REMOVE.search(lower):
             problems.append("tells the operator to remove a PASS part")
-    locations, kinds, sizes = mentioned_locations(text), mentioned_kinds(text), mentioned_sizes(text)
+    if _PERCENT.search(lower):
+        problems.append("states a percentage (a kind's confidence is said in words)")
+    locations, kinds, sizes = mentioned_locations(text), mentioned_kinds(text, facts.kinds), mentioned_sizes(text)
     if facts.verdict == "FAIL" and facts.regions:
         top = facts.regions[0]
         if not locations:

@@ -20,11 +20,12 @@ import numpy as np
 from inspect_app.config import InspectorConfig, Mode
 from inspect_app.data.mvtec import MVTecCategory, TestSample
 from inspect_app.inspector import Inspector
+from inspect_app.kinds.evaluation import measure_kinds, teach_shots
 from inspect_app.metrics.curves import aupro, auroc
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import InspectionResult, Verdict
-from inspect_app.vocabulary import kinds_for_folder
 
+KIND_KEYS = ["defect_type_accuracy", "wrong_kind_rate", "kind_coverage"]
 METRIC_KEYS = ["image_auroc", "pixel_auroc", "aupro", "frr", "detection_rate", "fit_seconds",
                "predict_ms_p50", "images_per_second"]
 
@@ -41,15 +42,19 @@ class Quality:
     n_test_good: int
     n_test_defective: int
     detection_by_type: dict[str, float] = field(default_factory=dict)
-    defect_type_accuracy: float | None = None  # top region's kind vs the folder's kinds, when mapped
+    defect_type_accuracy: float | None = None  # see ``kinds.evaluation``
+    wrong_kind_rate: float | None = None
+    kind_coverage: float | None = None
 
 
-def measure(samples: Sequence[TestSample], results: Sequence[InspectionResult], with_kinds: bool) -> Quality:
+def measure(samples: Sequence[TestSample], results: Sequence[InspectionResult], with_kinds: bool,
+            kind_shots: int = 0) -> Quality:
     """Score ``results`` (one per sample, same order) against the samples' labels and masks.
 
     Defective images without a localised mask (e.g. some magnetic-tile "uneven") count for image
     metrics only: their pixels would otherwise be scored as normal. ``with_kinds``: whether the
-    mode labels regions with defect kinds (every mode but image-image).
+    profile names regions with defect kinds (it has an image-text part); ``kind_shots``: how many
+    images per defect folder were taught as kinds (``kinds.evaluation``).
     """
     errors = [r for r in results if r.verdict == Verdict.ERROR]
     if errors:
@@ -72,16 +77,14 @@ def measure(samples: Sequence[TestSample], results: Sequence[InspectionResult], 
     for dtype in sorted({s.defect_type for s in samples if s.is_defective}):
         sel = np.array([s.defect_type == dtype for s in samples])
         by_type[dtype] = round(float(fails[sel].mean()), 4)
-    type_accuracy = None
-    typed = [(kinds_for_folder(s.defect_type), r) for s, r in zip(samples, results, strict=True) if s.is_defective]
-    hits = [bool(r.regions) and r.regions[0].defect_type in kinds for kinds, r in typed if kinds]
-    if with_kinds and hits:
-        type_accuracy = float(np.mean(hits))
+    kinds = measure_kinds(samples, results, kind_shots) if with_kinds else None
     return Quality(
         image_auroc=auroc(scores, labels), pixel_auroc=auroc(pixel_maps, pixel_masks),
         aupro=aupro(pixel_maps, pixel_masks), frr=float(fails[~labels].mean()),
         detection_rate=float(fails[labels].mean()), n_test_good=int((~labels).sum()),
-        n_test_defective=int(labels.sum()), detection_by_type=by_type, defect_type_accuracy=type_accuracy)
+        n_test_defective=int(labels.sum()), detection_by_type=by_type,
+        defect_type_accuracy=kinds.defect_type_accuracy if kinds else None,
+        wrong_kind_rate=kinds.wrong_kind_rate if kinds else None, kind_coverage=kinds.kind_coverage if kinds else None)
 
 
 @dataclass
@@ -103,27 +106,36 @@ class EvaluationRun:
     detection_by_type: dict[str, float] = field(default_factory=dict)
     threshold_method: str = ""
     mode: Mode = "image-image"
-    defect_type_accuracy: float | None = None  # top region's kind vs the folder's kinds, when mapped
+    defect_type_accuracy: float | None = None  # see ``kinds.evaluation``
+    wrong_kind_rate: float | None = None
+    kind_coverage: float | None = None
+    kind_shots: int = 0
 
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 0,
-                 progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
-    """Fit ``config`` (with ``seed``) on the category's good training images, then evaluate."""
+                 progress: ProgressCallback | None = None, latency_samples: int = 20,
+                 kind_shots: int = 0) -> EvaluationRun:
+    """Fit ``config`` (with ``seed``) on the category's good training images, teach ``kind_shots``
+    labelled images per defect folder as kinds (left out of scoring), then evaluate."""
     category = MVTecCategory(category_dir)
     config = config.model_copy(update={"seed": seed})
     inspector = Inspector(config, product=category.name)
     report = inspector.fit(category.train_images(), progress=progress)
-    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples)
+    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples, kind_shots)
 
 
 def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, fit_seconds: float,
-                    progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
-    """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure.
+                    progress: ProgressCallback | None = None, latency_samples: int = 20,
+                    kind_shots: int = 0) -> EvaluationRun:
+    """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure
+    (after teaching ``kind_shots`` images per defect folder as kinds, which are not scored).
 
     Throughput is timed on the batch of all test images; latency (p50) on single images from file
     after one warm-up, on the first ``latency_samples`` (at least 1).
     """
     samples = category.test_samples()
+    if kind_shots:  # a profile without an image-text part says how to get kinds
+        samples = teach_shots(inspector, samples, kind_shots, inspector.config.seed)
     paths = [s.path for s in samples]
     t0 = time.perf_counter()
     results = inspector.predict_batch(paths, progress=progress, mode=mode)
@@ -136,7 +148,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
         inspector.predict(path, mode=mode)
         latencies.append((time.perf_counter() - t1) * 1000)
 
-    quality = measure(samples, results, with_kinds=mode != "image-image")
+    quality = measure(samples, results, with_kinds=bool(inspector.kinds), kind_shots=kind_shots)
     return EvaluationRun(
         category=category.name, k_shot=inspector.config.k_shot, seed=inspector.config.seed,
         image_auroc=quality.image_auroc, pixel_auroc=quality.pixel_auroc, aupro=quality.aupro, frr=quality.frr,
@@ -144,30 +156,33 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
         images_per_second=images_per_second, n_train=inspector.meta["training"]["count"],
         n_test_good=quality.n_test_good, n_test_defective=quality.n_test_defective,
         detection_by_type=quality.detection_by_type, threshold_method=inspector.calibrations[mode].method,
-        mode=mode, defect_type_accuracy=quality.defect_type_accuracy,
+        mode=mode, defect_type_accuracy=quality.defect_type_accuracy, wrong_kind_rate=quality.wrong_kind_rate,
+        kind_coverage=quality.kind_coverage, kind_shots=kind_shots,
     )
 
 
 def evaluate(category_dir: str | Path, config: InspectorConfig, seeds: int = 1,
-             progress: ProgressCallback | None = None) -> dict[str, Any]:
+             progress: ProgressCallback | None = None, kind_shots: int = 0) -> dict[str, Any]:
     """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
-    runs = [evaluate_run(category_dir, config, seed, progress) for seed in range(seeds)]
+    runs = [evaluate_run(category_dir, config, seed, progress, kind_shots=kind_shots) for seed in range(seeds)]
     summary: dict[str, Any] = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}
-    kind_accuracies = [r.defect_type_accuracy for r in runs if r.defect_type_accuracy is not None]
-    if kind_accuracies:
-        summary["defect_type_accuracy"] = round(statistics.fmean(kind_accuracies), 4)
-    summary.update(category=runs[0].category, k_shot=runs[0].k_shot, seeds=seeds, mode=runs[0].mode,
+    for key in KIND_KEYS:
+        values = [getattr(r, key) for r in runs if getattr(r, key) is not None]
+        if values:
+            summary[key] = round(statistics.fmean(values), 4)
+    summary.update(category=runs[0].category, k_shot=runs[0].k_shot, kind_shots=kind_shots, seeds=seeds,
+                   mode=runs[0].mode,
                    n_train=runs[0].n_train, n_test_good=runs[0].n_test_good,
                    n_test_defective=runs[0].n_test_defective, runs=[asdict(r) for r in runs])
     return summary
 
 
 def markdown_table(summaries: list[dict[str, Any]]) -> str:
-    header = "| category | mode | k-shot | seeds | " + " | ".join(METRIC_KEYS) + " | defect_type_accuracy |"
-    lines = [header, "|" + "---|" * (5 + len(METRIC_KEYS))]
+    header = "| category | mode | k-shot | kind shots | seeds | " + " | ".join(METRIC_KEYS + KIND_KEYS) + " |"
+    lines = [header, "|" + "---|" * (5 + len(METRIC_KEYS) + len(KIND_KEYS))]
     for s in summaries:
         values = " | ".join(f"{s[k]:.4g}" for k in METRIC_KEYS)
-        kind = s.get("defect_type_accuracy")
-        lines.append(f"| {s['category']} | {s.get('mode', '')} | {s['k_shot'] or 'full'} | {s['seeds']} | {values} | "
-                     f"{'' if kind is None else f'{kind:.3f}'} |")
+        kinds = " | ".join("" if s.get(k) is None else f"{s[k]:.3f}" for k in KIND_KEYS)
+        lines.append(f"| {s['category']} | {s.get('mode', '')} | {s['k_shot'] or 'full'} | {s.get('kind_shots', 0)} | "
+                     f"{s['seeds']} | {values} | {kinds} |")
     return "\n".join(lines) + "\n"

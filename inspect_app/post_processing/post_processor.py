@@ -18,7 +18,7 @@ from inspect_app.config import Mode
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import apply_ignore_mask, decode_mask, encode_mask
-from inspect_app.post_processing.kinds import label_region_kinds
+from inspect_app.post_processing.kinds import KindBook
 from inspect_app.post_processing.regions import extract_regions
 from inspect_app.results import THRESHOLD, InspectionResult, Verdict
 
@@ -37,11 +37,11 @@ class PostProcessor:
     kinds: list[str] = field(default_factory=list)
     kind_prior: np.ndarray | None = None  # [K], the kinds good patches lean towards
     ignore_mask: np.ndarray | None = None  # [H, W] bool at map resolution: pixels that never count
+    kind_book: KindBook | None = None  # the product's kinds that regions are named with (profile's "kinds")
 
-    def process(self, image: np.ndarray, raw_map: np.ndarray, mode: Mode,
-                kind_posteriors: np.ndarray | None = None) -> InspectionResult:
-        """One image's result from its raw map [H, W] (model resolution) and, when the model has
-        an image-text decoder, its kind posteriors [K, h, w]. ``file`` and timings are the caller's."""
+    def process(self, image: np.ndarray, raw_map: np.ndarray, mode: Mode) -> InspectionResult:
+        """One image's result from its raw map [H, W] (model resolution); regions are unnamed
+        until ``name_kinds``. ``file`` and timings are the caller's."""
         cal = self.calibrations[mode]
         raw_map = apply_ignore_mask(raw_map, self.ignore_mask)
         raw_score = float(raw_map.max())
@@ -53,10 +53,15 @@ class PostProcessor:
         regions = []
         if verdict == Verdict.FAIL:
             regions = extract_regions(cal_map, (w, h), part_box, THRESHOLD)
-            if kind_posteriors is not None and self.kind_prior is not None and regions:
-                label_region_kinds(regions, cal_map, kind_posteriors, (w, h), self.kinds, self.kind_prior)
         return InspectionResult(file=None, verdict=verdict, score=score, raw_score=raw_score, regions=regions,
                                 anomaly_map=cal_map, image_size=(w, h), part_box=part_box, mode=mode)
+
+    def name_kinds(self, result: InspectionResult, kind_embeddings: np.ndarray) -> None:
+        """Name the result's regions from its patch embeddings [D, h, w] in the image-text space,
+        where a kind clears the book's bar (``post_processing.kinds``)."""
+        if self.kind_book is not None and result.regions and result.anomaly_map is not None \
+                and result.image_size is not None:
+            self.kind_book.name_regions(result.regions, result.anomaly_map, kind_embeddings, result.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},

@@ -11,6 +11,7 @@ import streamlit as st
 
 from inspect_app.errors import InspectAppError
 from inspect_app.ui import auth
+from inspect_app.ui.kind_labelling import render_kind_labelling
 from inspect_app.ui.uploads import copy_into
 from inspect_app.ui.widgets import region_rows, store_or_error, verdict_banner
 
@@ -107,6 +108,7 @@ with facts:
                 st.error(str(exc))
     if st.session_state.get("history_done"):
         st.success(st.session_state.pop("history_done"))
+    render_kind_labelling(cfg, result)
 
     if result.product and any(f["kind"] == "false_reject" for f in result.feedback):
         target = cfg.good_images_dir / result.product

@@ -1,0 +1,115 @@
+"""``inspect-app kinds add/list/remove``, ``fit --kinds`` and the one-line errors around them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from inspect_app.cli import app
+
+from conftest import ImageFactory, paste_blob
+
+SIZE = 96
+
+
+@pytest.fixture(scope="module")
+def fused_cli(tmp_path_factory):
+    """A small fused product (few decoder steps, fitted in Python) and a kinds folder with masks."""
+    from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
+    from inspect_app.inspector import Inspector
+
+    root = tmp_path_factory.mktemp("kinds_cli")
+    factory = ImageFactory(root, seed=3)
+    kinds = root / "kinds" / "Dark Spot"
+    kinds.mkdir(parents=True)
+    for i in range(3):
+        image = paste_blob(factory.good(SIZE), 30 + 10 * i, 40, radius=10, value=5)
+        factory.write(kinds / f"spot_{i}.png", image)
+        mask = np.zeros((SIZE, SIZE), np.uint8)
+        mask[30:50, 20 + 10 * i:40 + 10 * i] = 255
+        Image.fromarray(mask).save(kinds / f"spot_{i}_mask.png")
+    models = root / "models"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("INSPECT_APP_CACHE_DIR", str(root / "cache"))
+        config = InspectorConfig(mode="fused", backbone=BackboneConfig(image_size=SIZE),
+                                 image_text=ImageTextConfig(steps=40, synthetic_per_image=2, max_synthetic=24))
+        inspector = Inspector(config, product="widget")
+        inspector.fit(factory.goods(12, SIZE))
+        inspector.save(models)
+        yield root, models
+
+
+def test_fit_with_kinds_checks_the_folder_first_and_needs_an_image_text_part(fused_cli):
+    root, models = fused_cli
+    runner = CliRunner()
+    good = ImageFactory(root, seed=4).folder("good", 8, size=64)
+    empty = root / "no_kinds"
+    empty.mkdir()
+    bad = runner.invoke(app, ["fit", str(good), "--product", "plain", "--image-size", "64", "--mode", "image-image",
+                              "--kinds", str(empty), "--models-dir", str(models)])
+    assert bad.exit_code == 2 and "no kind subfolders" in bad.stderr
+    assert not (models / "plain").exists()  # refused before any fit
+    plain = runner.invoke(app, ["fit", str(good), "--product", "plain", "--image-size", "64", "--mode", "image-image",
+                                "--kinds", str(root / "kinds"), "--models-dir", str(models)])
+    assert plain.exit_code == 2 and "--mode fused" in plain.stderr
+
+
+def test_kinds_folder_is_taught_with_its_masks(fused_cli):
+    from inspect_app.inspector import Inspector
+    from inspect_app.kinds.commands import check_folder, teach_parts
+
+    root, models = fused_cli
+    inspector = Inspector.load("widget", models)
+    teach_parts(inspector, check_folder(root / "kinds"))
+    book = inspector.post_processor.kind_book
+    spot = book.find("dark spot")
+    assert spot is not None and spot.n_examples == 3 and spot.sources[0] == "spot_0.png"
+    assert book.find("crack") is not None and book.find("crack").n_examples == 0  # the built-in list stays
+
+
+def test_kinds_add_list_remove(fused_cli):
+    root, models = fused_cli
+    runner = CliRunner()
+    image = root / "kinds" / "Dark Spot" / "spot_1.png"
+    added = runner.invoke(app, ["kinds", "add", str(image), "--product", "widget", "--kind", "burr",
+                                "--models-dir", str(models)])
+    assert added.exit_code == 0, added.output
+    assert "learnt from 1 image(s)" in added.output and "no refit" in added.output
+    listed = runner.invoke(app, ["kinds", "list", "--product", "widget", "--models-dir", str(models)])
+    assert listed.exit_code == 0 and "burr" in listed.output and "bar comes from" in listed.output
+    removed = runner.invoke(app, ["kinds", "remove", "--product", "widget", "--kind", "burr",
+                                  "--models-dir", str(models)])
+    assert removed.exit_code == 0 and "burr" not in removed.output.split("removed", 1)[1]
+    again = runner.invoke(app, ["kinds", "remove", "--product", "widget", "--kind", "burr",
+                                "--models-dir", str(models)])
+    assert again.exit_code == 2 and "no kind 'burr'" in again.stderr
+
+
+def test_kinds_add_errors_are_one_line(fused_cli, tmp_path: Path):
+    root, models = fused_cli
+    runner = CliRunner()
+    image = str(root / "kinds" / "Dark Spot" / "spot_1.png")
+    missing = runner.invoke(app, ["kinds", "add", str(tmp_path / "nope.png"), "--product", "widget",
+                                  "--kind", "burr", "--models-dir", str(models)])
+    assert missing.exit_code == 2 and "no such file" in missing.stderr
+    masks = runner.invoke(app, ["kinds", "add", image, image, "--mask", image, "--product", "widget",
+                                "--kind", "burr", "--models-dir", str(models)])
+    assert masks.exit_code == 2 and "one --mask per image" in masks.stderr
+    no_profile = runner.invoke(app, ["kinds", "list", "--product", "other", "--models-dir", str(models)])
+    assert no_profile.exit_code == 2 and "no profile" in no_profile.stderr
+
+
+def test_eval_kind_shots_on_a_profile_without_image_text_says_how_to_get_kinds(tmp_path: Path):
+    factory = ImageFactory(tmp_path, seed=5)
+    category = tmp_path / "widget"
+    factory.folder("widget/train/good", 8, size=64)
+    factory.folder("widget/test/good", 2, size=64)
+    for i in range(2):
+        factory.write(category / "test" / "dent" / f"{i}.png", paste_blob(factory.good(64), 30, 30, radius=8))
+    result = CliRunner().invoke(app, ["eval", str(category), "--mode", "image-image", "--image-size", "64",
+                                      "--kind-shots", "1"])
+    assert result.exit_code == 2 and "--mode fused" in result.stderr
