@@ -1,9 +1,11 @@
 """``inspect-app line``: run a station from a YAML file or from flags, until stopped.
 
-SIGTERM and Ctrl-C stop it gracefully: capture stops, queued frames are inspected and stored,
-and the final accounting is printed as one JSON line. With ``--api-port`` the REST API serves
-the station too; ``cli`` passes its factory in (``inspect_app.api.create_app``), since one
-feature never imports another.
+SIGTERM and Ctrl-C stop it within the station's ``shutdown_timeout_s`` (4 s): capture stops,
+queued frames are inspected and stored, running explanations are cut (their results keep the
+template sentence), and the final accounting is printed as one JSON line. A second station with
+the same name is refused at start; restarting the same command after a crash resumes. With
+``--api-port`` the REST API serves the station too; ``cli`` passes its factory in
+(``inspect_app.api.create_app``), since one feature never imports another.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
              fps: float | None = typer.Option(None, "--fps", min=0.01,
                                                  help="Continuous trigger: at most F inspections per second."),
              api_port: int | None = typer.Option(None, "--api-port", help="Also serve the REST API on this port."),
+             drain: bool = typer.Option(False, "--drain", help="Watched folder: exit 0 once every file present "
+                                        "(or arriving meanwhile) has its result; after a crash the same command "
+                                        "finishes the rest."),
              ) -> None:
         """Run an inspection station on a camera, stream, video, folder or pushed images."""
         from inspect_app.errors import InspectAppError
@@ -67,6 +72,8 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         data.update({k: v for k, v in overrides.items() if v is not None})
         if source is not None:
             data["source"] = {**(data.get("source") or {}), "uri": source, "kind": "auto"}
+        if drain:
+            data["source"] = {**(data.get("source") or {}), "drain": True}
         if store is not None:
             data.setdefault("store", {})["url"] = store
         if mqtt is not None:
@@ -98,7 +105,7 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         queued = len(station.queue)
         console.print(f"[yellow]{signal.Signals(signum).name}: stopping; {queued} queued frame(s) are inspected "
-                      "and stored first[/]")
+                      "and stored first, explanations are cut[/]")
         stop.set()
 
     # The command opens the store (not the station) so that the API shares it until both stopped.
