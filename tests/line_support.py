@@ -45,3 +45,10 @@ def jpeg_frames(n: int, seed: int = 0, defective_every: int = 4) -> list[bytes]:
     images = ImageFactory(seed=seed)
     return [encode_jpeg(images.defective(64, 64, radius=12) if i % defective_every == defective_every - 1
                         else images.good()) for i in range(n)]
+
+
+def bearer(store, role: str = "admin") -> dict[str, str]:
+    """The header of a new API token with ``role`` in ``store``."""
+    import uuid
+
+    return {"Authorization": f"Bearer {store.add_token(f'{role}-{uuid.uuid4().hex[:8]}', role)}"}

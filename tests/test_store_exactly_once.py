@@ -9,12 +9,12 @@ import sys
 import time
 
 import pytest
+from test_store import make_result
 
 from inspect_app.store import API_ROLE_OF_USER, ResultsStore, RetentionPolicy, StoreError
 from inspect_app.store.models import ApiTokenRow
 
 from conftest import ImageFactory
-from test_store import make_result
 
 
 @pytest.fixture
