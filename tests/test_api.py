@@ -213,9 +213,10 @@ def test_trigger_frames_and_station_metrics(saved_models, store):
         assert "inspect_line_frames_captured_total 7.0" in client.get("/metrics").text
 
 
-def test_with_a_real_push_station(saved_models, store, fitted_inspector):
+def test_with_a_real_push_station(saved_models, store, fitted_inspector, tmp_path):
     config = StationConfig.model_validate({"name": "api-test", "product": "gradient", "models_dir": str(saved_models),
-                                           "source": {"uri": "push"}, "explain": {"enabled": False}})
+                                           "source": {"uri": "push"}, "explain": {"enabled": False},
+                                           "store": {"spool": str(tmp_path / "spool.db")}})
     station = Station(config, inspector=fitted_inspector, store=store).start()
     try:
         with TestClient(create_app(saved_models, store, station), headers=bearer(store)) as client:
