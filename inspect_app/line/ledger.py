@@ -137,6 +137,10 @@ class ResultLedger:
             wait = RETRY_MIN_S if ok else min(wait * 2, RETRY_MAX_S)
             self.mark_published()
 
+    def wake(self) -> None:
+        """End the replay thread's wait now (it then sees its stop event)."""
+        self._wake.set()
+
     def finish(self) -> None:
         """At stop: one last replay attempt and acknowledgement write-back."""
         if self.spooling:

@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DEFAULT_SPOOL_DIR = Path("data/spool")
-STOP_RESERVE_S = 1.5  # of the shutdown time, kept for delivering results and closing the sinks
+STOP_RESERVE_S = 1.0  # of the shutdown time, kept for delivering results and closing the sinks
 
 
 def lease_stale_after_s(heartbeat_s: float) -> float:
@@ -303,6 +303,8 @@ class Station:
             self.metrics.unprocessed_at_shutdown.inc(undelivered)
         self._stop_heartbeat.set()
         self._stop_ledger.set()
+        if self._ledger is not None:
+            self._ledger.wake()
         self._join("ledger", time.monotonic() + 1.0)
         if self.sinks.webhook:
             self.sinks.webhook.close(timeout=max(0.5, deadline - time.monotonic()))

@@ -151,8 +151,15 @@ class ImageWriter:
         done, not_done = wait(pending, timeout=timeout)
         return not not_done
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, timeout: float | None = None) -> int:
+        """Finish the pending writes; with ``timeout``, those not started by then are dropped (their
+        rows stay, without images: a stopping station must not wait for PNGs). Returns how many."""
+        if timeout is not None:
+            self.flush(timeout)
+        with self._lock:
+            pending = list(self._pending)
+        self._pool.shutdown(wait=True, cancel_futures=timeout is not None)
+        return sum(future.cancelled() for future in pending)
 
 
 class ImageRetention:
@@ -251,6 +258,9 @@ class ImageRetention:
         """Wait for pending image writes; False if ``timeout`` ran out first."""
         return self._writer.flush(timeout)
 
-    def close(self) -> None:
-        """Finish pending image writes (their rows are updated before this returns)."""
-        self._writer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Finish pending image writes (their rows are updated before this returns); with
+        ``timeout``, writes not started by then are dropped and logged."""
+        dropped = self._writer.close(timeout)
+        if dropped:
+            log.warning("%d result image(s) not written: the store closed before their turn (rows kept)", dropped)

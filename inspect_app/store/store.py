@@ -105,11 +105,12 @@ class ResultsStore:
         """Wait for pending image writes; False if ``timeout`` ran out first."""
         return self.images.flush(timeout)
 
-    def close(self) -> None:
-        """Finish pending image writes and release the database connections."""
+    def close(self, images_timeout: float | None = None) -> None:
+        """Finish pending image writes (with ``images_timeout``: those not started by then are
+        dropped, their rows kept) and release the database connections."""
         if self.database.closed:
             return
-        self.images.close()
+        self.images.close(images_timeout)
         self.database.close()
 
     def __enter__(self) -> ResultsStore:
