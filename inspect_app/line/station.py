@@ -276,8 +276,9 @@ class Station:
     def stop(self, timeout: float | None = None) -> dict[str, Any]:
         """Stop capturing, inspect what is queued, deliver, and return the final status (with the
         accounting), all within ``timeout`` (default ``shutdown_timeout_s``): explanations still
-        running are cut (their results keep the template sentence); queued frames not inspected
-        by then are counted, and a folder's files among them stay for the next start."""
+        running when the time is nearly up are cut (their results keep the template sentence);
+        queued frames not inspected by then are counted, and a folder's files among them stay
+        for the next start."""
         output = self._output
         if self.state != StationState.RUNNING or output is None:
             return self.status()
@@ -292,7 +293,8 @@ class Station:
                 self.metrics.unprocessed_at_shutdown.inc(len(queued))
                 self.alarms.raise_alarm("shutdown_unprocessed", f"{len(queued)} queued frame(s) not inspected before "
                                         f"the {timeout:g} s shutdown limit (parts {queued[0].seq}..{queued[-1].seq})")
-        output.cut_explanations()
+        if not self.finished.wait(max(0.0, deadline - STOP_RESERVE_S - time.monotonic())):
+            output.cut_explanations()  # out of time: the FAILs keep their template sentence
         self._join("inspect", deadline)
         output.end()  # in case the inspect thread could not say so itself
         self._join("output", deadline)
