@@ -98,6 +98,10 @@ ENTRIES = [
         "line_soak", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "6000", "--fps", "20",
         "--part-frames", "3", "--gap-frames", "2", "--explain-variant", "adapter", "--threads", "2",
         "--json", "benchmarks/results/line_soak_long.json")),
+    Entry("line_faults", "Line faults: exactly once, SIGTERM, API access", _script(
+        "line_faults", "--mode", "fused", "--category", "bottle", "--frames", "2000", "--kills", "10",
+        "--db-outages", "2", "--broker-outages", "2", "--sigterm-runs", "10", "--api-clients", "4",
+        "--api-requests", "200", "--threads", "2", "--json", "benchmarks/results/line_faults.json")),
     Entry("report_speed", "Batch reports: overhead and Ray agreement", _script(
         "report_speed", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--n", "1000", "--rounds", "3",
         "--threads", "2", "--json", "benchmarks/results/report_speed.json")),

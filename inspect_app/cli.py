@@ -24,6 +24,7 @@ from inspect_app.line import commands as line_commands
 from inspect_app.reports import commands as reports_commands
 from inspect_app.results import EvidenceFor, Verdict
 from inspect_app.store import commands as store_commands
+from inspect_app.store import token_commands
 from inspect_app.ui import commands as ui_commands
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -285,6 +286,7 @@ kinds_commands.register(app)
 line_commands.register(app, create_api=create_app)
 reports_commands.register(app)
 store_commands.register(app)
+token_commands.register(app)
 ui_commands.register(app)
 
 

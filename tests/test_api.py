@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from line_support import bearer
 from PIL import Image
 from prometheus_client import CollectorRegistry, Counter
 
@@ -48,7 +49,7 @@ def store(tmp_path):
 
 @pytest.fixture
 def client(saved_models, store):
-    with TestClient(create_app(saved_models, store)) as test_client:
+    with TestClient(create_app(saved_models, store), headers=bearer(store)) as test_client:
         yield test_client
 
 
@@ -91,7 +92,7 @@ def test_inspect_stores_and_returns_the_inspectors_result(client, store, fitted_
 
 def test_bad_uploads_get_clear_4xx_and_store_nothing(saved_models, store):
     good = png_bytes(ImageFactory(seed=12).good())
-    with TestClient(create_app(saved_models, store, max_upload_bytes=len(good) + 100)) as client:
+    with TestClient(create_app(saved_models, store, max_upload_bytes=len(good) + 100), headers=bearer(store)) as client:
         cases = {
             "text": (inspect(client, b"serial,verdict\n1,ok\n", "notes.csv"), 400, "not a recognised image format"),
             "empty": (inspect(client, b"", "empty.png"), 400, "empty"),
@@ -127,7 +128,7 @@ def test_corrupt_profile_is_a_409(tmp_path, saved_models, store):
     root = tmp_path / "models"
     shutil.copytree(saved_models / "gradient", root / "gradient")
     (root / "gradient" / "profile.json").write_text("{ not json")
-    with TestClient(create_app(root, store)) as client:
+    with TestClient(create_app(root, store), headers=bearer(store)) as client:
         response = inspect(client, png_bytes(ImageFactory(seed=13).good()))
     assert response.status_code == 409 and "cannot be used" in response.json()["detail"]
 
@@ -147,9 +148,14 @@ def test_health_metrics_openapi(client):
     assert 'inspect_api_inspections_total{product="gradient",verdict="PASS"} 1.0' in text
     assert 'inspect_api_inspection_seconds_count{product="gradient"} 1.0' in text
     assert 'inspect_api_request_seconds_bucket{le="+Inf",route="/health"} 1.0' in text
-    spec = client.get("/openapi.json").json()
-    assert {"/inspect", "/results", "/results/{rid}", "/health", "/metrics", "/trigger"} <= set(spec["paths"])
-    assert client.get("/docs").status_code == 200
+    assert client.get("/openapi.json").status_code == client.get("/docs").status_code == 404  # off by default
+
+
+def test_docs_when_enabled(saved_models, store):
+    with TestClient(create_app(saved_models, store, docs=True)) as client:
+        spec = client.get("/openapi.json").json()
+        assert {"/inspect", "/results", "/results/{rid}", "/health", "/metrics", "/trigger"} <= set(spec["paths"])
+        assert client.get("/docs").status_code == 200
 
 
 class FakeStation:
@@ -178,12 +184,12 @@ class FakeStation:
 
 
 def test_trigger_frames_and_station_metrics(saved_models, store):
-    with TestClient(create_app(saved_models, store)) as client:
+    with TestClient(create_app(saved_models, store), headers=bearer(store)) as client:
         for path in ("/trigger", "/frames"):
             response = client.post(path, files={"file": ("a.png", b"x", "image/png")} if path == "/frames" else None)
             assert response.status_code == 404 and "no station is attached" in response.json()["detail"]
     station = FakeStation()
-    with TestClient(create_app(saved_models, store, station)) as client:
+    with TestClient(create_app(saved_models, store, station), headers=bearer(store)) as client:
         response = client.post("/trigger")
         assert response.status_code == 202 and response.json() == {"accepted": True, "trigger": 1, "reason": None}
         text = client.get("/metrics").text
@@ -197,21 +203,23 @@ def test_trigger_frames_and_station_metrics(saved_models, store):
         response = client.post("/trigger")
         assert response.status_code == 409 and response.json()["detail"] == "the station refused: station is stopped"
     station.push = lambda data, name=None: 1 / 0  # a bug in the station: JSON 500, not a bare page
-    with TestClient(create_app(saved_models, store, station), raise_server_exceptions=False) as client:
+    with TestClient(create_app(saved_models, store, station), raise_server_exceptions=False,
+                    headers=bearer(store)) as client:
         response = client.post("/frames", files={"file": ("p3.jpg", b"jpeg", "image/jpeg")})
         assert response.status_code == 500 and response.json()["detail"].startswith("internal error: ZeroDivisionError")
     registry = CollectorRegistry()
     Counter("inspect_line_frames_captured", "Frames", registry=registry).inc(7)
-    with TestClient(create_app(saved_models, store, metrics_registry=registry)) as client:
+    with TestClient(create_app(saved_models, store, metrics_registry=registry), headers=bearer(store)) as client:
         assert "inspect_line_frames_captured_total 7.0" in client.get("/metrics").text
 
 
-def test_with_a_real_push_station(saved_models, store, fitted_inspector):
+def test_with_a_real_push_station(saved_models, store, fitted_inspector, tmp_path):
     config = StationConfig.model_validate({"name": "api-test", "product": "gradient", "models_dir": str(saved_models),
-                                           "source": {"uri": "push"}, "explain": {"enabled": False}})
+                                           "source": {"uri": "push"}, "explain": {"enabled": False},
+                                           "store": {"spool": str(tmp_path / "spool.db")}})
     station = Station(config, inspector=fitted_inspector, store=store).start()
     try:
-        with TestClient(create_app(saved_models, store, station)) as client:
+        with TestClient(create_app(saved_models, store, station), headers=bearer(store)) as client:
             factory = ImageFactory(seed=17)
             for i in range(3):
                 response = client.post("/frames", files={"file": (f"part{i}.png", png_bytes(factory.good()),
@@ -244,7 +252,7 @@ def test_explanations_follow_settings_and_explainer(saved_models, store):
 
     bad = png_bytes(ImageFactory(seed=15).defective(64, 64, radius=12))
     explainer = ImmediateExplainer()
-    with TestClient(create_app(saved_models, store, explainer=explainer)) as client:
+    with TestClient(create_app(saved_models, store, explainer=explainer), headers=bearer(store)) as client:
         first = inspect(client, bad).json()
         assert first["explanation_source"] == "template"  # the response never waits for the model
         assert store.get(first["id"]).explanation == "language model sentence"
@@ -281,6 +289,8 @@ def free_port() -> int:
 def test_api_command_serves_with_uvicorn(saved_models, tmp_path):
     port = free_port()
     url = f"sqlite:///{tmp_path / 'served.db'}"
+    with ResultsStore(url) as store:
+        headers = bearer(store, "station")
     cmd = [sys.executable, "-c", "from inspect_app.cli import main; main()", "api", "--port", str(port),
            "--models-dir", str(saved_models), "--store", url]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -296,9 +306,11 @@ def test_api_command_serves_with_uvicorn(saved_models, tmp_path):
                 assert time.monotonic() < deadline, "the API did not start within 90 s"
                 time.sleep(0.3)
         assert health.json()["products"] == ["gradient"]
+        upload = {"file": ("p.png", png_bytes(ImageFactory(seed=16).good()), "image/png")}
+        anonymous = httpx.post(f"http://127.0.0.1:{port}/inspect", params={"product": "gradient"}, files=upload)
+        assert anonymous.status_code == 401
         response = httpx.post(f"http://127.0.0.1:{port}/inspect", params={"product": "gradient"},
-                              files={"file": ("p.png", png_bytes(ImageFactory(seed=16).good()), "image/png")},
-                              timeout=60)
+                              files=upload, timeout=60, headers=headers)
         assert response.status_code == 200 and response.json()["stored"]
     finally:
         proc.terminate()

@@ -213,7 +213,8 @@ def test_service_queue_full_resolves_at_once():
     finally:
         gen.release.set()
         svc.close()
-    assert first.result(timeout=5).source == "adapter"
+    # close() cuts what is still running: the first job finished with the model's text or was cut
+    assert first.result(timeout=5).source in ("adapter", "template")
     assert second.result(timeout=5).source in ("adapter", "template")
 
 

@@ -58,7 +58,8 @@ def test_example_station_file_loads_and_bad_keys_are_clear_errors(tmp_path):
 
 # ---------------------------------------------------------------- queue overload rules
 def _job(seq: int, droppable: bool) -> Job:
-    return Job(seq, Frame(None, time.time()), "continuous" if droppable else "external", time.time(), droppable)
+    return Job(seq, Frame(None, time.time()), "continuous" if droppable else "external", time.time(), droppable,
+               f"run:test#{seq}")
 
 
 def test_free_running_frames_drop_oldest_first_and_triggered_parts_wait_then_are_refused():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from line_support import jpeg_frames, station_config, wait_until
+from line_support import bearer, jpeg_frames, station_config, wait_until
 
 from inspect_app.line import Station
 from inspect_app.line.testing import MjpegCamera, encode_jpeg, free_port
@@ -149,11 +149,11 @@ def test_free_running_frames_are_dropped_oldest_first_and_counted(store, fitted_
     assert seqs == sorted(seqs) and seqs[-1] == 60  # the newest frames survive
 
 
-def _get(url: str) -> str | None:
+def _get(url: str, headers: dict[str, str] | None = None) -> str | None:
     import urllib.request
 
     try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=2) as resp:
             return resp.read().decode()
     except OSError:
         return None
@@ -171,14 +171,14 @@ def test_rest_api_serves_station_metrics_triggers_and_pushed_frames(store, fitte
     pushed = Station(station_config("push", name="t2"), inspector=fitted_inspector, store=store).start()
     try:
         wait_until(lambda: external.status()["frames_captured"] > 2, 20, what="frames")
-        with TestClient(create_app(store=store, station=external)) as client:
+        with TestClient(create_app(store=store, station=external), headers=bearer(store)) as client:
             assert client.post("/trigger").status_code == 202
             wait_until(lambda: external.status()["stored"] == 1, 20, what="the triggered result")
             text = client.get("/metrics").text
             assert 'inspect_line_external_triggers_total{source="http"} 1.0' in text
             assert "inspect_line_trigger_to_verdict_seconds_count 1.0" in text
             assert client.get("/health").json()["station"]["trigger"] == "external"
-        with TestClient(create_app(store=store, station=pushed)) as client:
+        with TestClient(create_app(store=store, station=pushed), headers=bearer(store, "station")) as client:
             answer = client.post("/frames", files={"file": ("cam-7.jpg", frames[0], "image/jpeg")})
             assert answer.status_code == 202
             assert client.post("/trigger").status_code == 409  # a push station takes no external triggers
@@ -200,12 +200,14 @@ def test_sigterm_mid_run_flushes_queues_and_loses_no_result(tmp_path, fitted_ins
     for i in range(n_files):
         images.write(folder / f"part{i:03d}.png", images.good())
     db = tmp_path / "cli.db"
+    with ResultsStore(f"sqlite:///{db}") as prepared:
+        viewer = bearer(prepared, "viewer")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_APP_MODELS_DIR": str(models_dir)}
     api_port = free_port()
     proc = subprocess.Popen([str(VENV_BIN / "inspect-app"), "line", "--source", str(folder), "--product", "gradient",
                              "--store", f"sqlite:///{db}", "--station", "cli1", "--models-dir", str(models_dir),
                              "--api-port", str(api_port)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True, cwd=tmp_path)
     try:
         store = None
 
@@ -219,7 +221,8 @@ def test_sigterm_mid_run_flushes_queues_and_loses_no_result(tmp_path, fitted_ins
         # The API answers once the station runs (its store schema is in place): then read the store.
         wait_until(lambda: _get(f"http://127.0.0.1:{api_port}/health"), 120, interval=0.2, what="the station's API")
         wait_until(some_stored, 60, interval=0.1, what="the first stored results")
-        metrics = _get(f"http://127.0.0.1:{api_port}/metrics")
+        assert _get(f"http://127.0.0.1:{api_port}/metrics") is None  # 401 without a token
+        metrics = _get(f"http://127.0.0.1:{api_port}/metrics", viewer)
         proc.send_signal(signal.SIGTERM)
         assert "inspect_line_results_stored_total" in metrics and "inspect_line_camera_state" in metrics
         out, err = proc.communicate(timeout=90)

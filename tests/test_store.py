@@ -61,7 +61,7 @@ def test_schema_from_migrations_matches_models_and_sqlite_uses_wal(store):
         version = connection.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
     assert diff == []
     assert journal == "wal"
-    assert version == "0001"
+    assert version == "0002_exactly_once_and_tokens"
 
 
 def test_migrations_downgrade_to_nothing_and_upgrade_again(tmp_path):

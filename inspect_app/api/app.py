@@ -1,9 +1,11 @@
-"""``create_app``: the REST API of a station PC.
+"""``create_app``: the REST API of a station PC. Every endpoint but ``/health`` needs a bearer
+token with the right role (``api.auth``); ``/docs`` is served only when asked for.
 
 - ``POST /inspect?product=NAME`` (multipart field ``file``): decode, inspect with the product's
   one ``Inspector``, store the result, return its JSON. Bad uploads get a 4xx with the reason.
 - ``GET /results`` (filters, paging), ``GET /results/{id}``.
-- ``GET /health``: version, fitted products, store reachable, station status when attached.
+- ``GET /health``: version, fitted products, store reachable, station status when attached;
+  ``degraded`` (503) while the store is unreachable or the station spools results.
 - ``GET /metrics``: Prometheus text: the API's counters and latencies, plus the attached
   station's registry (``station.metrics_registry``) or the one passed as ``metrics_registry``.
 - ``POST /trigger``: an external trigger (PLC, light barrier) for the attached station;
@@ -14,18 +16,19 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi import Depends, FastAPI, File, HTTPException, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from inspect_app import __version__
+from inspect_app.api.auth import READERS, WRITERS, Guard, RateLimits
 from inspect_app.api.metrics import ApiMetrics
 from inspect_app.api.station import ServedStation
 from inspect_app.errors import ImageLoadError, InspectAppError, ProfileError
@@ -38,7 +41,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from inspect_app.explain import ExplainerService, Explanation
-    from inspect_app.store import ResultsStore
+    from inspect_app.store import ApiClient, ResultsStore
 
 log = logging.getLogger(__name__)
 # Far above a raw 20-megapixel camera frame as PNG; far below what a station PC should buffer.
@@ -55,17 +58,24 @@ def _client_error(status: int, detail: str, metrics: ApiMetrics | None = None, r
 def create_app(models_dir: str | Path | None = None, store: ResultsStore | None = None,
                station: ServedStation | None = None, *,
                metrics_registry: CollectorRegistry | None = None, explainer: ExplainerService | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False, rate_limits: RateLimits | None = None,
+               metrics_addresses: Collection[str] = ()) -> FastAPI:
     """The API app. Without ``store`` it opens the default one (``$INSPECT_APP_STORE_URL`` or
     ./data/store/results.db) and closes it on shutdown. FAIL results get the instant template
     explanation in the response (when the product's settings allow explanations); with an
-    ``explainer`` its text replaces that one in the store once ready, never delaying the verdict."""
+    ``explainer`` its text replaces that one in the store once ready, never delaying the verdict.
+    ``docs`` serves ``/docs`` and ``/openapi.json``; ``metrics_addresses`` may scrape ``/metrics``
+    without a token; ``rate_limits`` per client (``api.auth``)."""
     from inspect_app.store import ResultsStore
 
     owns_store = store is None
     store = store if store is not None else ResultsStore()
     inspectors = InspectorCache(models_dir)
     metrics = ApiMetrics()
+    metrics.watch_images(store.image_usage)
+    guard = Guard(store, metrics, rate_limits or RateLimits(), metrics_addresses)
+    reader, writer = Depends(guard.allow(READERS)), Depends(guard.allow(WRITERS))
+    scraper = Depends(guard.allow(READERS, address_allowed=True))
     if metrics_registry is None and station is not None:
         metrics_registry = station.metrics_registry
 
@@ -76,7 +86,8 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
             store.close()
 
     app = FastAPI(title="inspect_app", version=__version__, lifespan=lifespan,
-                  description="Visual inspection of parts: inspect images, read stored results, station metrics.")
+                  description="Visual inspection of parts: inspect images, read stored results, station metrics.",
+                  docs_url="/docs" if docs else None, redoc_url=None, openapi_url="/openapi.json" if docs else None)
 
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -148,8 +159,13 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     def inspect(file: Annotated[UploadFile, File(description="The image (PNG, JPEG, BMP, TIFF, WebP, PNM).")],
                 product: Annotated[str, Query(description="Fitted product to inspect against.")],
                 lot: Annotated[str | None, Query(max_length=128)] = None,
-                station_name: Annotated[str, Query(alias="station", max_length=128)] = "api",
-                ) -> dict[str, Any] | JSONResponse:
+                station_name: Annotated[str | None, Query(alias="station", max_length=128)] = None,
+                client: ApiClient = writer) -> dict[str, Any] | JSONResponse:
+        if client.role == "station":  # a station's token stores under its own name only
+            if station_name not in (None, client.name):
+                raise HTTPException(403, f"token {client.name!r} stores results as station {client.name!r} only")
+            station_name = client.name
+        station_name = station_name or "api"
         try:
             check_product_name(product)
         except ProfileError as exc:
@@ -186,7 +202,7 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
                 until: Annotated[datetime | None, Query(description="ISO 8601, exclusive; no zone = UTC")] = None,
                 lot: str | None = None, station: str | None = None,
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-                offset: Annotated[int, Query(ge=0)] = 0) -> dict[str, Any]:
+                offset: Annotated[int, Query(ge=0)] = 0, _client: ApiClient = reader) -> dict[str, Any]:
         bad = [v for v in verdict or [] if v.upper() not in VERDICT_WORDS]
         if bad:
             raise HTTPException(400, f"unknown verdict {bad[0]!r}: use PASS, FAIL or ERROR")
@@ -197,7 +213,7 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
         return {"total": total, "limit": limit, "offset": offset, "results": [row.to_dict() for row in rows]}
 
     @app.get("/results/{rid}", summary="One stored result with its feedback")
-    def result(rid: int) -> dict[str, Any]:
+    def result(rid: int, _client: ApiClient = reader) -> dict[str, Any]:
         row = store.get(rid)
         if row is None:
             raise HTTPException(404, f"no stored result with id {rid}")
@@ -206,18 +222,21 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
     @app.get("/health", summary="Liveness and readiness")
     def health() -> JSONResponse:
         store_ok = store.ping()
-        body: dict[str, Any] = {"status": "ok" if store_ok else "degraded", "version": __version__,
-                "products": inspectors.products(), "store": {"ok": store_ok, "dialect": store.dialect},
-                "models_dir": str(inspectors.root)}
+        body: dict[str, Any] = {"version": __version__, "products": inspectors.products(),
+                                "store": {"ok": store_ok, "dialect": store.dialect}, "models_dir": str(inspectors.root)}
+        spooling = False
         if station is not None:
             try:
                 body["station"] = station.status()
+                spooling = body["station"].get("store", {}).get("state") == "spooling"
             except Exception as exc:
                 body["station"] = {"error": f"{type(exc).__name__}: {exc}"}
-        return JSONResponse(body, status_code=200 if store_ok else 503)
+        healthy = store_ok and not spooling
+        body["status"] = "ok" if healthy else "degraded"
+        return JSONResponse(body, status_code=200 if healthy else 503)
 
     @app.get("/metrics", summary="Prometheus text exposition")
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(_client: ApiClient | None = scraper) -> Response:
         text = generate_latest(metrics.registry)
         if metrics_registry is not None:
             text += generate_latest(metrics_registry)
@@ -236,11 +255,12 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
         return {"accepted": True, **outcome}
 
     @app.post("/trigger", status_code=202, summary="External trigger (PLC, light barrier) for the attached station")
-    def trigger() -> dict[str, Any]:
+    def trigger(_client: ApiClient = writer) -> dict[str, Any]:
         return station_answer(require_station().trigger())
 
     @app.post("/frames", status_code=202, summary="Push one image (one part) to the attached station")
-    def frames(file: Annotated[UploadFile, File(description="The encoded image.")]) -> dict[str, Any]:
+    def frames(file: Annotated[UploadFile, File(description="The encoded image.")],
+               _client: ApiClient = writer) -> dict[str, Any]:
         target = require_station()
         name, data = read_upload(file, "pushed")
         return station_answer(target.push(data, name))

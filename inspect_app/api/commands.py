@@ -16,15 +16,31 @@ def register(app: typer.Typer) -> None:
             port: int = typer.Option(8000, "--port", min=1, max=65535),
             models_dir: Path | None = ModelsDir,
             store_url: str | None = typer.Option(None, "--store", help="Results store URL (default "
-                                                    "$INSPECT_APP_STORE_URL or sqlite:///data/store/results.db).")
+                                                    "$INSPECT_APP_STORE_URL or sqlite:///data/store/results.db)."),
+            docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs."),
+            metrics_from: list[str] = typer.Option([], "--metrics-from",
+                                                   help="An address that may scrape /metrics without a token "
+                                                        "(repeatable)."),
+            rate_limit: float = typer.Option(50.0, "--rate-limit", min=0.1,
+                                             help="Requests per second per viewer/admin client."),
+            images_max_mb: int = typer.Option(5 * 1024, "--images-max-mb", min=1,
+                                              help="Disk quota for stored result images (PASS images go first).")
             ) -> None:
-        """Serve the REST API: POST /inspect, GET /results, /health, /metrics; docs at /docs."""
+        """Serve the REST API: POST /inspect, GET /results, /health, /metrics. Every endpoint but
+        /health needs 'Authorization: Bearer <token>' (inspect-app token add). Serve it behind a
+        TLS-terminating reverse proxy when it leaves the machine (README)."""
         import uvicorn
 
         from inspect_app.api import create_app
-        from inspect_app.store import ResultsStore
+        from inspect_app.api.auth import RateLimits
+        from inspect_app.store import ResultsStore, RetentionPolicy
 
-        with ResultsStore(store_url) as store:
-            console.print(f"results store: {store.display_url} (images in {store.images_dir}); "
-                          f"API docs at http://{host}:{port}/docs")
-            uvicorn.run(create_app(models_dir, store), host=host, port=port, log_level="info")
+        with ResultsStore(store_url, retention=RetentionPolicy(max_bytes=images_max_mb * 1024**2)) as store:
+            console.print(f"results store: {store.display_url} (images in {store.images_dir}, quota "
+                          f"{images_max_mb} MB)" + (f"; API docs at http://{host}:{port}/docs" if docs else ""))
+            if not store.tokens():
+                console.print("[yellow]no API tokens yet: every request but /health is refused; add one with "
+                              "inspect-app token add NAME --role viewer|station|admin[/]")
+            app = create_app(models_dir, store, docs=docs, rate_limits=RateLimits(per_s=rate_limit),
+                             metrics_addresses=metrics_from)
+            uvicorn.run(app, host=host, port=port, log_level="info")

@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 VARIANTS = ("facts", "adapter", "template")
 SOURCES = {"facts": "language-model", "adapter": "adapter", "template": "template"}
 GATHER_S = 0.05  # how long the worker waits for more jobs to batch with the first: ~5 % of a sentence
+CLOSE_JOIN_S = 0.2  # ``close`` waits this long for the worker threads (daemons) before it returns
+CUT_AT_SHUTDOWN = "cut at shutdown"  # the fallback reason of explanations resolved by ``close``
 _VERDICT_PREFIX = re.compile(r"^\s*(pass|fail|error)\s*[:.\-]\s*", re.IGNORECASE)
 
 
@@ -83,6 +85,19 @@ def _run_only_when_idle() -> None:
         pass
 
 
+def _normal_priority(tid: int | None) -> None:
+    """Take the worker out of ``SCHED_IDLE`` (best effort): once the service closes, the worker
+    must finish its step and release the GIL at once, even with every core busy; in the idle
+    class it may wait seconds for a core while the closing thread (and interpreter exit) waits
+    for the GIL."""
+    if tid is None:
+        return
+    try:
+        os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+    except (AttributeError, OSError):
+        pass
+
+
 @dataclass
 class _Job:
     result: object
@@ -117,7 +132,8 @@ class ExplainerService:
         self._lock = threading.Lock()
         self._queue: queue.Queue[_Job | None] = queue.Queue(maxsize=max_queue)
         self._closed = False
-        self.counts = {"submitted": 0, "model": 0, "fallback": 0, "queue_full": 0, "timeout": 0}
+        self.counts = {"submitted": 0, "model": 0, "fallback": 0, "queue_full": 0, "timeout": 0,
+                       "cut": 0}
         # Deadlines: one watchdog thread over the jobs in submission order (equal timeouts, so the
         # first pending job always has the earliest deadline), not a timer thread per job.
         self._pending: deque[_Job] = deque()
@@ -155,11 +171,35 @@ class ExplainerService:
         return fut
 
     def explain(self, result) -> Explanation:
-        """Blocking convenience: submit and wait (the service's own deadline bounds the wait)."""
-        return self.submit(result).result(timeout=self.timeout_s + 5.0)
+        """Blocking convenience: submit and wait; never raises. The caller's own clock enforces the
+        deadline: with the cores saturated the watchdog (or the GIL held by the idle-class worker)
+        can be late, so when ``timeout_s`` has passed the caller resolves the job to the
+        deterministic sentence itself instead of waiting on."""
+        start = time.perf_counter()
+        future = self.submit(result)
+        try:
+            return future.result(timeout=self.timeout_s)
+        except Exception:  # TimeoutError here; any other failure of the job gets the same answer
+            pass
+        expl = Explanation(template_from_facts(facts_from_result(result)), "template",
+                           fallback_reason=f"timeout after {self.timeout_s:g} s",
+                           seconds=time.perf_counter() - start)
+        with self._lock:
+            if not future.done():
+                self.counts["fallback"] += 1
+                self.counts["timeout"] += 1
+                future.set_result(expl)
+                return expl
+        try:
+            return future.result(timeout=0)
+        except Exception:
+            return expl
 
     def close(self) -> None:
-        """Stop the worker; queued jobs resolve to the deterministic sentence."""
+        """Stop the worker at once: queued and running jobs are cut, resolving to the deterministic
+        sentence with ``fallback_reason`` "cut at shutdown" (a station's SIGTERM must not wait for
+        a sentence). The worker is a daemon thread; its running generation is bounded by its own
+        deadline and its text, if any, is discarded."""
         if self._closed:
             return
         self._closed = True
@@ -169,15 +209,24 @@ class ExplainerService:
             except queue.Empty:
                 break
             if job is not None:
-                self._resolve(job, Explanation(template_from_facts(job.facts), "template",
-                                               fallback_reason="service closed"))
+                self._cut(job)
+        with self._wake:
+            running = list(self._pending)
+            self._pending.clear()
+            self._wake.notify()
+        for job in running:
+            self._cut(job)
         if self._worker is not None:
             self._queue.put(None)
-            self._worker.join(timeout=self.timeout_s + 5.0)
-        with self._wake:
-            self._wake.notify()
+            _normal_priority(self._worker.native_id)  # an idle-class worker holding the GIL would stall the caller
+            self._worker.join(timeout=CLOSE_JOIN_S)
         if self._watchdog is not None:
-            self._watchdog.join(timeout=5.0)
+            self._watchdog.join(timeout=CLOSE_JOIN_S)
+
+    def _cut(self, job: _Job) -> None:
+        if self._resolve(job, Explanation(template_from_facts(job.facts), "template",
+                                          fallback_reason=CUT_AT_SHUTDOWN)):
+            self.counts["cut"] += 1
 
     def __enter__(self) -> ExplainerService:
         return self

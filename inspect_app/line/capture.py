@@ -28,10 +28,10 @@ log = logging.getLogger(__name__)
 class Capture:
     def __init__(self, config: StationConfig, source: FrameSource, policy: TriggerPolicy, jobs: InspectQueue,
                  output: OutputStage, metrics: StationMetrics, alarms: Alarms, inspector: LineInspector,
-                 part_numbers: Iterator[int], stop: threading.Event):
+                 part_numbers: Iterator[int], stop: threading.Event, boot_id: str):
         self.config, self.source, self.policy, self.jobs = config, source, policy, jobs
         self.output, self.metrics, self.alarms, self.inspector = output, metrics, alarms, inspector
-        self.part_numbers = part_numbers
+        self.part_numbers, self.boot_id = part_numbers, boot_id
         self.link = CameraLink(source, config.source, stop, on_state=self._camera_state, on_gap=self._camera_gap,
                                on_idle=self._expire_triggers)
 
@@ -73,14 +73,21 @@ class Capture:
                                 "station stopped before a frame came")
             self.jobs.close()
 
-    def reject(self, seq: int, trigger: str, triggered_at: float, reason: str, name: str | None = None) -> None:
+    def frame_key(self, frame: Frame | None, seq: int) -> str:
+        """A file's own identity, else this run's boot id and the part number: a restart never
+        collides with the last run, and two identical camera frames are still two parts."""
+        return frame.key if frame is not None and frame.key else f"run:{self.boot_id}#{seq}"
+
+    def reject(self, seq: int, trigger: str, triggered_at: float, reason: str, name: str | None = None,
+               frame: Frame | None = None) -> None:
         """A part that will not be inspected: an ERROR result (stored, sent to the reject topic) and an alarm."""
         self.metrics.parts_rejected.labels(reason.split(":")[0].split(" within")[0][:40]).inc()
         self.alarms.raise_alarm("part_rejected", f"part {seq} ({trigger}) rejected without inspection: {reason}")
         result = InspectionResult(name or f"{self.config.name}#{seq}", Verdict.ERROR, error=f"not inspected: {reason}",
                                   product=self.config.product, mode=self.inspector.mode,
                                   profile_version=self.inspector.profile_version)
-        self.output.put(LineResult(seq, result, None, trigger, triggered_at, time.time()))
+        self.output.put(LineResult(seq, result, None, trigger, triggered_at, time.time(), self.frame_key(frame, seq),
+                                   frame))
 
     def _admitted_enough(self) -> bool:
         n = self.config.max_frames
@@ -92,15 +99,19 @@ class Capture:
                         f"no camera frame within {self.config.trigger.timeout_s:.1f} s of the trigger")
 
     def _corrupt(self, frame: Frame) -> None:
+        if frame.incomplete:  # a file never finished: a part all the same, with the reason
+            self.reject(next(self.part_numbers), self.source.kind, frame.captured_at, f"incomplete file: {frame.error}",
+                        name=frame.name, frame=frame)
+            return
         self.metrics.corrupt_frames.inc()
         log.warning("corrupt frame skipped: %s", frame.error)
         if frame.part:  # a file or pushed image is a part: it must be rejected, not ignored
             self.reject(next(self.part_numbers), self.source.kind, frame.captured_at, f"corrupt image: {frame.error}",
-                        name=frame.name)
+                        name=frame.name, frame=frame)
 
     def _submit(self, frame: Frame, decision: Decision) -> None:
         seq = next(self.part_numbers)
-        job = Job(seq, frame, decision.kind, decision.triggered_at, decision.droppable)
+        job = Job(seq, frame, decision.kind, decision.triggered_at, decision.droppable, self.frame_key(frame, seq))
         wait_s = 0 if job.droppable else self.config.pipeline.backpressure_s
         accepted, dropped = self.jobs.put(job, timeout=wait_s)
         with self.metrics.lock:  # one update: ``admitted`` (triggered - dropped + rejected) never jumps
@@ -110,7 +121,8 @@ class Capture:
         self.metrics.queue_depth.labels("inspect").set(len(self.jobs))
         if not accepted and not job.droppable:
             self.reject(seq, decision.kind, decision.triggered_at,
-                        f"inspection queue full for {self.config.pipeline.backpressure_s:.1f} s", name=frame.name)
+                        f"inspection queue full for {self.config.pipeline.backpressure_s:.1f} s", name=frame.name,
+                        frame=frame)
 
     def _camera_state(self, state: CameraState) -> None:
         self.metrics.camera_state.state(state)

@@ -1,9 +1,11 @@
 """``inspect-app line``: run a station from a YAML file or from flags, until stopped.
 
-SIGTERM and Ctrl-C stop it gracefully: capture stops, queued frames are inspected and stored,
-and the final accounting is printed as one JSON line. With ``--api-port`` the REST API serves
-the station too; ``cli`` passes its factory in (``inspect_app.api.create_app``), since one
-feature never imports another.
+SIGTERM and Ctrl-C stop it within the station's ``shutdown_timeout_s`` (3 s): capture stops,
+queued frames are inspected and stored, running explanations are cut (their results keep the
+template sentence), and the final accounting is printed as one JSON line. A second station with
+the same name is refused at start; restarting the same command after a crash resumes. With
+``--api-port`` the REST API serves the station too; ``cli`` passes its factory in
+(``inspect_app.api.create_app``), since one feature never imports another.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from inspect_app.line.config import StationConfig
     from inspect_app.line.station import Station
     from inspect_app.store import ResultsStore
+
+
+STOP_IMAGES_S = 0.5  # at exit, result images still being written get this long
 
 
 class ApiFactory(Protocol):
@@ -50,6 +55,9 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
              fps: float | None = typer.Option(None, "--fps", min=0.01,
                                                  help="Continuous trigger: at most F inspections per second."),
              api_port: int | None = typer.Option(None, "--api-port", help="Also serve the REST API on this port."),
+             drain: bool = typer.Option(False, "--drain", help="Watched folder: exit 0 once every file present "
+                                        "(or arriving meanwhile) has its result; after a crash the same command "
+                                        "finishes the rest."),
              ) -> None:
         """Run an inspection station on a camera, stream, video, folder or pushed images."""
         from inspect_app.errors import InspectAppError
@@ -67,6 +75,8 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         data.update({k: v for k, v in overrides.items() if v is not None})
         if source is not None:
             data["source"] = {**(data.get("source") or {}), "uri": source, "kind": "auto"}
+        if drain:
+            data["source"] = {**(data.get("source") or {}), "drain": True}
         if store is not None:
             data.setdefault("store", {})["url"] = store
         if mqtt is not None:
@@ -77,6 +87,12 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         if fps is not None:
             data.setdefault("trigger", {})["fps"] = fps
         run_station(parse_station_config(data, str(config) if config else "command line"), create_api)
+        # Everything is stored and flushed; what is left is interpreter exit, whose last garbage
+        # collection walks the model's and libraries' objects: seconds on a loaded machine, past
+        # the SIGTERM budget. Freezing them exempts them from that collection.
+        import gc
+
+        gc.freeze()
 
 
 def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
@@ -98,11 +114,12 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
     def request_stop(signum: int, _frame: FrameType | None) -> None:
         queued = len(station.queue)
         console.print(f"[yellow]{signal.Signals(signum).name}: stopping; {queued} queued frame(s) are inspected "
-                      "and stored first[/]")
+                      "and stored first, explanations are cut[/]")
         stop.set()
 
     # The command opens the store (not the station) so that the API shares it until both stopped.
-    with ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir) as store:
+    store = ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir)
+    try:
         station = Station(cfg, store=store)
         previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
         server = None
@@ -121,6 +138,8 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
                 server.should_exit = True
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+    finally:
+        store.close(images_timeout=STOP_IMAGES_S)  # result rows are all stored; late PNGs are not waited for
     out.print(json.dumps({"final": final}, default=str), soft_wrap=True, highlight=False, markup=False)
     return final
 

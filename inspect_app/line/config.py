@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from inspect_app.config import Mode
 from inspect_app.errors import InspectAppError
@@ -33,8 +33,12 @@ class SourceConfig(StrictSettings):
     reconnect_max_s: float = Field(default=10.0, gt=0)
     read_timeout_s: float = Field(default=5.0, gt=0, description="no frame for this long = camera lost")
     settle_s: float = Field(default=0.5, ge=0, description="watched folder: a file unchanged this long is complete")
-    done_dir: Path | None = Field(default=None, description="watched folder: move each file here once read, so a "
-                                  "restart does not inspect it again (default: leave it)")
+    done_dir: Path | None = Field(default=None, description="watched folder: move each file here once its result "
+                                  "is committed (default: leave it; a restart skips recorded files either way)")
+    incomplete_s: float = Field(default=30.0, gt=0, description="watched folder: a file still empty or still "
+                                "changing after this long becomes an ERROR result saying so")
+    drain: bool = Field(default=False, description="watched folder: stop (exit 0) once every file present or "
+                        "arriving meanwhile has its result")
     poll_s: float = Field(default=0.1, gt=0)
     push_queue: int = Field(default=32, ge=1, description="pushed images waiting for inspection")
 
@@ -82,13 +86,17 @@ class PipelineConfig(StrictSettings):
     batch_size: int = Field(default=4, ge=1, description="at most this many queued frames are inspected together")
     backpressure_s: float = Field(default=5.0, ge=0, description="a triggered part waits this long for queue space, "
                                   "then is rejected with an alarm")
-    shutdown_timeout_s: float = Field(default=60.0, gt=0, description="how long stop() keeps flushing the queues")
+    shutdown_timeout_s: float = Field(default=3.0, gt=0, description="how long stop() inspects what is queued and "
+                                      "delivers results (Docker's grace is 10 s); queued files not inspected by then "
+                                      "stay in the folder for the next start")
     heartbeat_s: float = Field(default=2.0, gt=0)
 
 
 class StoreConfig(StrictSettings):
     url: str | None = None  # default: $INSPECT_APP_STORE_URL, else the SQLite file under ./data/store
     images_dir: Path | None = None
+    spool: Path | None = Field(default=None, description="local SQLite file that keeps results while the store is "
+                               "unreachable, replayed in order when it is back (default: data/spool/<station>.db)")
 
 
 class ExplainConfig(StrictSettings):
@@ -120,6 +128,12 @@ class StationConfig(StrictSettings):
     api_port: int | None = Field(default=None, ge=1, le=65535, description="also serve the REST API (trigger, metrics)")
     api_host: str = Field(default="127.0.0.1", description="0.0.0.0 to accept calls from the line network")
     max_frames: int | None = Field(default=None, ge=1, description="stop after this many results are stored")
+
+    @model_validator(mode="after")
+    def _drain_needs_a_folder(self) -> StationConfig:
+        if self.source.drain and self.source.resolve_kind() != "folder":
+            raise ValueError(f"source.drain needs a watched folder, not a {self.source.resolve_kind()} source")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -76,14 +76,16 @@ class VerdictRate:
 
 
 def run_heartbeat(station: str, status: Callable[[], dict[str, Any]], store: LineStore, sinks: Sinks,
-                  every_s: float, stop: threading.Event) -> None:
-    """Until ``stop``: write ``status()`` to the store and the retained status topic every
-    ``every_s``, and hand free heap pages back now and then (see ``line.memory``: keeps RSS flat)."""
+                  every_s: float, stop: threading.Event, renew_lease: Callable[[], None]) -> None:
+    """Until ``stop``: renew the station's name lease, write ``status()`` to the store and the
+    retained status topic every ``every_s``, and hand free heap pages back now and then (see
+    ``line.memory``: keeps RSS flat)."""
     trimmed = time.monotonic()
     while not stop.wait(every_s):
         if time.monotonic() - trimmed >= TRIM_EVERY_S:
             release_free_memory()
             trimmed = time.monotonic()
+        renew_lease()
         snapshot = status()
         try:
             store.update_station_status(station, snapshot)

@@ -68,7 +68,8 @@ def run_inspection(station: str, product: str, inspector: LineInspector, jobs: I
                 metrics.inspection_latency.observe(per_frame)
                 metrics.trigger_to_verdict.observe(max(0.0, verdict_at - job.triggered_at))
                 metrics.inspections.labels(result.verdict).inc()
-                output.put(LineResult(job.seq, result, job.frame.image, job.trigger, job.triggered_at, verdict_at))
+                output.put(LineResult(job.seq, result, job.frame.image, job.trigger, job.triggered_at, verdict_at,
+                                      job.key, job.frame))
             rate.add(verdict_at, len(batch))
     finally:
         output.end()

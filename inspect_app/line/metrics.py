@@ -53,10 +53,15 @@ class StationCounts:
     results: int  # results through the output stage (inspected + rejected, once delivered)
     verdicts: dict[Verdict, int]  # ``results`` by verdict
     stored: int
-    store_failed: int
+    store_failed: int  # neither stored nor spooled (the frame is left for a restart)
+    spooled: int  # results that went to the spool while the store was away (stored later when replayed)
+    spool_depth: int  # results in the spool now
     explained: int
     explaining: int  # FAIL results waiting for their explanation
+    explanations_cut: int  # explanations cut at shutdown: their results keep the template sentence
     unprocessed_at_shutdown: int
+    files_ignored: int  # watched folder: files that are not images (each counted once)
+    already_recorded: int  # watched folder: files whose result an earlier run recorded (not inspected again)
 
     @property
     def admitted(self) -> int:
@@ -116,6 +121,15 @@ class StationMetrics:
         self.explanations_pending = Gauge("inspect_line_explanations_pending",
                                           "FAIL results waiting for their explanation", registry=r)
         self.alarms = Counter("inspect_line_alarms", "Alarms raised, by kind", ["kind"], registry=r)
+        self.results_spooled = Counter("inspect_line_results_spooled", "Results written to the local spool "
+                                       "because the results store was unreachable", registry=r)
+        self.spool_depth = Gauge("inspect_line_spool_depth", "Results in the spool waiting for the store", registry=r)
+        self.explanations_cut = Counter("inspect_line_explanations_cut", "Explanations cut at shutdown (the result "
+                                        "keeps the template sentence)", registry=r)
+        self.files_ignored = Counter("inspect_line_files_ignored", "Watched-folder files that are not images "
+                                     "(each counted once)", registry=r)
+        self.already_recorded = Counter("inspect_line_files_already_recorded", "Watched-folder files skipped "
+                                        "because an earlier run recorded their result", registry=r)
 
     def snapshot(self) -> StationCounts:
         with self.lock:
@@ -128,9 +142,12 @@ class StationMetrics:
                 results=round(sum(verdicts.values())),
                 verdicts={v: round(verdicts.get((v.value,), 0)) for v in Verdict},
                 stored=_total(self.results_stored), store_failed=round(sink_errors.get(("store",), 0)),
+                spooled=_total(self.results_spooled), spool_depth=round(_samples(self.spool_depth, "")[()]),
                 explained=_total(self.explanations),
                 explaining=round(_samples(self.explanations_pending, "")[()]),
-                unprocessed_at_shutdown=_total(self.unprocessed_at_shutdown))
+                explanations_cut=_total(self.explanations_cut),
+                unprocessed_at_shutdown=_total(self.unprocessed_at_shutdown),
+                files_ignored=_total(self.files_ignored), already_recorded=_total(self.already_recorded))
 
     def mqtt_counts(self) -> tuple[int, int, int]:
         """(acknowledged messages, acknowledged results, messages refused by a full outbox)."""

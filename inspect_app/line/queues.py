@@ -22,6 +22,7 @@ class Job:
     trigger: str
     triggered_at: float
     droppable: bool
+    key: str  # the frame's identity (see ``LineResult.key``)
     enqueued_at: float = field(default_factory=time.time)
 
 

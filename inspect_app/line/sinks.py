@@ -5,7 +5,7 @@ MQTT topics (``<prefix>`` defaults to ``inspect``):
 
 | topic | dir | QoS | retained | payload |
 |---|---|---|---|---|
-| ``<prefix>/<station>/result`` | out | 1 | no | every result: id, seq, verdict, score, regions, timings |
+| ``<prefix>/<station>/result`` | out | 1 | no | every result: stored id (de-duplicate on it), verdict, score, ... |
 | ``<prefix>/<station>/reject`` | out | 1 | no | FAIL and not-inspected parts, sent first, for the PLC |
 | ``<prefix>/<station>/explanation`` | out | 1 | no | the operator sentence of a FAIL, when ready |
 | ``<prefix>/<station>/status`` | out | 1 | yes | heartbeat; the last will says ``offline`` |
@@ -75,8 +75,9 @@ class MqttLink:
         self.status_payload: Callable[[], Mapping[str, Any]] | None = None
         self.closing = False
         self._lock = threading.Lock()
-        self._waiting: dict[int, str] = {}  # mid -> topic key, not yet acknowledged
+        self._waiting: dict[int, tuple[str, int | None]] = {}  # mid -> (topic key, result id), not acknowledged
         self._early: set[int] = set()  # acknowledged before publish() returned its mid
+        self._acknowledged: list[int] = []  # result ids whose message the broker acknowledged
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive_s)
@@ -104,14 +105,22 @@ class MqttLink:
     def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, _reason_code: ReasonCode,
                     _properties: Properties) -> None:
         with self._lock:
-            key = self._waiting.pop(mid, None)
-            if key is None:
+            waiting = self._waiting.pop(mid, None)
+            if waiting is None:
                 self._early.add(mid)
                 return
-            self._count(key)
+            self._count(*waiting)
 
-    def _count(self, key: str) -> None:
+    def _count(self, key: str, rid: int | None) -> None:
         self.metrics.mqtt_published.labels(key).inc()
+        if rid is not None:
+            self._acknowledged.append(rid)
+
+    def take_acknowledged(self) -> list[int]:
+        """Result ids whose result message the broker acknowledged since the last call."""
+        with self._lock:
+            taken, self._acknowledged = self._acknowledged, []
+            return taken
 
     def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -122,8 +131,9 @@ class MqttLink:
         except Exception:  # a bad message must not stop paho's network thread
             log.exception("MQTT message on %s could not be handled", msg.topic)
 
-    def publish(self, key: str, payload: Mapping[str, Any], retain: bool = False) -> bool:
-        """Queue a QoS 1 message; False (and counted) when the outbox is full."""
+    def publish(self, key: str, payload: Mapping[str, Any], retain: bool = False, rid: int | None = None) -> bool:
+        """Queue a QoS 1 message; False (and counted) when the outbox is full. ``rid``: the stored
+        result the message carries (its acknowledgement is reported by ``take_acknowledged``)."""
         info = self.client.publish(self.topics[key], json.dumps(payload, default=str), qos=1, retain=retain)
         if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
             self.metrics.sink_errors.labels("mqtt").inc()
@@ -131,9 +141,9 @@ class MqttLink:
         with self._lock:
             if info.mid in self._early:
                 self._early.discard(info.mid)
-                self._count(key)
+                self._count(key, rid)
             else:
-                self._waiting[info.mid] = key
+                self._waiting[info.mid] = (key, rid)
         return True
 
     def unacknowledged(self) -> int:

@@ -9,6 +9,7 @@ connection is gone (reconnect); ``SourceEnded`` means a replay is over.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import queue
 import threading
@@ -46,6 +47,9 @@ class Frame:
     name: str | None = None  # file name (folder, push) or a description of the frame
     part: bool = False  # one frame = one part (folder file, pushed image): never dropped
     error: str | None = None  # why it could not be decoded
+    key: str | None = None  # identity of a file (path, size, mtime); camera frames get theirs at capture
+    path: Path | None = None  # the file it came from (moved to ``done_dir`` once its result is committed)
+    incomplete: bool = False  # a file that stayed empty or kept changing (``error`` says which)
 
 
 def _decode(data: bytes, name: str | None, captured_at: float, part: bool = False, label: str | None = None) -> Frame:
@@ -66,6 +70,9 @@ class FrameSource:
 
     def close(self) -> None:
         """Release the device or connection; safe to call twice."""
+
+    def acknowledge(self, frame: Frame) -> None:
+        """``frame``'s result is committed (stored or spooled); a folder moves its file then."""
 
 
 class OpenCVSource(FrameSource):
@@ -151,72 +158,140 @@ class OpenCVSource(FrameSource):
             self._cap = None
 
 
+def folder_frame_key(path: Path, size: int, mtime_ns: int) -> str:
+    """A file's identity: its path, size and modification time (a rewritten file is a new part)."""
+    key = f"file:{path}|{size}|{mtime_ns}"
+    return key if len(key) <= 500 else "file-sha256:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass
+class _Watched:
+    size: int
+    mtime_ns: int
+    unchanged_since: float  # time.monotonic()
+    first_seen: float
+
+
 class FolderSource(FrameSource):
     """A folder that camera software writes image files into. Files already there are inspected
     first (by name); a file is read once its size and modification time have stayed unchanged
-    for ``settle_s`` (so a half-written file is never inspected). Read files are remembered, or
-    moved to ``done_dir`` when given (then a restarted station does not inspect them again)."""
+    for ``settle_s`` (so a half-written file is never inspected). Every file is accounted for:
+
+    - a file that stays empty, or keeps changing, for ``incomplete_s`` becomes a part with an
+      ``error`` (an ERROR result saying so), never a file waited on forever;
+    - a file that is not an image is counted and logged once (``ignored``, ``on_ignored``);
+    - a file whose result is already recorded (``is_recorded(key)``: a restart after a crash) is
+      not read again: ``on_already_recorded`` is told, and it goes to ``done_dir``.
+
+    A file is moved to ``done_dir`` (when given) by ``acknowledge``, which the station calls once
+    the file's result is committed; files are remembered otherwise. With ``drain`` the source
+    ends (``SourceEnded``) once no file is left to read or waiting to settle."""
 
     kind = "folder"
 
-    def __init__(self, folder: str | Path, settle_s: float = 0.5, poll_s: float = 0.1, done_dir: Path | None = None):
-        self.folder, self.settle_s, self.poll_s = Path(folder), settle_s, poll_s
+    def __init__(self, folder: str | Path, settle_s: float = 0.5, poll_s: float = 0.1, done_dir: Path | None = None,
+                 incomplete_s: float = 30.0, drain: bool = False):
+        self.folder, self.settle_s, self.poll_s = Path(folder).absolute(), settle_s, poll_s
         self.done_dir = Path(done_dir) if done_dir else None
-        self._seen: set[tuple[str, int]] = set()  # (name, mtime_ns) already inspected
-        self._watch: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, unchanged since)
-        self._ready: deque[Path] = deque()
+        self.incomplete_s, self.drain = incomplete_s, drain
+        self.is_recorded: Callable[[str], bool] | None = None
+        self.on_already_recorded: Callable[[Path], None] | None = None
+        self.on_ignored: Callable[[Path], None] | None = None
+        self.ignored = 0
+        self._ignored_names: set[str] = set()
+        self._seen: set[tuple[str, str]] = set()  # (name, frame key) already read
+        self._watch: dict[str, _Watched] = {}
+        self._ready: deque[tuple[Path, str, str | None]] = deque()  # path, frame key, why it is incomplete
 
     def open(self) -> None:
         if not self.folder.is_dir():
             raise SourceLost(f"watched folder {self.folder} is missing")
 
+    def _ignore(self, path: Path) -> None:
+        if path.name not in self._ignored_names:
+            self._ignored_names.add(path.name)
+            self.ignored += 1
+            log.warning("%s is not an image (%s): ignored", path.name, ", ".join(sorted(IMAGE_EXTENSIONS)))
+            if self.on_ignored:
+                self.on_ignored(path)
+
     def _scan(self) -> None:
         now = time.monotonic()
         present = set()
         try:
-            entries = sorted(p for p in self.folder.iterdir()
-                             if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_EXTENSIONS)
+            entries = sorted(p for p in self.folder.iterdir() if p.is_file() and not p.name.startswith("."))
         except OSError as exc:
             raise SourceLost(f"watched folder {self.folder}: {exc}") from None
         for path in entries:
+            present.add(path.name)
+            if path.suffix.lower() not in IMAGE_EXTENSIONS:
+                self._ignore(path)
+                continue
             try:
                 st = path.stat()
             except FileNotFoundError:
                 continue
-            present.add(path.name)
-            key = (path.name, st.st_mtime_ns)
-            if key in self._seen:
+            key = folder_frame_key(path, st.st_size, st.st_mtime_ns)
+            if (path.name, key) in self._seen:
                 continue
-            size_mtime = (st.st_size, st.st_mtime_ns)
             known = self._watch.get(path.name)
-            if known is None or known[:2] != size_mtime:
-                self._watch[path.name] = (*size_mtime, now)
-            elif st.st_size > 0 and now - known[2] >= self.settle_s:
-                self._seen.add(key)
-                del self._watch[path.name]
-                self._ready.append(path)
+            if known is None:
+                known = self._watch[path.name] = _Watched(st.st_size, st.st_mtime_ns, now, now)
+            elif (known.size, known.mtime_ns) != (st.st_size, st.st_mtime_ns):
+                known.size, known.mtime_ns, known.unchanged_since = st.st_size, st.st_mtime_ns, now
+            incomplete = None
+            if now - known.first_seen >= self.incomplete_s:
+                incomplete = (f"{path.name}: file stayed empty for {self.incomplete_s:g} s" if st.st_size == 0
+                              else f"{path.name}: file kept changing for {self.incomplete_s:g} s")
+            elif st.st_size == 0 or now - known.unchanged_since < self.settle_s:
+                continue
+            self._seen.add((path.name, key))
+            del self._watch[path.name]
+            self._ready.append((path, key, incomplete))
         # Forget files that were removed, so memory stays bounded on a long shift.
         self._seen = {k for k in self._seen if k[0] in present}
         self._watch = {k: v for k, v in self._watch.items() if k in present}
+        self._ignored_names &= present
 
     def read(self) -> Frame | None:
         if not self._ready:
             self._scan()
             if not self._ready:
+                if self.drain and not self._watch:
+                    raise SourceEnded(f"folder {self.folder} drained")
                 time.sleep(self.poll_s)
                 return None
-        path = self._ready.popleft()
+        path, key, incomplete = self._ready.popleft()
+        if self.is_recorded is not None and self.is_recorded(key):
+            log.info("%s: result already recorded (an earlier run): not inspected again", path.name)
+            if self.on_already_recorded:
+                self.on_already_recorded(path)
+            self._move_done(path)
+            return None
+        if incomplete is not None:
+            return Frame(None, time.time(), path.name, part=True, error=incomplete, key=key, path=path, incomplete=True)
         try:
             data = path.read_bytes()
         except OSError as exc:
-            return Frame(None, time.time(), path.name, part=True, error=f"{path.name}: cannot read ({exc})")
-        if self.done_dir is not None:
-            try:
-                self.done_dir.mkdir(parents=True, exist_ok=True)
-                path.replace(self.done_dir / path.name)
-            except OSError as exc:
-                log.warning("%s not moved to %s: %s", path.name, self.done_dir, exc)
-        return _decode(data, path.name, time.time(), part=True)
+            return Frame(None, time.time(), path.name, part=True, error=f"{path.name}: cannot read ({exc})", key=key,
+                         path=path)
+        frame = _decode(data, path.name, time.time(), part=True)
+        frame.key, frame.path = key, path
+        return frame
+
+    def acknowledge(self, frame: Frame) -> None:
+        """The frame's result is committed: its file may go to ``done_dir``."""
+        if frame.path is not None:
+            self._move_done(frame.path)
+
+    def _move_done(self, path: Path) -> None:
+        if self.done_dir is None:
+            return
+        try:
+            self.done_dir.mkdir(parents=True, exist_ok=True)
+            path.replace(self.done_dir / path.name)
+        except OSError as exc:
+            log.warning("%s not moved to %s: %s", path.name, self.done_dir, exc)
 
 
 class PushSource(FrameSource):
@@ -261,7 +336,7 @@ class PushSource(FrameSource):
 def create_source(cfg: SourceConfig) -> FrameSource:
     kind = cfg.resolve_kind()
     if kind == "folder":
-        return FolderSource(cfg.uri, cfg.settle_s, cfg.poll_s, cfg.done_dir)
+        return FolderSource(cfg.uri, cfg.settle_s, cfg.poll_s, cfg.done_dir, cfg.incomplete_s, cfg.drain)
     if kind == "push":
         return PushSource(cfg.push_queue, cfg.poll_s)
     return OpenCVSource(cfg.uri, kind, cfg.fps, cfg.loop, cfg.read_timeout_s)

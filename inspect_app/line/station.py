@@ -12,9 +12,15 @@ Threads and queues (all bounded where frames wait), one module each:
 - ``line.health``: alarms and a heartbeat that writes ``status()`` to the store and the retained
   MQTT status topic.
 
+- ``line.ledger``: each result recorded once (store, or the spool while the store is away);
+  its thread replays the spool and writes back MQTT acknowledgements.
+
 This module starts and stops them and answers the outside world (``trigger``, ``push``,
-``status``). ``stop()`` stops capture, flushes the queues within ``shutdown_timeout_s`` and
-accounts for anything it could not process. Every count comes from ``line.metrics``.
+``status``). ``start()`` claims the station's name (a live station of the same name is refused,
+a dead one taken over) and publishes again the results a crash left unacknowledged. ``stop()``
+stops capture, inspects what is queued within ``shutdown_timeout_s``, cuts the explanations
+still running (their results keep the template sentence) and accounts for anything it could not
+process (a folder's files stay for the next start). Every count comes from ``line.metrics``.
 """
 
 from __future__ import annotations
@@ -24,19 +30,23 @@ import itertools
 import logging
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from inspect_app.line.capture import Capture
 from inspect_app.line.config import StationConfig
 from inspect_app.line.health import Alarms, VerdictRate, iso_time, run_heartbeat
 from inspect_app.line.inspection import LineInspector, run_inspection
+from inspect_app.line.ledger import ResultLedger
 from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.output import OutputStage
 from inspect_app.line.queues import InspectQueue
 from inspect_app.line.sinks import CsvSink, MqttLink, Sinks, WebhookSink
-from inspect_app.line.sources import PushSource, create_source
+from inspect_app.line.sources import FolderSource, PushSource, create_source
+from inspect_app.line.spool import Spool
 from inspect_app.line.triggers import ExternalTrigger, PartPresentTrigger, create_trigger
 from inspect_app.product_settings import SINK_SETTINGS
 from inspect_app.results import Verdict
@@ -46,6 +56,13 @@ if TYPE_CHECKING:
     from inspect_app.store import LineStore, ResultsStore
 
 log = logging.getLogger(__name__)
+DEFAULT_SPOOL_DIR = Path("data/spool")
+STOP_RESERVE_S = 1.0  # of the shutdown time, kept for delivering results and closing the sinks
+
+
+def lease_stale_after_s(heartbeat_s: float) -> float:
+    """A station name whose holder has not renewed it for this long is taken over."""
+    return max(5.0, 3 * heartbeat_s)
 
 
 class StationState(StrEnum):
@@ -98,6 +115,12 @@ class Station:
         self._threads: dict[str, threading.Thread] = {}
         self._capture: Capture | None = None
         self._output: OutputStage | None = None
+        self.run_id = uuid.uuid4().hex[:16]  # this run: the name lease's owner and the camera frames' boot id
+        self._lease_held = False
+        self._ledger: ResultLedger | None = None
+        self._spool: Spool | None = None
+        self._stop_ledger = threading.Event()
+        self._inspection_done = threading.Event()
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> Station:
@@ -110,19 +133,22 @@ class Station:
             self.state = StationState.STOPPED
             raise
         cfg = self.config
-        output = self._output = OutputStage(cfg, self.metrics, store, self.sinks, self.explainer, self.alarms,
-                                            stop_capture=self._stop_capture, finished=self.finished)
+        ledger = self._ledger
+        assert ledger is not None
+        output = self._output = OutputStage(cfg, self.metrics, ledger, self.sinks, self.explainer, self.alarms,
+                                            acknowledge=self.source.acknowledge, stop_capture=self._stop_capture,
+                                            finished=self.finished)
         capture = self._capture = Capture(cfg, self.source, self.trigger_policy, self.queue, output, self.metrics,
-                                          self.alarms, inspector, self._part_numbers, self._stop_capture)
+                                          self.alarms, inspector, self._part_numbers, self._stop_capture, self.run_id)
         self.started_at = time.time()
         self.state = StationState.RUNNING
         threads: dict[str, Callable[[], None]] = {
             "capture": capture.run,
-            "inspect": functools.partial(run_inspection, self.name, cfg.product, inspector, self.queue,
-                                         cfg.pipeline.batch_size, output, self.metrics, self.rate),
+            "inspect": functools.partial(self._run_inspection, inspector, output),
             "output": output.run,
             "heartbeat": functools.partial(run_heartbeat, self.name, self.status, store, self.sinks,
-                                           cfg.pipeline.heartbeat_s, self._stop_heartbeat)}
+                                           cfg.pipeline.heartbeat_s, self._stop_heartbeat, self._renew_lease),
+            "ledger": functools.partial(ledger.run, self._stop_ledger)}
         for name, target in threads.items():
             thread = threading.Thread(target=target, name=f"{self.name}-{name}", daemon=True)
             self._threads[name] = thread
@@ -131,18 +157,35 @@ class Station:
                  cfg.source.uri, cfg.source.resolve_kind(), cfg.trigger.mode)
         return self
 
+    def _run_inspection(self, inspector: LineInspector, output: OutputStage) -> None:
+        try:
+            run_inspection(self.name, self.config.product, inspector, self.queue, self.config.pipeline.batch_size,
+                           output, self.metrics, self.rate)
+        finally:
+            self._inspection_done.set()
+
     def _open(self) -> tuple[LineInspector, LineStore]:
         cfg = self.config
-        if self.inspector is None:
-            from inspect_app.inspector import Inspector
-
-            self.inspector = Inspector.load(cfg.product, cfg.models_dir, mode=cfg.mode)
         if self.store is None:
             from inspect_app.store import ResultsStore
 
             self.store = self._owned_store = ResultsStore(cfg.store.url, images_dir=cfg.store.images_dir)
-        self.alarms.store = self.store
-        cfg = self.config = self._with_product_settings(cfg, self.store)
+        store = self.store
+        store.claim_station(self.name, self.run_id, lease_stale_after_s(cfg.pipeline.heartbeat_s))
+        self._lease_held = True
+        if self.inspector is None:
+            from inspect_app.inspector import Inspector
+
+            self.inspector = Inspector.load(cfg.product, cfg.models_dir, mode=cfg.mode)
+        self.alarms.store = store
+        cfg = self.config = self._with_product_settings(cfg, store)
+        self._spool = Spool(cfg.store.spool or DEFAULT_SPOOL_DIR / f"{self.name}.db")
+        ledger = self._ledger = ResultLedger(self.name, store, self._spool, self.metrics, self.alarms,
+                                             publish_pending=cfg.mqtt is not None)
+        if isinstance(self.source, FolderSource):
+            self.source.is_recorded = ledger.recorded
+            self.source.on_already_recorded = lambda _path: self.metrics.already_recorded.inc()
+            self.source.on_ignored = lambda _path: self.metrics.files_ignored.inc()
         if cfg.csv:
             self.sinks.csv = CsvSink(cfg.csv)
         if cfg.webhook:
@@ -153,6 +196,8 @@ class Station:
                                               on_frame=lambda payload: self.push(payload, timeout=0))
             mqtt.status_payload = self.status
             mqtt.start()
+            ledger.take_acknowledged = mqtt.take_acknowledged
+            self._publish_unacknowledged(mqtt, store)
         if self.explainer is None and cfg.explain.enabled:
             try:
                 from inspect_app.explain import ExplainerService
@@ -186,6 +231,26 @@ class Station:
             log.info("product settings from the store applied: %s", ", ".join(update))
         return cfg.model_copy(update=update)
 
+    def _publish_unacknowledged(self, mqtt: MqttLink, store: LineStore) -> None:
+        """Results of an earlier run whose MQTT message the broker never acknowledged (a crash took
+        paho's in-memory outbox): published again with their stored id, so a consumer that did
+        get them de-duplicates on the id."""
+        again = store.pending_publication(self.name, limit=100_000)
+        for row in again:
+            mqtt.publish("result", {**row.to_dict(), "redelivered": True}, rid=row.id)
+        if again:
+            log.info("%d result(s) of an earlier run published again (unacknowledged before it stopped)", len(again))
+
+    def _renew_lease(self) -> None:
+        if self.store is None or not self._lease_held:
+            return
+        try:
+            if not self.store.renew_station(self.name, self.run_id):
+                self.alarms.raise_alarm("station_name_taken", f"another station took over the name {self.name!r} "
+                                        "(this one's heartbeat was late): stop one of them")
+        except Exception:
+            log.exception("station name lease not renewed")
+
     def _close_resources(self) -> None:
         if self.sinks.mqtt is not None:
             self.sinks.mqtt.close(self.status(), timeout=2.0)
@@ -195,11 +260,25 @@ class Station:
             self.sinks.webhook = None
         if self.explainer is not None and self._owns_explainer:
             self.explainer.close()
+        self._stop_ledger.set()
+        if self._spool is not None:
+            self._spool.close()
+            self._spool = None
+        if self._lease_held and self.store is not None:
+            try:
+                self.store.release_station(self.name, self.run_id)
+            except Exception:
+                log.exception("station name lease not released (the next start takes it over)")
+            self._lease_held = False
         if self._owned_store is not None:
             self._owned_store.close()
 
     def stop(self, timeout: float | None = None) -> dict[str, Any]:
-        """Stop capturing, flush the queues, and return the final status (with the accounting)."""
+        """Stop capturing, inspect what is queued, deliver, and return the final status (with the
+        accounting), all within ``timeout`` (default ``shutdown_timeout_s``): explanations still
+        running when the time is nearly up are cut (their results keep the template sentence);
+        queued frames not inspected by then are counted, and a folder's files among them stay
+        for the next start."""
         output = self._output
         if self.state != StationState.RUNNING or output is None:
             return self.status()
@@ -207,28 +286,33 @@ class Station:
         deadline = time.monotonic() + timeout
         self.state = StationState.STOPPING
         self._stop_capture.set()
-        self._join("capture", deadline)
-        if not self.finished.wait(max(0.0, deadline - time.monotonic())):
+        self._join("capture", deadline - STOP_RESERVE_S)
+        if not self._inspection_done.wait(max(0.0, deadline - STOP_RESERVE_S - time.monotonic())):
             queued = self.queue.take_all()
             if queued:
                 self.metrics.unprocessed_at_shutdown.inc(len(queued))
                 self.alarms.raise_alarm("shutdown_unprocessed", f"{len(queued)} queued frame(s) not inspected before "
-                                        f"the {timeout:.0f} s shutdown limit (parts {queued[0].seq}..{queued[-1].seq})")
-        self._join("inspect", deadline + 5)
+                                        f"the {timeout:g} s shutdown limit (parts {queued[0].seq}..{queued[-1].seq})")
+        if not self.finished.wait(max(0.0, deadline - STOP_RESERVE_S - time.monotonic())):
+            output.cut_explanations()  # out of time: the FAILs keep their template sentence
+        self._join("inspect", deadline)
         output.end()  # in case the inspect thread could not say so itself
-        self._join("output", deadline + 10)
+        self._join("output", deadline)
         undelivered = output.take_undelivered()
         if isinstance(self.source, PushSource):
             undelivered += self.source.pending()  # pushed after capture had stopped
         if undelivered:
             self.metrics.unprocessed_at_shutdown.inc(undelivered)
         self._stop_heartbeat.set()
-        self._join("heartbeat", time.monotonic() + 5)
+        self._stop_ledger.set()
+        if self._ledger is not None:
+            self._ledger.wake()
+        self._join("ledger", time.monotonic() + 1.0)
         if self.sinks.webhook:
-            self.sinks.webhook.close(timeout=max(1.0, deadline - time.monotonic()))
+            self.sinks.webhook.close(timeout=max(0.5, deadline - time.monotonic()))
             self.sinks.webhook = None
         if self.store is not None:
-            self.store.flush(timeout=max(1.0, deadline - time.monotonic()))
+            self.store.flush(timeout=max(0.5, deadline - time.monotonic()))
         self.state = StationState.STOPPED
         final = self.status()
         if self.store is not None:
@@ -237,9 +321,12 @@ class Station:
             except Exception:
                 log.exception("final station status not stored")
         if self.sinks.mqtt:
-            unacknowledged = self.sinks.mqtt.close(final, timeout=max(2.0, deadline - time.monotonic()))
+            unacknowledged = self.sinks.mqtt.close(final, timeout=max(0.5, deadline - time.monotonic()))
             final["mqtt"].update(unacknowledged=unacknowledged, connected=False)
             self.sinks.mqtt = None
+        if self._ledger is not None:
+            self._ledger.finish()
+        self._join("heartbeat", time.monotonic() + 0.5)
         self._close_resources()
         log.info("station %s stopped: %s", self.name,
                  {k: final[k] for k in ("results", "stored", "rejected_parts", "dropped_frames")})
@@ -315,8 +402,11 @@ class Station:
                                   else None),
             "inspected": counts.inspected, "results": counts.results, "stored": counts.stored,
             "store_failed": counts.store_failed, "queues": queues,
+            "store": {"state": "spooling" if counts.spool_depth else "ok", "spooled": counts.spooled,
+                      "spool_depth": counts.spool_depth},
+            "files": {"ignored": counts.files_ignored, "already_recorded": counts.already_recorded},
             "explanations": {"done": counts.explained, "pending": counts.explaining,
-                             "unfinished_at_shutdown": counts.explaining if self.state == StationState.STOPPED else 0},
+                             "cut_at_shutdown": counts.explanations_cut},
             "unprocessed_at_shutdown": counts.unprocessed_at_shutdown,
             "mqtt": None if mqtt is None else {
                 "connected": mqtt.connected.is_set(), "published": published, "published_results": published_results,

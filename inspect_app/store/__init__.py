@@ -8,20 +8,28 @@ from inspect_app.store.database import StoreError, default_store_url
 from inspect_app.store.images import RetentionPolicy
 from inspect_app.store.protocols import (
     ApiStore,
+    FrameLedger,
     LineStore,
     ResultReader,
     ResultRecorder,
     SettingsReader,
+    StationLeaseHolder,
     StationReporter,
+    TokenVerifier,
 )
 from inspect_app.store.records import (
+    API_ROLE_OF_USER,
+    API_ROLES,
     FEEDBACK_KINDS,
     ROLES,
     AlarmEntry,
+    ApiRole,
+    ApiToken,
     AuditEntry,
     FeedbackEntry,
     FeedbackExport,
     FeedbackKind,
+    ImageUsage,
     ResultFilter,
     Role,
     StationStatus,
@@ -29,8 +37,10 @@ from inspect_app.store.records import (
     User,
 )
 from inspect_app.store.store import ResultsStore
+from inspect_app.store.tokens import ApiClient
 
-__all__ = ["FEEDBACK_KINDS", "ROLES", "AlarmEntry", "ApiStore", "AuditEntry", "FeedbackEntry", "FeedbackExport",
-           "FeedbackKind", "LineStore", "ResultFilter", "ResultReader", "ResultRecorder", "ResultsStore",
-           "RetentionPolicy", "Role", "SettingsReader", "StationReporter", "StationStatus", "StoreError",
-           "StoredResult", "User", "default_store_url"]
+__all__ = ["API_ROLES", "API_ROLE_OF_USER", "FEEDBACK_KINDS", "ROLES", "AlarmEntry", "ApiClient", "ApiRole",
+           "ApiStore", "ApiToken", "AuditEntry", "FeedbackEntry", "FeedbackExport", "FeedbackKind", "FrameLedger",
+           "ImageUsage", "LineStore", "ResultFilter", "ResultReader", "ResultRecorder", "ResultsStore",
+           "RetentionPolicy", "Role", "SettingsReader", "StationLeaseHolder", "StationReporter", "StationStatus",
+           "StoreError", "StoredResult", "TokenVerifier", "User", "default_store_url"]

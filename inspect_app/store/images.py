@@ -21,11 +21,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 
 from inspect_app.results import InspectionResult, Verdict
 from inspect_app.store.database import Database
 from inspect_app.store.models import ResultRow
+from inspect_app.store.records import ImageUsage
 
 log = logging.getLogger(__name__)
 # PNG compression 1: files ~10 % larger than the default level, encoding several times faster.
@@ -37,8 +38,9 @@ class RetentionPolicy:
     """Which result images are kept on disk and how many.
 
     ``keep_every_nth_pass``: write images for every Nth PASS result (0 = none); every FAIL is
-    written. ``max_bytes`` / ``max_files``: budget for all image + overlay files; when exceeded the
-    oldest results lose their images first (the rows stay).
+    written. ``max_bytes`` / ``max_files``: the disk quota for all image + overlay files; when it
+    is exceeded, PASS results lose their images first, oldest first, and FAIL results only when no
+    PASS image is left (the rows stay).
     """
 
     keep_every_nth_pass: int = 20
@@ -149,8 +151,15 @@ class ImageWriter:
         done, not_done = wait(pending, timeout=timeout)
         return not not_done
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True)
+    def close(self, timeout: float | None = None) -> int:
+        """Finish the pending writes; with ``timeout``, those not started by then are dropped (their
+        rows stay, without images: a stopping station must not wait for PNGs). Returns how many."""
+        if timeout is not None:
+            self.flush(timeout)
+        with self._lock:
+            pending = list(self._pending)
+        self._pool.shutdown(wait=True, cancel_futures=timeout is not None)
+        return sum(future.cancelled() for future in pending)
 
 
 class ImageRetention:
@@ -166,6 +175,21 @@ class ImageRetention:
         self._pass_counter = itertools.count()
         self._disk_lock = threading.Lock()
         self._disk_usage: tuple[int, int] | None = None  # (files, bytes) of result images, lazily read
+        self._evicted = {str(v): 0 for v in (Verdict.PASS, Verdict.FAIL)}  # results whose images the quota took
+
+    def usage(self) -> ImageUsage:
+        """Images on disk against the quota (read from the database when not known yet)."""
+        with self._disk_lock:
+            if self._disk_usage is None:
+                self._disk_usage = self._count_usage()
+            files, total = self._disk_usage
+            return ImageUsage(files, total, self.policy.max_bytes, dict(self._evicted))
+
+    def _count_usage(self) -> tuple[int, int]:
+        with self._db.session() as session:  # authoritative figures, also counting other processes
+            files, total = session.execute(select(func.count(ResultRow.id) * 2, func.coalesce(
+                func.sum(ResultRow.image_bytes), 0)).where(ResultRow.image_path.is_not(None))).one()
+        return int(files or 0), int(total or 0)
 
     def keep(self, job: ImageJob) -> None:
         """Queue the images of a just-stored result when the policy keeps them."""
@@ -199,23 +223,23 @@ class ImageRetention:
         return usage[0] > self.policy.max_files or usage[1] > self.policy.max_bytes
 
     def _enforce_budget(self) -> None:
-        """Drop the images of the oldest results until the budget holds (called under _disk_lock)."""
+        """Drop images until the quota holds: PASS results' first, oldest first; FAILs' last
+        (called under _disk_lock)."""
         if self._disk_usage is None or self._over(self._disk_usage):
-            with self._db.session() as session:  # authoritative figures, also counting other processes
-                files, total = session.execute(select(func.count(ResultRow.id) * 2, func.coalesce(
-                    func.sum(ResultRow.image_bytes), 0)).where(ResultRow.image_path.is_not(None))).one()
-            self._disk_usage = (int(files or 0), int(total or 0))
+            self._disk_usage = self._count_usage()
+        fails_last = case((ResultRow.verdict == str(Verdict.FAIL), 1), else_=0)
         while self._over(self._disk_usage):
             with self._db.transaction() as session:
                 rows = session.execute(
-                    select(ResultRow.id, ResultRow.image_path, ResultRow.overlay_path, ResultRow.image_bytes)
-                    .where(ResultRow.image_path.is_not(None)).order_by(ResultRow.id).limit(50)).all()
+                    select(ResultRow.id, ResultRow.image_path, ResultRow.overlay_path, ResultRow.image_bytes,
+                           ResultRow.verdict)
+                    .where(ResultRow.image_path.is_not(None)).order_by(fails_last, ResultRow.id).limit(50)).all()
                 if not rows:
                     self._disk_usage = (0, 0)
                     return
                 files, total = self._disk_usage
                 pruned = []
-                for rid, image_path, overlay_path, size in rows:
+                for rid, image_path, overlay_path, size, verdict in rows:
                     if not self._over((files, total)):
                         break
                     paths = [Path(p) for p in (image_path, overlay_path) if p]
@@ -225,6 +249,7 @@ class ImageRetention:
                         paths[0].parent.rmdir()
                     files, total = files - 2, total - (size or 0)
                     pruned.append(rid)
+                    self._evicted[verdict] = self._evicted.get(verdict, 0) + 1
                 session.execute(update(ResultRow).where(ResultRow.id.in_(pruned)).values(
                     image_path=None, overlay_path=None, image_bytes=None))
             self._disk_usage = (files, total)
@@ -233,6 +258,9 @@ class ImageRetention:
         """Wait for pending image writes; False if ``timeout`` ran out first."""
         return self._writer.flush(timeout)
 
-    def close(self) -> None:
-        """Finish pending image writes (their rows are updated before this returns)."""
-        self._writer.close()
+    def close(self, timeout: float | None = None) -> None:
+        """Finish pending image writes (their rows are updated before this returns); with
+        ``timeout``, writes not started by then are dropped and logged."""
+        dropped = self._writer.close(timeout)
+        if dropped:
+            log.warning("%d result image(s) not written: the store closed before their turn (rows kept)", dropped)

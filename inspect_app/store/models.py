@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, TypeDecorator, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -61,6 +61,11 @@ class ResultRow(Base):
     image_path: Mapped[str | None] = mapped_column(Text)
     overlay_path: Mapped[str | None] = mapped_column(Text)
     image_bytes: Mapped[int | None] = mapped_column(Integer)  # image + overlay on disk, for retention
+    # The frame's identity at its station (folder: path, size, mtime; camera: boot id and sequence):
+    # unique per station, so a result recorded again after a crash or a replay finds the first row.
+    frame_key: Mapped[str | None] = mapped_column(String(512))
+    # The line published this result on MQTT and the broker has not acknowledged it yet.
+    publish_pending: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
     feedback: Mapped[list[FeedbackRow]] = relationship(back_populates="result", order_by="FeedbackRow.id")
 
@@ -70,6 +75,8 @@ class ResultRow(Base):
         Index("ix_results_verdict", "verdict"),
         Index("ix_results_lot", "lot"),
         Index("ix_results_image_path", "image_path"),
+        Index("uq_results_station_frame_key", "station", "frame_key", unique=True),
+        Index("ix_results_publish_pending", "station", "publish_pending"),
     )
 
 
@@ -130,3 +137,29 @@ class AlarmRow(Base):
     station: Mapped[str] = mapped_column(String(128), nullable=False)
     kind: Mapped[str] = mapped_column(String(64), nullable=False)
     message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
+class StationLeaseRow(Base):
+    """Which process runs a station name: one live holder, renewed by its heartbeat."""
+
+    __tablename__ = "station_leases"
+
+    station: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(64), nullable=False)
+    host: Mapped[str] = mapped_column(String(255), nullable=False)
+    pid: Mapped[int] = mapped_column(Integer, nullable=False)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class ApiTokenRow(Base):
+    """An API token: only its SHA-256 is kept (the token is random, so a fast hash is enough)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    role: Mapped[str] = mapped_column(String(16), nullable=False)
+    token_hash: Mapped[str] = mapped_column(String(64), nullable=False, unique=True)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_by: Mapped[str] = mapped_column(String(128), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

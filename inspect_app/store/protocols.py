@@ -6,24 +6,29 @@ with the narrowest one (a test can then hand it any object with those methods), 
 - ``StationReporter``: heartbeats and alarms (line station).
 - ``SettingsReader``: a product's saved settings (line station, API).
 - ``ResultReader``: read results back (API, reports, UI).
+- ``FrameLedger``: exactly-once bookkeeping of a line station (frames stored, MQTT acknowledged).
+- ``StationLeaseHolder``: one live station per name.
+- ``TokenVerifier``: API tokens and the image quota figures (API).
 - ``LineStore`` and ``ApiStore``: what ``line.Station`` and ``api.create_app`` use, combined.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from typing import Any, Protocol, Unpack
 
 import numpy as np
 
 from inspect_app.results import InspectionResult
-from inspect_app.store.records import ResultFilter, StoredResult
+from inspect_app.store.records import ImageUsage, ResultFilter, StoredResult
+from inspect_app.store.tokens import ApiClient
 
 
 class ResultRecorder(Protocol):
     def add_result(self, result: InspectionResult, *, station: str = ..., lot: str | None = ...,
-                   image: np.ndarray | None = ..., time: datetime | None = ...) -> int: ...
+                   image: np.ndarray | None = ..., time: datetime | None = ..., frame_key: str | None = ...,
+                   publish_pending: bool = ...) -> int: ...
 
     def set_explanation(self, rid: int, text: str, source: str) -> None: ...
 
@@ -56,11 +61,33 @@ class ResultReader(Protocol):
     def products(self) -> list[str]: ...
 
 
-class LineStore(ResultRecorder, StationReporter, SettingsReader, Protocol):
+class FrameLedger(Protocol):
+    def find_frame(self, station: str, frame_key: str) -> int | None: ...
+
+    def mark_published(self, rids: Collection[int]) -> None: ...
+
+    def pending_publication(self, station: str, limit: int = ...) -> list[StoredResult]: ...
+
+
+class StationLeaseHolder(Protocol):
+    def claim_station(self, station: str, owner: str, stale_after_s: float) -> None: ...
+
+    def renew_station(self, station: str, owner: str) -> bool: ...
+
+    def release_station(self, station: str, owner: str) -> None: ...
+
+
+class TokenVerifier(Protocol):
+    def verify_token(self, token: str) -> ApiClient | None: ...
+
+    def image_usage(self) -> ImageUsage: ...
+
+
+class LineStore(ResultRecorder, StationReporter, SettingsReader, FrameLedger, StationLeaseHolder, Protocol):
     """What a line station records to and reads its product settings from."""
 
 
-class ApiStore(ResultRecorder, ResultReader, SettingsReader, Protocol):
+class ApiStore(ResultRecorder, ResultReader, SettingsReader, TokenVerifier, Protocol):
     """What the REST API records to and serves results from."""
 
     @property

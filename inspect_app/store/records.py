@@ -16,6 +16,11 @@ from inspect_app.results import Verdict
 
 Role = Literal["engineer", "operator"]  # engineers fit, change thresholds and settings; operators inspect
 ROLES: tuple[Role, ...] = get_args(Role)
+# What an API token may do: a station posts images and triggers, a viewer reads results and
+# metrics, an admin does both. The UI's engineer is an admin, its operator a viewer.
+ApiRole = Literal["station", "viewer", "admin"]
+API_ROLES: tuple[ApiRole, ...] = get_args(ApiRole)
+API_ROLE_OF_USER: dict[Role, ApiRole] = {"engineer": "admin", "operator": "viewer"}
 # What an operator says about a stored result: the verdict was wrong one way or the other, or right.
 FeedbackKind = Literal["false_reject", "missed_defect", "confirmed"]
 FEEDBACK_KINDS: tuple[FeedbackKind, ...] = get_args(FeedbackKind)
@@ -102,6 +107,7 @@ class StoredResult:
     feedback: list[FeedbackEntry] = field(default_factory=list)
     mode: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    frame_key: str | None = None  # the frame's identity at its station (line results)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: times as ISO 8601, the verdict as its word."""
@@ -119,3 +125,28 @@ class User:
     role: Role
     created: datetime
     has_password: bool
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """An API token as listed (the token itself is shown once, when created, and never stored)."""
+
+    name: str
+    role: ApiRole
+    created: datetime
+    created_by: str
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+
+@dataclass(frozen=True)
+class ImageUsage:
+    """Result images on disk against the quota, and how many results lost theirs to it."""
+
+    files: int
+    bytes: int
+    max_bytes: int
+    evicted: dict[str, int]  # verdict word -> results whose images the quota removed (this process)

@@ -4,12 +4,13 @@ later, filtered queries and counts, and the feedback export."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime
 from typing import TypeVar, Unpack
 
 import numpy as np
 from sqlalchemy import Select, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 
 from inspect_app.results import InspectionResult, Verdict
@@ -55,7 +56,8 @@ def _stored(row: ResultRow) -> StoredResult:
         lot=row.lot, file=row.file, verdict=Verdict(row.verdict), score=row.score, threshold=row.threshold,
         raw_score=row.raw_score, regions=list(row.regions or []), error=row.error, explanation=row.explanation,
         explanation_source=row.explanation_source, image_path=row.image_path, overlay_path=row.overlay_path,
-        feedback=[_feedback_entry(f) for f in row.feedback], mode=row.mode, timings_ms=dict(row.timings_ms or {}))
+        feedback=[_feedback_entry(f) for f in row.feedback], mode=row.mode, timings_ms=dict(row.timings_ms or {}),
+        frame_key=row.frame_key)
 
 
 def _filtered(stmt: Select[Row], filters: ResultFilter) -> Select[Row]:
@@ -84,11 +86,16 @@ class ResultLog:
         self._images = images
 
     def add_result(self, result: InspectionResult, *, station: str = "local", lot: str | None = None,
-                   image: np.ndarray | None = None, time: datetime | None = None) -> int:
+                   image: np.ndarray | None = None, time: datetime | None = None, frame_key: str | None = None,
+                   publish_pending: bool = False) -> int:
         """Store one result and return its id. The row is committed before this returns; the frame
         (``image``, else the file ``result.file``) and its overlay are written in the background for
         every FAIL and every Nth PASS (``RetentionPolicy``). ``image`` is kept by reference until
-        written: do not modify it in place afterwards. A naive ``time`` is UTC; the default is now."""
+        written: do not modify it in place afterwards. A naive ``time`` is UTC; the default is now.
+
+        ``frame_key`` is the frame's identity at ``station``: a result for a frame already stored
+        (a replay, a restart after a crash) is not stored again, and the first row's id comes back.
+        ``publish_pending`` marks a result whose MQTT message is not acknowledged yet (``mark_published``)."""
         when = time or utc_now()
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
@@ -97,11 +104,37 @@ class ResultLog:
             mode=result.mode, lot=lot, file=result.file, verdict=str(Verdict(result.verdict)), score=result.score,
             threshold=result.threshold, raw_score=result.raw_score, regions=[r.to_dict() for r in result.regions],
             timings_ms=dict(result.timings_ms), error=result.error, explanation=result.explanation,
-            explanation_source=result.explanation_source)
-        with self._db.transaction() as session:
-            session.add(row)
+            explanation_source=result.explanation_source, frame_key=frame_key, publish_pending=publish_pending)
+        try:
+            with self._db.transaction() as session:
+                session.add(row)
+        except IntegrityError:
+            existing = self.find_frame(station, frame_key) if frame_key is not None else None
+            if existing is None:
+                raise
+            return existing
         self._images.keep(ImageJob(row.id, result, image, when, station))
         return row.id
+
+    def find_frame(self, station: str, frame_key: str) -> int | None:
+        """The id of the result stored for this frame at this station, or None."""
+        stmt = select(ResultRow.id).where(ResultRow.station == station, ResultRow.frame_key == frame_key)
+        with self._db.session() as session:
+            return session.execute(stmt).scalar_one_or_none()
+
+    def mark_published(self, rids: Collection[int]) -> None:
+        """The broker acknowledged these results' MQTT messages."""
+        if rids:
+            with self._db.transaction() as session:
+                session.execute(update(ResultRow).where(ResultRow.id.in_(list(rids))).values(publish_pending=False))
+
+    def pending_publication(self, station: str, limit: int = 1000) -> list[StoredResult]:
+        """The station's results whose MQTT message was never acknowledged (a crash took the
+        in-memory outbox), oldest first: a restarted station publishes them again with their id."""
+        stmt = (select(ResultRow).where(ResultRow.station == station, ResultRow.publish_pending.is_(True))
+                .options(selectinload(ResultRow.feedback)).order_by(ResultRow.id).limit(limit))
+        with self._db.session() as session:
+            return [_stored(row) for row in session.scalars(stmt)]
 
     def set_explanation(self, rid: int, text: str, source: str) -> None:
         """Replace the result's explanation (e.g. the language model's text after the template's)."""

@@ -9,7 +9,8 @@ The store is built from one part per job, each in its own module and each given 
 - ``ResultLog`` (results.py): results and feedback; ``ImageRetention`` (images.py): which images
   are written and the disk budget; ``StationMonitor`` (stations.py): heartbeats and alarms;
   ``UserAccounts`` (accounts.py): users and argon2 passwords; ``AuditTrail`` and
-  ``ProductSettings`` (audit.py); ``Database`` (database.py): engine, schema, sessions.
+  ``ProductSettings`` (audit.py); ``StationLeases`` (leases.py): one live station per name;
+``ApiTokens`` (tokens.py): hashed API tokens; ``Database`` (database.py): engine, schema, sessions.
 
 Composition rather than mixins: every part states what it depends on in its constructor (the
 image writer reports failures through the alarm log, accounts and settings write the audit log),
@@ -23,7 +24,7 @@ returns; the frame and overlay PNGs are written afterwards on a background threa
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
@@ -36,11 +37,16 @@ from inspect_app.store.accounts import UserAccounts
 from inspect_app.store.audit import AuditTrail, ProductSettings
 from inspect_app.store.database import Database
 from inspect_app.store.images import ImageRetention, RetentionPolicy
+from inspect_app.store.leases import StationLeases
 from inspect_app.store.records import (
+    API_ROLE_OF_USER,
     AlarmEntry,
+    ApiRole,
+    ApiToken,
     AuditEntry,
     FeedbackExport,
     FeedbackKind,
+    ImageUsage,
     ResultFilter,
     Role,
     StationStatus,
@@ -49,6 +55,7 @@ from inspect_app.store.records import (
 )
 from inspect_app.store.results import ResultLog
 from inspect_app.store.stations import StationMonitor
+from inspect_app.store.tokens import ApiClient, ApiTokens
 
 
 class ResultsStore:
@@ -65,6 +72,8 @@ class ResultsStore:
         self.accounts = UserAccounts(self.database)
         self.audit_trail = AuditTrail(self.database)
         self.settings = ProductSettings(self.database)
+        self.leases = StationLeases(self.database)
+        self.api_tokens = ApiTokens(self.database)
 
     # ------------------------------------------------------------------ database
     @property
@@ -96,11 +105,12 @@ class ResultsStore:
         """Wait for pending image writes; False if ``timeout`` ran out first."""
         return self.images.flush(timeout)
 
-    def close(self) -> None:
-        """Finish pending image writes and release the database connections."""
+    def close(self, images_timeout: float | None = None) -> None:
+        """Finish pending image writes (with ``images_timeout``: those not started by then are
+        dropped, their rows kept) and release the database connections."""
         if self.database.closed:
             return
-        self.images.close()
+        self.images.close(images_timeout)
         self.database.close()
 
     def __enter__(self) -> ResultsStore:
@@ -111,9 +121,25 @@ class ResultsStore:
 
     # ------------------------------------------------------------------ results and feedback (ResultLog)
     def add_result(self, result: InspectionResult, *, station: str = "local", lot: str | None = None,
-                   image: np.ndarray | None = None, time: datetime | None = None) -> int:
-        """Store one result and return its id; images follow in the background (``ResultLog.add_result``)."""
-        return self.results.add_result(result, station=station, lot=lot, image=image, time=time)
+                   image: np.ndarray | None = None, time: datetime | None = None, frame_key: str | None = None,
+                   publish_pending: bool = False) -> int:
+        """Store one result (once per ``frame_key``) and return its id; images follow in the
+        background (``ResultLog.add_result``)."""
+        return self.results.add_result(result, station=station, lot=lot, image=image, time=time,
+                                       frame_key=frame_key, publish_pending=publish_pending)
+
+    def find_frame(self, station: str, frame_key: str) -> int | None:
+        return self.results.find_frame(station, frame_key)
+
+    def mark_published(self, rids: Collection[int]) -> None:
+        self.results.mark_published(rids)
+
+    def pending_publication(self, station: str, limit: int = 1000) -> list[StoredResult]:
+        return self.results.pending_publication(station, limit)
+
+    def image_usage(self) -> ImageUsage:
+        """Result images on disk against the quota, and evictions by verdict."""
+        return self.images.usage()
 
     def set_explanation(self, rid: int, text: str, source: str) -> None:
         self.results.set_explanation(rid, text, source)
@@ -152,6 +178,35 @@ class ResultsStore:
 
     def alarms(self, since: datetime | None = None, limit: int = 200) -> list[AlarmEntry]:
         return self.stations.alarms(since, limit)
+
+    # ------------------------------------------------------------------ station names (StationLeases)
+    def claim_station(self, station: str, owner: str, stale_after_s: float) -> None:
+        self.leases.claim_station(station, owner, stale_after_s)
+
+    def renew_station(self, station: str, owner: str) -> bool:
+        return self.leases.renew_station(station, owner)
+
+    def release_station(self, station: str, owner: str) -> None:
+        self.leases.release_station(station, owner)
+
+    # ------------------------------------------------------------------ API tokens (ApiTokens)
+    def add_token(self, name: str, role: ApiRole, by: str = "") -> str:
+        return self.api_tokens.add_token(name, role, by)
+
+    def tokens(self) -> list[ApiToken]:
+        return self.api_tokens.tokens()
+
+    def revoke_token(self, name: str, by: str = "") -> None:
+        self.api_tokens.revoke_token(name, by)
+
+    def verify_token(self, token: str) -> ApiClient | None:
+        return self.api_tokens.verify_token(token)
+
+    def api_role_of_user(self, name: str) -> ApiRole | None:
+        """The API role of a UI user (engineer: admin, operator: viewer), None for no such user:
+        the UI and the API share one set of users and roles."""
+        user = next((u for u in self.users() if u.name == name), None)
+        return None if user is None else API_ROLE_OF_USER[user.role]
 
     # ------------------------------------------------------------------ users (UserAccounts)
     def add_user(self, name: str, role: Role, password: str | None, by: str = "") -> None:
