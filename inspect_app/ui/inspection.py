@@ -75,7 +75,8 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
     refused = [(p, InspectionResult(p.label, Verdict.ERROR, error=p.error, product=inspector.product,
                                     mode=inspector.mode, profile_version=inspector.profile_version))
                for p in parts if p.error is not None]
-    inspected: list[tuple[InspectedPart, InspectionResult]] = [(part, result) for (part, _), result in zip(images, results, strict=True)]
+    inspected: list[tuple[InspectedPart, InspectionResult]] = [
+        (part, result) for (part, _), result in zip(images, results, strict=True)]
     for part, result in inspected + refused:
         part.result, part.verdict_ms = result, elapsed
         if store is not None:

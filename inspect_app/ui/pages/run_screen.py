@@ -93,6 +93,16 @@ def station_badge(status: dict | None, manual: bool) -> StationHealth:
     return condition.health
 
 
+def open_part(result_id: int | None) -> None:
+    st.session_state["run_open"] = result_id
+
+
+def mark_false_reject(result_id: int) -> None:
+    assert user is not None
+    store.add_feedback(result_id, "false_reject", "marked on the run screen", user=user.name)
+    auth.audit(cfg, "feedback.add", {"result_id": result_id, "kind": "false_reject", "from": "run screen"})
+
+
 @st.fragment(run_every=REFRESH_S)
 def run_board() -> None:
     manual = station == cfg.station and station not in line_stations
@@ -133,14 +143,12 @@ def run_board() -> None:
                 st.caption("The explanation is being written…")
             if user is not None and part.verdict == Verdict.FAIL:
                 marked = any(f["kind"] == "false_reject" for f in part.feedback)
-                if st.button("Marked as good (false reject)" if marked else "This part is good (false reject)",
-                             key=f"run_false_reject_{part.id}", disabled=marked, icon=":material/thumb_up:"):
-                    store.add_feedback(part.id, "false_reject", "marked on the run screen", user=user.name)
-                    auth.audit(cfg, "feedback.add", {"result_id": part.id, "kind": "false_reject"})
-                    st.rerun(scope="fragment")
-            if opened_id is not None and st.button("Back to the live part", key="run_back"):
-                st.session_state.pop("run_open", None)
-                st.rerun(scope="fragment")
+                st.button("Marked as good (false reject)" if marked else "This part is good (false reject)",
+                          key=f"run_false_reject_{part.id}", disabled=marked, icon=":material/thumb_up:",
+                          on_click=mark_false_reject, args=(part.id,),
+                          help="An engineer reviews it on the History page before the product learns it.")
+            if opened_id is not None:
+                st.button("Back to the live part", key="run_back", on_click=open_part, args=(None,))
     with left, st.container(key="run_current"):
         if part is not None:
             path, what = picture_of(part)
@@ -154,10 +162,8 @@ def run_board() -> None:
     if strip:
         for cell, r in zip(st.columns(STRIP_LENGTH, gap="small"), strip, strict=False):
             with cell, st.container(key=f"strip_{r.verdict.value.lower()}_{r.id}"):
-                if st.button(VERDICT_MARKS[r.verdict.value], key=f"strip_open_{r.id}",
-                             help=f"{r.verdict.value} · part {r.id} · {local_time(r.time)}"):
-                    st.session_state["run_open"] = r.id
-                    st.rerun(scope="fragment")
+                st.button(VERDICT_MARKS[r.verdict.value], key=f"strip_open_{r.id}", on_click=open_part, args=(r.id,),
+                          help=f"{r.verdict.value} · part {r.id} · {local_time(r.time)}")
     trend = defect_trend(recent)
     if len(trend) >= 2:
         st.line_chart(trend, x="time", y="defect rate %", height=150)
