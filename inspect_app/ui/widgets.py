@@ -26,10 +26,11 @@ PAGE_CSS = """
 .verdict .verdict-word {font-size: 4.2rem; font-weight: 800; letter-spacing: 0.08em; line-height: 1.1;}
 .verdict .verdict-detail {font-size: 1.15rem;}
 .verdict-fail {border: 6px dashed #fff; outline: 4px solid #c62828;}
+.verdict-stale {filter: grayscale(0.85); opacity: 0.55;}
 .verdict-error {background-image: repeating-linear-gradient(45deg, transparent 0 14px, rgba(0,0,0,.18) 14px 28px);}
 [data-testid="stMainBlockContainer"] {padding-top: 2.2rem; padding-bottom: 1rem;}
-.st-key-run_current img {max-height: calc(100vh - 260px) !important; width: auto !important; max-width: 100%;
-                  object-fit: contain; display: block; margin: 0 auto;}
+.st-key-run_current img {height: calc(100vh - 275px) !important; width: 100% !important; object-fit: contain;
+                         image-rendering: auto; display: block; margin: 0 auto;}
 .station-offline {background: #4a0000; color: #fff; font-size: 2.2rem; font-weight: 800; text-align: center;
                   border-radius: 10px; padding: 0.6rem;}
 .station-degraded {background: #ffb300; color: #000; font-size: 1.3rem; font-weight: 700; text-align: center;
@@ -49,11 +50,13 @@ def page_style() -> None:
     st.html(PAGE_CSS)
 
 
-def verdict_banner(verdict: str, detail: str = "") -> None:
-    """A large verdict an operator reads from a distance: word, shape and colour."""
+def verdict_banner(verdict: str, detail: str = "", stale: bool = False) -> None:
+    """A large verdict an operator reads from a distance: word, shape and colour (greyed when
+    ``stale``: the last part of a station that stopped)."""
     colour = VERDICT_COLOURS.get(verdict, "#555")
     st.markdown(
-        f'<div class="verdict verdict-{verdict.lower()}" style="background-color:{colour}">'
+        f'<div class="verdict verdict-{verdict.lower()}{" verdict-stale" if stale else ""}" '
+        f'style="background-color:{colour}">'
         f'<div class="verdict-word">{VERDICT_SHAPES.get(verdict, "")} {verdict}</div>'
         f'<div class="verdict-detail">{html.escape(detail)}</div></div>',
         unsafe_allow_html=True)

@@ -18,6 +18,7 @@ from inspect_app.ui.runboard import (
     PLANT_SETTINGS_KEY,
     STRIP_LENGTH,
     PlantShifts,
+    StationCondition,
     StationHealth,
     counters,
     defect_trend,
@@ -83,14 +84,10 @@ def local_time(when: datetime) -> str:
     return plant.local(when).strftime("%H:%M:%S")
 
 
-def station_badge(status: dict | None, manual: bool) -> StationHealth:
-    if manual:
-        st.markdown('<div class="station-online">This PC · manual inspections</div>', unsafe_allow_html=True)
-        return StationHealth.ONLINE
-    condition = station_condition(status, datetime.now(UTC))
-    st.markdown(f'<div class="station-{condition.health.value}">Station {station}: {condition.text}</div>',
-                unsafe_allow_html=True)
-    return condition.health
+def station_badge(condition: StationCondition | None) -> None:
+    text = "This PC · manual inspections" if condition is None else f"Station {station}: {condition.text}"
+    health = StationHealth.ONLINE if condition is None else condition.health
+    st.markdown(f'<div class="station-{health.value}">{text}</div>', unsafe_allow_html=True)
 
 
 def open_part(result_id: int | None) -> None:
@@ -110,19 +107,23 @@ def run_board() -> None:
     recent = store.query(station=station, limit=TREND_PARTS)
     opened_id = st.session_state.get("run_open")
     part = store.get(opened_id) if opened_id is not None else (recent[0] if recent else None)
+    condition = None if manual else station_condition(found[0] if found else None, datetime.now(UTC))
+    stale = condition is not None and condition.health == StationHealth.OFFLINE
+    if stale:  # across the whole screen: nobody may take the last verdict for a live one
+        station_badge(condition)
     left, right = st.columns([3, 2], gap="medium")
     with right:
-        health = station_badge(found[0] if found else None, manual)
+        if not stale:
+            station_badge(condition)
         if part is None:
             st.info("No part inspected yet." + (" Use Inspect (top right) to inspect one." if manual and not kiosk
                                                 else ""))
         else:
-            stale = health == StationHealth.OFFLINE and not manual
             detail = f"calibrated score {part.score:.3f} · threshold {THRESHOLD:.2f}" if part.score is not None \
                 else (part.error or "not inspected")
             if stale:
                 detail = f"LAST PART BEFORE THE STATION STOPPED ({local_time(part.time)}) · {detail}"
-            verdict_banner(part.verdict, detail)
+            verdict_banner(part.verdict, detail, stale=stale)
         label, shift_start = plant.current(datetime.now(UTC))
         shift = counters(store, station=station, since=shift_start)
         cells = st.columns(4)
@@ -140,7 +141,7 @@ def run_board() -> None:
             if part.explanation:
                 st.info(part.explanation)
             elif part.verdict == Verdict.FAIL:
-                st.caption("The explanation is being written…")
+                st.caption("No explanation yet.")
             if user is not None and part.verdict == Verdict.FAIL:
                 marked = any(f["kind"] == "false_reject" for f in part.feedback)
                 st.button("Marked as good (false reject)" if marked else "This part is good (false reject)",
@@ -149,13 +150,18 @@ def run_board() -> None:
                           help="An engineer reviews it on the History page before the product learns it.")
             if opened_id is not None:
                 st.button("Back to the live part", key="run_back", on_click=open_part, args=(None,))
+        trend = defect_trend(recent)
+        if len(trend) >= 2:
+            st.line_chart(trend, x="time", y="defect rate %", height=170)
+        else:
+            st.caption("The defect-rate trend starts after 20 parts.")
     with left, st.container(key="run_current"):
         if part is not None:
             path, what = picture_of(part)
             caption = (f"part {part.id} · {Path(part.file).name if part.file else '-'} · {local_time(part.time)} · "
                        f"{what}")
             if path and Path(path).is_file():
-                st.image(path, caption=caption)
+                st.image(path, caption=caption, width="stretch")
             else:
                 st.caption(f"{caption} ({'image no longer on disk' if path else 'no picture'})")
     strip = list(reversed(recent[:STRIP_LENGTH]))
@@ -164,9 +170,6 @@ def run_board() -> None:
             with cell, st.container(key=f"strip_{r.verdict.value.lower()}_{r.id}"):
                 st.button(VERDICT_MARKS[r.verdict.value], key=f"strip_open_{r.id}", on_click=open_part, args=(r.id,),
                           help=f"{r.verdict.value} · part {r.id} · {local_time(r.time)}")
-    trend = defect_trend(recent)
-    if len(trend) >= 2:
-        st.line_chart(trend, x="time", y="defect rate %", height=150)
 
 
 run_board()
