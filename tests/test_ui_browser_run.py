@@ -47,10 +47,14 @@ def sign_in(driver, base: str) -> None:
     wait_for(driver, lambda d: f"Signed in as {ENGINEER}" in body_text(d), what="the signed-in sidebar")
 
 
-def nav_links(driver) -> list[str]:
-    from selenium.webdriver.common.by import By
+PAGE_TITLES = ("Run screen", "Inspect", "History and feedback", "Reports", "Products", "Settings")
 
-    return [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[data-testid=stSidebarNav] a")]
+
+def nav_links(driver) -> list[str]:
+    """The page titles in the sidebar navigation, in order."""
+    texts = driver.execute_script(
+        "return [...document.querySelectorAll('[data-testid=stSidebarNav] a')].map(a => a.textContent)")
+    return [title for text in texts for title in PAGE_TITLES if text.endswith(title)]
 
 
 def test_run_screen_with_a_line_station_fits_every_viewport(station_ui, fitted_inspector):
@@ -133,8 +137,8 @@ def test_fit_shows_one_bar_with_time_left_and_survives_leaving_the_page(station_
         name = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, "input[aria-label='Product name']"),
                         what="the wizard")
         name.send_keys("bracket")
-        driver.find_element(By.CSS_SELECTOR, ".st-key-products_mode [data-baseweb=select]").click()
-        wait_for(driver, lambda d: d.find_element(By.XPATH, "//li[@role='option'][contains(., 'image-image')]"),
+        driver.find_element(By.CSS_SELECTOR, ".st-key-products_mode input").click()
+        wait_for(driver, lambda d: d.find_element(By.XPATH, "//*[@role='option'][contains(., 'image-image')]"),
                  what="the mode list").click()
         driver.find_element(By.XPATH, "//label[.//p[text()='A folder on this PC']]").click()
         folder = wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR,
@@ -178,9 +182,12 @@ def test_an_approved_false_reject_updates_the_threshold(station_ui, fitted_inspe
         driver.execute_script("arguments[0].scrollIntoView()", preview)
         start = time.perf_counter()
         preview.click()
-        wait_for(driver, lambda d: "stop catching" in body_text(d), timeout=60, what="the preview")
+        approve = wait_for(driver, lambda d: d.find_element(By.XPATH, "//button[.//p[text()='Approve and save']]"),
+                           timeout=60, what="the preview")
+        assert "it would stop catching" in body_text(driver)
+        driver.execute_script("arguments[0].scrollIntoView()", approve)
         shot(driver, "history_learning_preview")
-        driver.find_element(By.XPATH, "//button[.//p[text()='Approve and save']]").click()
+        approve.click()
         wait_for(driver, lambda d: "Learnt 1 part(s)" in body_text(d), timeout=60, what="the approval")
         seconds = time.perf_counter() - start
         shot(driver, "history_learning_approved")

@@ -104,13 +104,19 @@ def set_viewport(driver, width: int, height: int) -> None:
 
 
 def wait_for(driver, condition, timeout: float = 60.0, what: str = "the page"):
+    from selenium.common.exceptions import (
+        ElementNotInteractableException,
+        NoSuchElementException,
+        StaleElementReferenceException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.2).until(condition)
-    except Exception:
+    try:  # the page reruns every second: an element found a moment ago may be replaced
+        return WebDriverWait(driver, timeout, poll_frequency=0.2, ignored_exceptions=(
+            NoSuchElementException, StaleElementReferenceException, ElementNotInteractableException)).until(condition)
+    except Exception as exc:
         shot(driver, "failure")
-        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+        raise AssertionError(f"waiting {timeout} s for {what}: {type(exc).__name__}: {exc}") from None
 
 
 def in_viewport(driver, css: str) -> dict:

@@ -17,6 +17,7 @@ from inspect_app.ui.sessions import COOKIE_NAME, CurrentUser, SessionCookies, co
 SESSION_KEY = "ui_user"
 ACTIVE_KEY = "ui_last_active"
 COOKIE_SIGNED_KEY = "ui_cookie_signed"
+FULL_RERUN_KEY = "ui_full_rerun"
 RESIGN_EVERY_S = 30.0  # the cookie is re-signed (its idle clock reset) at most this often
 ANONYMOUS_OPERATOR = "operator (no login)"
 
@@ -42,6 +43,7 @@ def restore_session(cfg: UIConfig) -> None:
     """Sign in from the session cookie after a reload; sign out after ``session_idle_min`` of no
     use. Called once per script run, before the pages are chosen."""
     now = time.time()
+    st.session_state.pop(FULL_RERUN_KEY, None)  # this is the full run
     user = st.session_state.get(SESSION_KEY)
     cookies = _cookies(cfg)
     if user is None:
@@ -97,24 +99,38 @@ def login_sidebar(cfg: UIConfig) -> None:
             st.caption("Operators may inspect and give feedback without signing in. "
                        "Engineers sign in to fit, delete, change thresholds and settings.")
         with st.form("auth_login", clear_on_submit=True):
-            name = st.text_input("User", key="auth_name")
-            password = st.text_input("Password", type="password", key="auth_password")
-            submitted = st.form_submit_button("Sign in")
-        if submitted:
-            try:
-                store = resources.store(cfg)
-                found = store.verify_user(name.strip(), password or None)
-            except Exception as exc:  # the store is down: say so, keep the page
-                st.error(f"Sign-in is unavailable: the results store cannot be reached ({exc})")
-                return
-            if found is None:
-                store.audit(name.strip(), "login.failed")
-                st.error("Unknown user or wrong password.")
-                return
-            st.session_state[SESSION_KEY] = CurrentUser(found.name, found.role, True, time.time())
-            st.session_state[COOKIE_SIGNED_KEY] = 0.0  # the next run writes the cookie
-            store.audit(found.name, "login", {"role": found.role})
-            st.rerun()
+            st.text_input("User", key="auth_name")
+            st.text_input("Password", type="password", key="auth_password")
+            st.form_submit_button("Sign in", on_click=_sign_in, args=(cfg,))
+        if error := st.session_state.pop("auth_error", None):
+            st.error(error)
+
+
+def _sign_in(cfg: UIConfig) -> None:
+    """The sign-in button's callback: it runs even when the click lands in a run of the run screen's
+    refreshing fragment, where the form's own return value would be lost."""
+    name = str(st.session_state.get("auth_name") or "").strip()
+    password = st.session_state.get("auth_password") or None
+    try:
+        store = resources.store(cfg)
+        found = store.verify_user(name, password)
+    except Exception as exc:  # the store is down: say so, keep the page
+        st.session_state["auth_error"] = f"Sign-in is unavailable: the results store cannot be reached ({exc})"
+        return
+    if found is None:
+        store.audit(name, "login.failed")
+        st.session_state["auth_error"] = "Unknown user or wrong password."
+        return
+    st.session_state[SESSION_KEY] = CurrentUser(found.name, found.role, True, time.time())
+    st.session_state[COOKIE_SIGNED_KEY] = 0.0  # the next full run writes the cookie
+    st.session_state[FULL_RERUN_KEY] = True
+    store.audit(found.name, "login", {"role": found.role})
+
+
+def full_rerun_if_signed_in() -> None:
+    """Called at the top of refreshing fragments: after a sign-in, redraw the whole app (its pages)."""
+    if st.session_state.pop(FULL_RERUN_KEY, False):
+        st.rerun(scope="app")
 
 
 def page_start(title: str | None) -> UIConfig:

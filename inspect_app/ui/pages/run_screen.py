@@ -50,7 +50,7 @@ if kiosk:
 else:
     head = st.columns([2, 2, 2, 1], vertical_alignment="bottom")
     station = head[0].selectbox("Show", sources, key="run_station", format_func=lambda s: (
-        f"this PC (manual inspections, station {s})" if s == cfg.station else f"line station {s}"))
+        "this PC (manual)" if s == cfg.station else f"line station {s}"))
     if station == cfg.station:
         products = resources.products(cfg)
         product = head[1].selectbox("Product", products, key="run_product") if products else None
@@ -102,6 +102,7 @@ def mark_false_reject(result_id: int) -> None:
 
 @st.fragment(run_every=REFRESH_S)
 def run_board() -> None:
+    auth.full_rerun_if_signed_in()
     manual = station == cfg.station and station not in line_stations
     found = [] if manual else store.station_status(station)
     recent = store.query(station=station, limit=TREND_PARTS)
