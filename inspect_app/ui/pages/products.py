@@ -27,6 +27,11 @@ cfg = auth.page_start("Products")
 if auth.require_engineer(cfg, "fit and manage products") is None:
     st.stop()
 board = resources.jobs()
+fits = board.items(FIT_PREFIX)
+job: BackgroundJob | None = fits[0][1] if fits else None  # the newest fit, whoever started it: it outlives visits
+if job is not None and job.running:
+    job_progress(job, f"Fitting {job.name} ({job.kind.removeprefix('fit:')}, {job.size:.0f} good images, "
+                      f"started by {job.owner or '?'})")
 if st.session_state.get("products_saved"):
     st.success(st.session_state.pop("products_saved"))
 
@@ -104,8 +109,6 @@ else:
     folder_text = st.text_input("Folder of good images", key="products_folder")
 
 st.markdown("**3. Fit**")
-fits = board.items(FIT_PREFIX)
-job: BackgroundJob | None = fits[0][1] if fits else None  # the newest fit, whoever started it
 busy = job is not None and job.running
 if st.button("Fit", key="products_fit", type="primary", disabled=busy):
     user = auth.require_engineer(cfg, "fit a product")
@@ -139,20 +142,19 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
                               costs=resources.stage_costs(cfg), owner=user.name)
             auth.audit(cfg, "product.fit", {"product": name, "images": len(images), "mode": mode,
                                             "target_frr": target_frr})
+            job_progress(job, f"Fitting {name}")  # from the next visit on, at the top of the page
         except InspectAppError as exc:
             st.error(str(exc))
 
 
-if job is not None and job.running:
-    job_progress(job, f"Fitting {job.name} ({job.kind.removeprefix('fit:')}, {job.size:.0f} good images, "
-                      f"started by {job.owner or '?'})")
-elif job is not None and job.error:
-    st.error(f"Fitting {job.name} failed: {job.error}")
+finished = job if job is not None and not job.running else None  # a running fit's bar is drawn above
+if finished is not None and finished.error:
+    st.error(f"Fitting {finished.name} failed: {finished.error}")
     if st.button("Dismiss", key="products_dismiss"):
-        board.pop(FIT_PREFIX + job.name)
+        board.pop(FIT_PREFIX + finished.name)
         st.rerun()
-elif job is not None:
-    inspector, report = job.result
+elif finished is not None:
+    inspector, report = finished.result
     cal = report.calibration
     st.success(f"Fitted {report.product} on {report.n_images} good images in {report.seconds:.1f} s.")
     for reason in report.skipped:
