@@ -53,7 +53,8 @@ class Candidate:
     threshold_before: float
     threshold_after: float
     rescored: list[Rescored]
-    seconds: float
+    learn_s: float  # loading the profile and learning the parts (the new threshold)
+    rescore_s: float  # re-scoring the stored FAILs (the preview)
 
     @property
     def stops_catching(self) -> list[Rescored]:
@@ -94,12 +95,14 @@ def build_candidate(models_dir: Path, product: str, parts: list[StoredResult], s
              if r.id not in learnt_ids and r.image_path and Path(r.image_path).is_file() and r.score is not None]
     inspector.learn_good([p.image_path for p in parts if p.image_path],
                          names=[f"{LEARNED_PREFIX}{p.id}" for p in parts])
+    learnt_at = time.perf_counter()
     results = inspector.predict_batch([r.image_path for r in fails if r.image_path]) if fails else []
     rescored = [Rescored(r.id, r.file, float(r.score or 0.0), float(res.score if res.score is not None else 1.0))
                 for r, res in zip(fails, results, strict=True)]
     after = inspector.calibration
     return Candidate(product, sorted(learnt_ids), inspector, version, before,
-                     after.raw_threshold if after is not None else before, rescored, time.perf_counter() - start)
+                     after.raw_threshold if after is not None else before, rescored, learnt_at - start,
+                     time.perf_counter() - learnt_at)
 
 
 def _version_dir(models_dir: Path, product: str, version: str | None) -> Path:

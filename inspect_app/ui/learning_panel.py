@@ -53,9 +53,10 @@ def learning_panel(cfg: UIConfig, store) -> None:
         lost = candidate.stops_catching
         st.markdown(f"Learning {len(candidate.learnt)} part(s) moves the raw threshold from "
                     f"{candidate.threshold_before:.4g} to {candidate.threshold_after:.4g} "
-                    f"(computed in {candidate.seconds:.1f} s). Of {len(candidate.rescored)} stored FAILs re-scored, "
+                    f"(learnt in {candidate.learn_s:.1f} s). Of {len(candidate.rescored)} stored FAILs re-scored "
+                    f"(in {candidate.rescore_s:.1f} s), "
                     f"it would **stop catching {len(lost)}**.")
-        st.dataframe([{"result": r.result_id, "file": r.file, "score now": round(r.score_before, 3),
+        st.dataframe([{"result": r.result_id, "file": r.file or "-", "score now": round(r.score_before, 3),
                        "score after learning": round(r.score_after, 3),
                        "verdict after": "FAIL" if r.still_caught else "PASS (no longer caught)"}
                       for r in sorted(candidate.rescored, key=lambda r: r.still_caught)],

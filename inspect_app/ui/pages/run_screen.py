@@ -120,8 +120,8 @@ def run_board() -> None:
             st.info("No part inspected yet." + (" Use Inspect (top right) to inspect one." if manual and not kiosk
                                                 else ""))
         else:
-            detail = f"calibrated score {part.score:.3f} · threshold {THRESHOLD:.2f}" if part.score is not None \
-                else (part.error or "not inspected")
+            detail = f"part {part.id} · score {part.score:.3f} (limit {THRESHOLD:.2f})" if part.score is not None \
+                else f"part {part.id} · {part.error or 'not inspected'}"
             if stale:
                 detail = f"LAST PART BEFORE THE STATION STOPPED ({local_time(part.time)}) · {detail}"
             verdict_banner(part.verdict, detail, stale=stale)
@@ -157,10 +157,14 @@ def run_board() -> None:
         else:
             st.caption("The defect-rate trend starts after 20 parts.")
     with left, st.container(key="run_current"):
-        if part is not None:
-            path, what = picture_of(part)
-            caption = (f"part {part.id} · {Path(part.file).name if part.file else '-'} · {local_time(part.time)} · "
-                       f"{what}")
+        shown = part if part is None or opened_id is not None or picture_of(part)[0] else \
+            next((r for r in recent if picture_of(r)[0]), part)
+        if shown is not None:
+            path, what = picture_of(shown)
+            caption = (f"part {shown.id} ({shown.verdict.value}) · {Path(shown.file).name if shown.file else '-'} · "
+                       f"{local_time(shown.time)} · {what}")
+            if part is not None and shown.id != part.id:
+                caption += f" · the newest part, {part.id}, has no picture: PASS images are sampled"
             if path and Path(path).is_file():
                 st.image(path, caption=caption, width="stretch")
             else:
