@@ -262,6 +262,9 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
     rid = int(table["id"].iloc[0])
     assert verdicts(at) == ["FAIL"] and len(at.get("image")) == 2  # overlay and image of the opened result
 
+    assert at.radio(key="history_kind").value is None  # no verdict on the verdict is preselected
+    at.button(key="FormSubmitter:history_feedback-Save feedback").click().run()
+    assert any("Choose what is wrong or right" in e.value for e in at.error) and not station.store.get(rid).feedback
     at.radio(key="history_kind").set_value("false_reject")
     at.text_input(key="history_note").set_value("glare, part is fine")
     at.button(key="FormSubmitter:history_feedback-Save feedback").click().run()
@@ -384,6 +387,9 @@ def test_settings_preview_then_save_threshold_explanations_and_sinks(station):
     at.select_slider(key="settings_target_frr").set_value(0.1).run()
     preview = at.dataframe[0].value
     assert list(preview[""]) == ["now", "proposed"]
+    # what a lower threshold catches, not only what it costs: stored parts and marked missed defects
+    assert {"stored parts rejected", "marked missed defects caught", "marked good parts rejected"} <= set(preview)
+    assert preview["held-out good parts rejected"].iloc[0].endswith("%)")
     proposed = float(preview["raw threshold"].iloc[1])
     assert proposed < before.calibration.raw_threshold
     assert Inspector.load("gradient", station.models).calibration.target_frr == 0.01  # nothing saved yet
@@ -412,6 +418,24 @@ def test_settings_preview_then_save_threshold_explanations_and_sinks(station):
     assert sinks["csv"] == {"path": "results.csv"} and sinks["webhook"]["url"] == "http://127.0.0.1:9/x"
     assert station.store.get_settings("gradient")["explanations"] is False
     assert [a["action"] for a in station.store.audit_log()[:2]] == ["settings.update", "settings.update"]
+
+    at.text_input(key="settings_shift_starts").set_value("07:00, 25:00")
+    at.button(key="settings_save_plant").click().run()
+    assert any("25:00" in e.value for e in at.error)
+    at.selectbox(key="settings_timezone").set_value("Europe/Berlin")
+    at.text_input(key="settings_shift_starts").set_value("06:00, 18:00")
+    at.button(key="settings_save_plant").click().run()
+    assert station.store.get_settings("_plant") == {"timezone": "Europe/Berlin", "shift_starts": ["06:00", "18:00"]}
+
+
+def test_a_sign_in_ends_after_idle_time(station, monkeypatch):
+    at = open_app(None, login=True)
+    monkeypatch.setenv("INSPECT_APP_UI_SESSION_IDLE_MIN", "0.005")  # 0.3 s
+    time.sleep(0.5)
+    at.run()
+    assert not any("Signed in as" in m.value for m in at.sidebar.markdown)
+    assert any("Signed out after" in i.value for i in at.sidebar.info)
+    assert station.store.audit_log()[0]["action"] == "logout.idle"
 
 
 # ---------------------------------------------------------------- Reports

@@ -116,6 +116,10 @@ def test_operator_sees_no_engineer_pages_and_a_sign_in_survives_reload(station_u
         wait_for(driver, lambda d: "Run screen" in nav_links(d), what="the navigation")
         assert nav_links(driver) == ["Run screen", "Inspect", "History and feedback", "Reports"]
         shot(driver, "operator_run")
+        driver.get(station_ui.url + "inspect")
+        wait_for(driver, lambda d: "up to 25 MB each" in body_text(d), what="the upload box")
+        assert "200MB" not in body_text(driver)  # Streamlit's own cap is not shown as the limit
+        shot(driver, "inspect_operator")
         sign_in(driver, station_ui.url)
         wait_for(driver, lambda d: "Products" in nav_links(d), what="the engineer's pages")
         driver.refresh()
