@@ -21,7 +21,7 @@ VERDICT_MARKS = {"PASS": "✔", "FAIL": "✖", "ERROR": "!"}
 PAGE_CSS = """
 <style>
 /* Streamlit's own "Limit 200MB per file" line: the real per-image limit is in each label. */
-[data-testid="stFileUploaderDropzoneInstructions"] small {display: none;}
+[data-testid="stFileUploaderDropzoneInstructions"] {display: none;}
 .verdict {color: #fff; text-align: center; border-radius: 12px; padding: 0.4rem 1rem; margin: 0.2rem 0 0.6rem 0;}
 .verdict .verdict-word {font-size: 4.2rem; font-weight: 800; letter-spacing: 0.08em; line-height: 1.1;}
 .verdict .verdict-detail {font-size: 1.15rem;}
