@@ -185,7 +185,7 @@ def test_inspect_webcam_and_line_camera_snapshots_with_the_store_down(station, m
     assert any("not stored" in c.value for c in at.caption)
     at.button(key="inspect_grab").click().run()
     assert verdicts(at) == ["FAIL", "PASS"]
-    assert [h.value for h in at.subheader] == ["webcam snapshot", "part_0001.png"]
+    assert [name in markdown_text(at) for name in ("webcam snapshot ·", "part_0001.png ·")] == [True, True]
 
 
 # ---------------------------------------------------------------- Products

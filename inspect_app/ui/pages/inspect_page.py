@@ -91,17 +91,17 @@ counts = {v: sum(p.result is not None and p.result.verdict == v for p in parts) 
 if len(parts) > 1:
     st.markdown(f"**{len(parts)} images:** PASS {counts['PASS']} · FAIL {counts['FAIL']} · ERROR {counts['ERROR']}")
 for index, part in enumerate(parts):
-    st.divider()
-    st.subheader(part.label)
+    if index:
+        st.divider()
     result = part.result
     if result.verdict == "ERROR":
-        verdict_banner("ERROR", "not inspected: see why below")
+        verdict_banner("ERROR", f"{part.label}: not inspected, see why below")
         st.error(result.error)
         stored = f"stored as result {part.stored_id}" if part.stored_id is not None else \
             f"not stored ({part.store_error or 'no store'})"
         st.caption(stored)
         continue
-    verdict_banner(result.verdict, f"score {result.score:.3f} vs threshold {THRESHOLD:.2f}")
+    verdict_banner(result.verdict, f"{part.label} · score {result.score:.3f} vs threshold {THRESHOLD:.2f}")
     picture, heat, facts = st.columns([2, 2, 3])
     picture.image(part.image, caption="image", width="stretch")
     heat.image(overlay(part.image, result, boxes=show_boxes), caption="heatmap overlay (red: above threshold)",
