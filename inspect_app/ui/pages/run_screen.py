@@ -2,8 +2,8 @@
 overlay, the verdict by word, shape and colour, counters and yield for the plant's shift and the
 lot, the last parts as a strip (click one to open it), the defect-rate trend, the station's state
 (online / degraded / offline with its heartbeat age) and the latest explanation. It follows a
-line station's results or the manual inspections made on this PC, refreshing itself (``REFRESH_S``); as a
-wall screen (``?kiosk``) it is read-only."""
+line station's results or the manual inspections made on this PC, refreshing itself every
+``REFRESH_S``; as a wall screen (``?kiosk``) it is read-only."""
 
 from datetime import UTC, datetime
 from pathlib import Path
