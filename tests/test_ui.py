@@ -254,7 +254,12 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
         station.store.add_result(fitted_inspector.predict(image), station="line1", lot=lot, image=image)
     assert station.store.flush(30)
     at = open_app("history")
-    assert len(at.dataframe[0].value) == 3
+    table = at.dataframe[0].value
+    assert len(table) == 3 and verdicts(at) == ["FAIL"]  # the newest opens first
+    at.session_state["history_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}  # a row click
+    at.run()
+    assert verdicts(at) == ["PASS"] and [h.value for h in at.header][0] == f"Result {table['id'].iloc[2]}"
+    at.session_state["history_table"] = {"selection": {"rows": [], "columns": [], "cells": []}}
     at.multiselect(key="history_verdicts").set_value(["FAIL"])
     at.text_input(key="history_lot").set_value("L1").run()
     table = at.dataframe[0].value
