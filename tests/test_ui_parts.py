@@ -40,6 +40,16 @@ def test_station_secret_is_made_once_and_private(tmp_path):
     assert (tmp_path / SECRET_FILE).stat().st_mode & 0o077 == 0
     assert station_secret(tmp_path, "from-the-environment") == "from-the-environment"
 
+def test_a_profiles_folder_that_cannot_be_written_still_gives_a_key(tmp_path, monkeypatch):
+    from inspect_app.ui import sessions
+
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only profiles folder")
+
+    monkeypatch.setattr(sessions.os, "open", refuse)
+    key = sessions.station_secret(tmp_path / "read-only")
+    assert key == sessions.station_secret(tmp_path / "read-only") and len(key) == 64  # this process's key
+
 
 def test_wall_screen_needs_the_viewer_token_unless_on_this_pc():
     from inspect_app.ui.sessions import kiosk_allowed

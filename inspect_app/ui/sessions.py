@@ -21,6 +21,7 @@ from inspect_app.store import Role
 
 COOKIE_NAME = "inspect_session"
 SECRET_FILE = "_ui_secret"  # in the profiles folder ("_" names are never products)
+_PROCESS_KEY = secrets.token_hex(32)
 LOOPBACK = {None, "127.0.0.1", "::1", "localhost"}  # Streamlit reports no address for localhost
 
 
@@ -38,19 +39,26 @@ class CurrentUser:
 
 def station_secret(models_dir: Path, env_secret: str | None = None) -> str:
     """The key that signs session cookies: ``$INSPECT_APP_UI_SECRET``, else a random key kept in
-    the profiles folder (readable by the station's user only), made on first use."""
+    the profiles folder (readable by the station's user only), made on first use; where that
+    folder cannot be written, a key for this process only (sign-ins then end with a restart)."""
     if env_secret:
         return env_secret
     path = models_dir / SECRET_FILE
     try:
         return path.read_text().strip()
     except FileNotFoundError:
+        pass
+    key = secrets.token_hex(32)
+    try:
         models_dir.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(key)
-        return key
+    except FileExistsError:  # another session made it meanwhile
+        return path.read_text().strip()
+    except OSError:
+        return _PROCESS_KEY
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
 
 
 class SessionCookies:
