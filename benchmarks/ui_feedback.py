@@ -1,15 +1,17 @@
 """From a false reject to the updated threshold (issue 28's target: at most 10 s): the station UI's
 own path (``inspect_app.ui.learning``) on a real product.
 
-A product is fitted in ``--mode`` on ``--k-shot`` images of a category's train/good; the
-category's test images are inspected and stored in a SQLite store (images kept), as a station
-would. The first good test part rejected (else the good part with the highest score) is marked
-"good" by an operator. Then, timed: the candidate memory (``Inspector.learn_good``: the part's
-patches join the memory bank and the threshold is placed again) with the preview an engineer
-sees (every stored FAIL re-scored with the candidate), the approval (the earlier profile kept for
-undo, the new one saved), and the UI's ``InspectorCache`` serving the new profile version.
+A product is fitted in ``--mode`` on ``--k-shot`` images of a category's train/good (as the UI
+fits: a ``BackgroundJob``, whose measured stage costs are the progress bar's weights); the
+category's test images are inspected and stored in a SQLite store, as a station would. Among the
+good test parts whose image the store kept, the one rejected (else the one with the highest
+score) is marked "good" by an operator; ``--rounds`` parts, one after another. Timed for each:
+the candidate memory (``Inspector.learn_good``: the part's patches join the memory bank and the
+threshold is placed again), the preview an engineer sees (every stored FAIL re-scored with the
+candidate), the approval (the earlier profile kept for undo, the new one saved) and the UI's
+``InspectorCache`` serving the new profile version.
 
-    .venv/bin/python benchmarks/ui_feedback.py --mode fused --category bottle --k-shot 60
+    .venv/bin/python benchmarks/ui_feedback.py --mode image-image --category bottle --k-shot 60
 """
 
 from __future__ import annotations
@@ -74,12 +76,14 @@ def main() -> None:
         store = ResultsStore(f"sqlite:///{Path(tmp) / 'store' / 'results.db'}")
         tests = category.test_samples()
         results = inspector.predict_batch([load_image(t.path) for t in tests], names=[t.path.name for t in tests])
-        good_ids = []
+        good = []
         for item, result in zip(tests, results, strict=True):
             rid = store.add_result(result, station="line1", image=load_image(item.path))
             if not item.is_defective:
-                good_ids.append((result.verdict == "FAIL", result.score or 0.0, rid))
+                good.append(rid)
         store.flush(120)
+        kept = [store.get(rid) for rid in good]  # good parts whose image the retention policy kept
+        good_ids = [(r.verdict == "FAIL", r.score or 0.0, r.id) for r in kept if r is not None and r.image_path]
         cache = InspectorCache(models)
         cache.get(args.category)
         rounds = []
@@ -90,7 +94,9 @@ def main() -> None:
             store.add_feedback(rid, "false_reject", "benchmark", user="operator")
             start = time.perf_counter()
             pending = [p for p in pending_false_rejects(store, args.category, learnt) if p.id == rid]
-            candidate = build_candidate(models, args.category, pending or [store.get(rid)], store)
+            stored = store.get(rid)
+            assert stored is not None
+            candidate = build_candidate(models, args.category, pending or [stored], store)
             preview_s = time.perf_counter() - start
             version = approve(candidate, models)
             saved_s = time.perf_counter() - start

@@ -84,6 +84,10 @@ def build_candidate(models_dir: Path, product: str, parts: list[StoredResult], s
 
     if not parts:
         raise InspectAppError("choose at least one false reject to learn")
+    lost = [p.id for p in parts if not (p.image_path and Path(p.image_path).is_file())]
+    if lost:
+        raise InspectAppError(f"result(s) {', '.join(map(str, lost))} have no stored image to learn from "
+                              "(the retention policy keeps FAIL images and a sample of PASS images)")
     start = time.perf_counter()
     inspector = Inspector.load(product, models_dir)
     calibration = inspector.calibration
@@ -93,8 +97,7 @@ def build_candidate(models_dir: Path, product: str, parts: list[StoredResult], s
     learnt_ids = {p.id for p in parts}
     fails = [r for r in store.query(product=product, verdict=Verdict.FAIL, limit=RESCORE_LIMIT)
              if r.id not in learnt_ids and r.image_path and Path(r.image_path).is_file() and r.score is not None]
-    inspector.learn_good([p.image_path for p in parts if p.image_path],
-                         names=[f"{LEARNED_PREFIX}{p.id}" for p in parts])
+    inspector.learn_good([str(p.image_path) for p in parts], names=[f"{LEARNED_PREFIX}{p.id}" for p in parts])
     learnt_at = time.perf_counter()
     results = inspector.predict_batch([r.image_path for r in fails if r.image_path]) if fails else []
     rescored = [Rescored(r.id, r.file, float(r.score or 0.0), float(res.score if res.score is not None else 1.0))
