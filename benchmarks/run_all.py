@@ -115,7 +115,7 @@ ENTRIES = [
         "--json", "benchmarks/results/ui_feedback.json")),
     Entry("ui_refresh", "Station UI: learning from a false reject, and the run screen's refresh", _script(
         "ui_refresh", "--mode", "image-image", "--category", "bottle", "--k-shot", "40", "--fps", "10",
-        "--frame-size", "448", "--phase-s", "20", "--phases", "4", "--threads", "2",
+        "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--threads", "2",
         "--json", "benchmarks/results/ui_refresh.json")),
 ]
 BY_NAME = {e.name: e for e in ENTRIES}

@@ -7,7 +7,9 @@ store, explanations off) gets the category's test images pushed at ``--fps``. Ph
 between the station alone and the station with the station UI serving its run screen to headless
 Chromium (the page refreshes itself every second, as on a wall screen). Per phase: the station's
 mean trigger-to-verdict (its own Prometheus histogram) and, with the screen, how often the newest
-part on the verdict banner changed (each refresh shows a newer part at 10 frames/s).
+part on the verdict banner changed (each refresh shows a newer part at 10 frames/s). The station's
+Inspector time per frame is kept too: when the station cannot keep the pace (other jobs on the
+cores), its queue grows and trigger-to-verdict measures the backlog, not the screen.
 
     .venv/bin/python benchmarks/ui_refresh.py --mode image-image --category bottle --fps 10
 """
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--fps", type=float, default=10.0)
     parser.add_argument("--frame-size", type=int, default=448, help="pushed frames: JPEG of this many pixels a side")
     parser.add_argument("--phase-s", type=float, default=20.0, help="length of each phase")
-    parser.add_argument("--phases", type=int, default=4, help="alternating phases, starting with the station alone")
+    parser.add_argument("--phases", type=int, default=6, help="alternating phases, starting with the station alone")
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ui_refresh.json")
     args = parser.parse_args()
@@ -163,11 +165,16 @@ def main() -> None:
             with_screen = index % 2 == 1
             profile = tempfile.mkdtemp(prefix="chromium-")
             driver = open_run_screen(url, profile) if with_screen else None
-            sum0, count0 = histogram_totals(station.metrics.trigger_to_verdict)
+            before = [histogram_totals(h) for h in (station.metrics.trigger_to_verdict,
+                                                    station.metrics.inspection_latency)]
             time.sleep(args.phase_s)
-            sum1, count1 = histogram_totals(station.metrics.trigger_to_verdict)
-            phase = {"run_screen": with_screen, "verdicts": int(count1 - count0),
-                     "mean_trigger_to_verdict_ms": round(1000 * (sum1 - sum0) / max(count1 - count0, 1), 2)}
+            after = [histogram_totals(h) for h in (station.metrics.trigger_to_verdict,
+                                                   station.metrics.inspection_latency)]
+            (t_sum, t_count), (i_sum, i_count) = [(a[0] - b[0], a[1] - b[1])
+                                                  for a, b in zip(after, before, strict=True)]
+            phase = {"run_screen": with_screen, "verdicts_per_s": round(t_count / args.phase_s, 2),
+                     "mean_trigger_to_verdict_ms": round(1000 * t_sum / max(t_count, 1), 2),
+                     "mean_inspection_ms_per_frame": round(1000 * i_sum / max(i_count, 1), 2)}
             if driver is not None:
                 changes = np.diff(np.asarray(driver.execute_script("return window.__changes"))) / 1000
                 phase.update({"refreshes": int(changes.size + 1),
@@ -186,14 +193,19 @@ def main() -> None:
         ui.wait(15)
         store.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    alone = [p["mean_trigger_to_verdict_ms"] for p in phases if not p["run_screen"]]
-    shown = [p["mean_trigger_to_verdict_ms"] for p in phases if p["run_screen"]]
-    ratio = float(np.mean(shown) / np.mean(alone))
-    write_json(args.json, header, {"phases": phases, "latency_ratio_with_screen": round(ratio, 3),
+    def ratio(key: str) -> float:
+        shown = [p[key] for p in phases if p["run_screen"]]
+        alone = [p[key] for p in phases if not p["run_screen"]]
+        return round(float(np.mean(shown) / np.mean(alone)), 3)
+
+    kept_pace = all(p["verdicts_per_s"] >= 0.95 * args.fps for p in phases)
+    write_json(args.json, header, {"phases": phases, "station_kept_pace": kept_pace,
+                                   "latency_ratio_with_screen": ratio("mean_trigger_to_verdict_ms"),
+                                   "inspection_ratio_with_screen": ratio("mean_inspection_ms_per_frame"),
                                    "refresh_interval_p95_s": max(p["refresh_interval_p95_s"] for p in phases
                                                                  if p["run_screen"]),
-                                   "meets_targets": ratio <= 1.10 and all(p["refresh_interval_p95_s"] <= 1.0
-                                                                          for p in phases if p["run_screen"])})
+                                   "meets_targets": kept_pace and ratio("mean_trigger_to_verdict_ms") <= 1.10
+                                   and all(p["refresh_interval_p95_s"] <= 1.0 for p in phases if p["run_screen"])})
 
 
 if __name__ == "__main__":
