@@ -207,3 +207,22 @@ def test_learning_previews_what_it_stops_catching_then_approves_versioned_and_un
     assert undone.profile_version == before.profile_version
     assert undone.calibration.raw_threshold == pytest.approx(before.calibration.raw_threshold)
     assert not earlier_versions(models_dir, "gradient")
+
+
+def test_a_fused_fit_is_not_shown_done_when_its_good_images_are_encoded():
+    """The issue's case: a fused fit's bar was full at "encoding good images 209/209"."""
+    import threading
+
+    from inspect_app.ui.jobs import BackgroundJob, StageCostBook
+
+    release = threading.Event()
+
+    def work(progress):
+        progress(209, 209, "encoding good images")
+        release.wait(5)
+
+    job = BackgroundJob("bottle", work, kind="fit:fused", size=209, costs=StageCostBook(None))
+    time.sleep(0.2)
+    assert job.fraction < 0.05 and job.stage_done == job.stage_total == 209
+    release.set()
+    job.wait(5)
