@@ -137,7 +137,8 @@ def run_board() -> None:
             in_lot = counters(store, station=station, lot=part.lot)
             lot_text = (f" · lot {part.lot}: {in_lot.passed} / {in_lot.failed} / {in_lot.errors}, yield "
                         f"{'-' if in_lot.yield_rate is None else f'{in_lot.yield_rate:.1%}'}")
-        st.caption(f"{label} ({plant.timezone}){lot_text}")
+        zone = "" if label.endswith(plant.timezone) else f" ({plant.timezone})"
+        st.caption(f"{label}{zone}{lot_text}")
         if part is not None:
             if part.explanation:
                 st.info(part.explanation)
