@@ -110,7 +110,7 @@ ENTRIES = [
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
     Entry("ui_feedback", "Station UI: learning from a false reject, and the run screen's refresh", _script(
-        "ui_feedback", "--mode", "image-image", "--category", "bottle", "--k-shot", "60", "--rounds", "3",
+        "ui_feedback", "--mode", "image-image", "--category", "bottle", "--k-shot", "20", "--rounds", "2",
         "--threads", "2",
         "--json", "benchmarks/results/ui_feedback.json")),
     Entry("ui_refresh", "Station UI: learning from a false reject, and the run screen's refresh", _script(

@@ -27,7 +27,7 @@ from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.inspector_cache import InspectorCache
-from inspect_app.store import ResultsStore
+from inspect_app.store import ResultsStore, RetentionPolicy
 from inspect_app.ui.jobs import BackgroundJob, StageCostBook
 from inspect_app.ui.learning import approve, build_candidate, learned_ids, pending_false_rejects
 
@@ -73,7 +73,9 @@ def main() -> None:
         fit_s = time.perf_counter() - start
         stage_costs = {stage: {"counting_s": round(c.counting_s, 4), "tail_s": round(c.tail_s, 4)}
                        for stage, c in fit.measured()}
-        store = ResultsStore(f"sqlite:///{Path(tmp) / 'store' / 'results.db'}")
+        # every PASS image kept (as a station that keeps them would): any good part can be marked
+        store = ResultsStore(f"sqlite:///{Path(tmp) / 'store' / 'results.db'}",
+                             retention=RetentionPolicy(keep_every_nth_pass=1))
         tests = category.test_samples()
         results = inspector.predict_batch([load_image(t.path) for t in tests], names=[t.path.name for t in tests])
         good = []
