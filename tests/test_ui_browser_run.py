@@ -16,7 +16,7 @@ from conftest import ImageFactory
 
 pytestmark = pytest.mark.browser
 ENGINEER, PASSWORD = "erin", "correct horse battery"
-CURRENT_IMAGE, VERDICT = ".st-key-run_current img", ".verdict"
+CURRENT_IMAGE, VERDICT = "[class*='st-key-run_current'] img", ".verdict"  # live or offline
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,9 @@ def test_run_screen_with_a_line_station_fits_every_viewport(station_ui, fitted_i
             wait_for(driver, lambda d: "OFFLINE" in body_text(d), timeout=20, what="the offline banner")
             time.sleep(0.5)
             shot(driver, "run_offline")
-            assert in_viewport(driver, ".station-offline")["inside"]
+            wait_for(driver, lambda d: all(in_viewport(d, css)["inside"] for css in (
+                ".station-offline", VERDICT, ".st-key-run_current_offline img")), timeout=10,
+                what=f"banner, verdict and image inside the viewport: {in_viewport(driver, VERDICT)}")
 
             driver.get(station_ui.url + "?kiosk=1")  # the wall screen from this PC: read-only, no sidebar
             wait_for(driver, lambda d: in_viewport(d, VERDICT)["found"], what="the kiosk run screen")

@@ -29,8 +29,10 @@ PAGE_CSS = """
 .verdict-stale {filter: grayscale(0.85); opacity: 0.55;}
 .verdict-error {background-image: repeating-linear-gradient(45deg, transparent 0 14px, rgba(0,0,0,.18) 14px 28px);}
 [data-testid="stMainBlockContainer"] {padding-top: 2.2rem; padding-bottom: 1rem;}
-.st-key-run_current img {height: calc(100vh - 275px) !important; width: 100% !important; object-fit: contain;
-                         image-rendering: auto; display: block; margin: 0 auto;}
+.st-key-run_current img, .st-key-run_current_offline img {
+    height: calc(100vh - 275px) !important; width: 100% !important; object-fit: contain; display: block;
+    margin: 0 auto;}
+.st-key-run_current_offline img {height: calc(100vh - 345px) !important; filter: grayscale(0.85); opacity: 0.6;}
 .station-offline {background: #4a0000; color: #fff; font-size: 2.2rem; font-weight: 800; text-align: center;
                   border-radius: 10px; padding: 0.6rem;}
 .station-degraded {background: #ffb300; color: #000; font-size: 1.3rem; font-weight: 700; text-align: center;

@@ -157,7 +157,7 @@ def run_board() -> None:
             st.line_chart(trend, x="time", y="defect rate %", height=170)
         else:
             st.caption("The defect-rate trend starts after 20 parts.")
-    with left, st.container(key="run_current"):
+    with left, st.container(key="run_current_offline" if stale else "run_current"):
         shown = part if part is None or opened_id is not None or picture_of(part)[0] else \
             next((r for r in recent if picture_of(r)[0]), part)
         if shown is not None:
