@@ -126,6 +126,14 @@ ENTRIES = [
     Entry("kinds_tile", "Defect kinds", _script(
         "kinds", "--mode", "fused", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "1",
         "--json", "benchmarks/results/kinds_tile.json")),
+    Entry("ui_feedback", "Station UI: learning from a false reject, and the run screen's refresh", _script(
+        "ui_feedback", "--mode", "image-image", "--category", "bottle", "--k-shot", "20", "--rounds", "2",
+        "--threads", "2",
+        "--json", "benchmarks/results/ui_feedback.json")),
+    Entry("ui_refresh", "Station UI: learning from a false reject, and the run screen's refresh", _script(
+        "ui_refresh", "--mode", "image-image", "--category", "bottle", "--k-shot", "40", "--fps", "10",
+        "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--threads", "2",
+        "--json", "benchmarks/results/ui_refresh.json")),
 ]
 BY_NAME = {e.name: e for e in ENTRIES}
 

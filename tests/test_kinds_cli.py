@@ -43,7 +43,7 @@ def fused_cli(tmp_path_factory):
         yield root, models
 
 
-def test_fit_with_kinds_checks_the_folder_first_and_needs_an_image_text_part(fused_cli):
+def test_fit_with_kinds_checks_the_folder_first_and_trains_the_image_text_part(fused_cli):
     root, models = fused_cli
     runner = CliRunner()
     good = ImageFactory(root, seed=4).folder("good", 8, size=64)
@@ -53,9 +53,15 @@ def test_fit_with_kinds_checks_the_folder_first_and_needs_an_image_text_part(fus
                               "--kinds", str(empty), "--models-dir", str(models)])
     assert bad.exit_code == 2 and "no kind subfolders" in bad.stderr
     assert not (models / "plain").exists()  # refused before any fit
-    plain = runner.invoke(app, ["fit", str(good), "--product", "plain", "--image-size", "64", "--mode", "image-image",
+    named = runner.invoke(app, ["fit", str(good), "--product", "plain", "--image-size", "64", "--mode", "image-image",
                                 "--kinds", str(root / "kinds"), "--models-dir", str(models)])
-    assert plain.exit_code == 2 and "--mode fused" in plain.stderr
+    assert named.exit_code == 0, named.stderr
+    from inspect_app.inspector import Inspector
+
+    plain = Inspector.load("plain", models)
+    assert plain.mode == "image-image" and plain.model is not None and plain.model.image_text is not None
+    assert plain.post_processor is not None and plain.post_processor.kind_book is not None
+    assert plain.post_processor.kind_book.find("dark spot") is not None  # the folder's kind, taught after the fit
 
 
 def test_kinds_folder_is_taught_with_its_masks(fused_cli):

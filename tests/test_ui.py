@@ -78,7 +78,8 @@ def station(tmp_path, models_dir, monkeypatch, fitted_inspector):
     st.cache_resource.clear()
 
 
-def open_app(page: str | None = None, login: bool = False) -> AppTest:
+def open_app(page: str | None = "inspect_page", login: bool = False) -> AppTest:
+    """The app signed in (or not), on ``page`` (None: the default page, the run screen)."""
     at = AppTest.from_file(str(APP), default_timeout=90).run()
     if login:
         at.text_input(key="auth_name").set_value(ENGINEER)
@@ -107,7 +108,7 @@ def test_inspect_shows_verdicts_refuses_bad_files_and_loads_the_model_once(stati
         ("scratched.png", png(img.defective(64, 64, 12)), "image/png"), ("fine.png", png(img.good()), "image/png"),
         ("notes.txt", b"not an image", "text/plain"), ("huge.png", big, "image/png")]).run()
     assert not at.exception, at.exception
-    assert verdicts(at) == ["FAIL", "PASS"]
+    assert verdicts(at) == ["FAIL", "PASS", "ERROR", "ERROR"]  # refused files get an ERROR banner too
     assert "4 images:** PASS 1 · FAIL 1 · ERROR 2" in markdown_text(at)
     errors = [e.value for e in at.error]
     assert any("notes.txt" in e and "not a recognised image format" in e for e in errors)
@@ -115,10 +116,11 @@ def test_inspect_shows_verdicts_refuses_bad_files_and_loads_the_model_once(stati
     info = [i.value for i in at.info]
     assert any(t.startswith("FAIL:") for t in info) and any(t.startswith("PASS:") for t in info)
     stored = station.store.query(station="ui")
-    assert sorted(r.verdict for r in stored) == ["FAIL", "PASS"]
+    assert sorted(r.verdict for r in stored) == ["ERROR", "ERROR", "FAIL", "PASS"]  # History shows refused files
+    assert {r.file: r.error for r in stored if r.verdict == "ERROR"}.keys() == {"notes.txt", "huge.png"}
     assert all(r.explanation for r in stored)
     at.toggle(key="inspect_boxes").set_value(False).run()  # a rerun: nothing is inspected or loaded again
-    assert verdicts(at) == ["FAIL", "PASS"] and len(station.store.query()) == 2
+    assert verdicts(at) == ["FAIL", "PASS", "ERROR", "ERROR"] and len(station.store.query()) == 4
     assert len(loads) == 1
 
 
@@ -183,16 +185,14 @@ def test_inspect_webcam_and_line_camera_snapshots_with_the_store_down(station, m
     assert any("not stored" in c.value for c in at.caption)
     at.button(key="inspect_grab").click().run()
     assert verdicts(at) == ["FAIL", "PASS"]
-    assert [h.value for h in at.subheader] == ["webcam snapshot", "part_0001.png"]
+    assert [name in markdown_text(at) for name in ("webcam snapshot ·", "part_0001.png ·")] == [True, True]
 
 
 # ---------------------------------------------------------------- Products
 def test_products_wizard_fits_in_background_shows_calibration_saves_and_deletes(station):
     img = station.images
-    at = open_app("products")
-    at.text_input(key="products_name").set_value("bracket")
-    at.button(key="products_fit").click().run()
-    assert any("engineer sign-in" in w.value for w in at.warning)  # operators cannot fit
+    with pytest.raises(ValueError, match="Known pages"):  # operators are not shown the page at all
+        open_app("products")
 
     at = open_app("products", login=True)
     at.selectbox(key="products_mode").set_value("image-image")  # the fastest fit: this tests the wizard
@@ -254,7 +254,12 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
         station.store.add_result(fitted_inspector.predict(image), station="line1", lot=lot, image=image)
     assert station.store.flush(30)
     at = open_app("history")
-    assert len(at.dataframe[0].value) == 3
+    table = at.dataframe[0].value
+    assert len(table) == 3 and verdicts(at) == ["FAIL"]  # the newest opens first
+    at.session_state["history_table"] = {"selection": {"rows": [2], "columns": [], "cells": []}}  # a row click
+    at.run()
+    assert verdicts(at) == ["PASS"] and [h.value for h in at.header][0] == f"Result {table['id'].iloc[2]}"
+    at.session_state["history_table"] = {"selection": {"rows": [], "columns": [], "cells": []}}
     at.multiselect(key="history_verdicts").set_value(["FAIL"])
     at.text_input(key="history_lot").set_value("L1").run()
     table = at.dataframe[0].value
@@ -262,6 +267,9 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
     rid = int(table["id"].iloc[0])
     assert verdicts(at) == ["FAIL"] and len(at.get("image")) == 2  # overlay and image of the opened result
 
+    assert at.radio(key="history_kind").value is None  # no verdict on the verdict is preselected
+    at.button(key="FormSubmitter:history_feedback-Save feedback").click().run()
+    assert any("Choose what is wrong or right" in e.value for e in at.error) and not station.store.get(rid).feedback
     at.radio(key="history_kind").set_value("false_reject")
     at.text_input(key="history_note").set_value("glare, part is fine")
     at.button(key="FormSubmitter:history_feedback-Save feedback").click().run()
@@ -273,8 +281,7 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
     export = at.get("download_button")
     assert len(export) == 2
 
-    at.button(key="history_add_good").click().run()
-    assert any("engineer sign-in" in w.value for w in at.warning)
+    assert not [b for b in at.button if b.key in ("history_add_good", "learning_preview")]  # engineer controls
     at = open_app("history", login=True)
     at.multiselect(key="history_verdicts").set_value(["FAIL"])
     at.text_input(key="history_lot").set_value("L1").run()
@@ -285,46 +292,109 @@ def test_history_filters_feedback_export_and_adds_false_rejects_to_good_images(s
     assert station.store.audit_log()[0]["action"] == "good_images.add"
 
 
-# ---------------------------------------------------------------- Live line
-def test_live_line_shows_station_status_recent_parts_and_latest_fail(station, fitted_inspector):
+# ---------------------------------------------------------------- Run screen
+def test_run_screen_follows_a_line_station_with_counters_strip_and_offline_banner(station, fitted_inspector):
+    from datetime import UTC, datetime, timedelta
+
     img = station.images
-    for image in [img.good(), img.defective(64, 64, 12), img.good(), img.good()]:
+    now = datetime.now(UTC)
+    for i, image in enumerate([img.good(), img.defective(64, 64, 12), img.good(), img.good()]):
         result = fitted_inspector.predict(image)
-        rid = station.store.add_result(result, station="line1", image=image)
+        rid = station.store.add_result(result, station="line1", lot="L7", image=image,
+                                       time=now - timedelta(seconds=10 - i))
         if result.verdict == "FAIL":
             station.store.set_explanation(rid, "FAIL: dark spot at the centre.", "template")
+    old = station.store.add_result(fitted_inspector.predict(img.good()), station="line1",
+                                   time=now - timedelta(days=2))  # an earlier shift: not counted
     assert station.store.flush(30)
-    station.store.update_station_status("line1", {
-        "station": "line1", "product": "gradient", "state": "running",
-        "camera": {"state": "connected", "reconnects": 1},
-        "fps": 4.2, "counts": {"PASS": 3, "FAIL": 1, "ERROR": 0}, "defect_rate": 0.25, "dropped_frames": 2})
-    at = open_app("live_line")
+    station.store.update_station_status("line1", {"station": "line1", "product": "gradient", "state": "running",
+                                                  "camera": {"state": "connected"}, "fps": 4.2})
+    at = open_app(None)
     assert not at.exception, at.exception
+    assert at.selectbox(key="run_station").value == "line1"
+    assert verdicts(at) == ["PASS"]  # the newest part
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["State"] == "running" and metrics["Frame rate"] == "4.2 /s"
-    assert metrics["PASS / FAIL / ERROR"] == "3 / 1 / 0" and metrics["Defect rate"] == "25.0%"
-    assert len(at.dataframe[0].value) == 4
+    assert (metrics["PASS ●"], metrics["FAIL ■"], metrics["ERROR ▲"], metrics["Yield"]) == ("3", "1", "0", "75.0%")
+    assert "station-online" in markdown_text(at) and "lot L7: 3 / 1 / 0" in " ".join(c.value for c in at.caption)
+    strip = [b for b in at.button if b.key and b.key.startswith("strip_open_")]
+    assert [b.key for b in strip][-1] != f"strip_open_{old}" and len(strip) == 5
+    fail_id = next(r.id for r in station.store.query(station="line1") if r.verdict == "FAIL")
+    at.button(key=f"strip_open_{fail_id}").click().run()  # click a part in the strip: it opens
+    assert verdicts(at) == ["FAIL"] and [i.value for i in at.info] == ["FAIL: dark spot at the centre."]
+    at.button(key=f"run_false_reject_{fail_id}").click().run()  # the operator says the part is good
+    assert [f["kind"] for f in station.store.get(fail_id).feedback] == ["false_reject"]
+    at.button(key="run_back").click().run()
+    assert verdicts(at) == ["PASS"]
+
+    with station.store.engine.begin() as conn:  # the heartbeat stops: 5 minutes old
+        from sqlalchemy import text
+        conn.execute(text("UPDATE station_status SET updated_at = :t"), {"t": now - timedelta(minutes=5)})
+    at.run()
+    page = markdown_text(at)
+    assert "station-offline" in page and "OFFLINE" in page and "no heartbeat for 3" in page
+    assert "LAST PART BEFORE THE STATION STOPPED" in page
+
+
+def test_run_screen_shows_manual_inspections_of_this_pc(station):
+    at = open_app(None)
+    assert at.selectbox(key="run_station").value == "ui"
+    assert any("No part inspected yet" in i.value for i in at.info)
+    at.file_uploader(key="run_files").set_value(("dent.png", png(station.images.defective(40, 40, 12)), "image/png"))
+    at.run()
+    assert not at.exception, at.exception
     assert verdicts(at) == ["FAIL"]
-    assert [i.value for i in at.info] == ["FAIL: dark spot at the centre."]
-    station.store.update_station_status("line1", {"state": "running", "fps": 7.5, "counts": {"PASS": 4, "FAIL": 1}})
-    station.store.add_result(fitted_inspector.predict(img.good()), station="line1")
-    at.run()  # what the fragment's timer does in the browser
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Frame rate"] == "7.5 /s" and metrics["PASS / FAIL / ERROR"] == "4 / 1 / 0"
-    assert len(at.dataframe[0].value) == 5
+    assert {m.label: m.value for m in at.metric}["FAIL ■"] == "1"
+
+
+def test_run_screen_shifts_follow_the_plant_time_zone():
+    from datetime import UTC, datetime
+
+    import pytest as _pytest
+
+    from inspect_app.errors import InspectAppError
+    from inspect_app.ui.runboard import PlantShifts
+
+    shifts = PlantShifts("America/New_York", ("06:00", "14:00", "22:00"))
+    label, start = shifts.current(datetime(2026, 7, 1, 3, 30, tzinfo=UTC))  # 23:30 the day before in New York
+    assert start == datetime(2026, 7, 1, 2, 0, tzinfo=UTC) and label.startswith("shift 3 since Tue 22:00")
+    label, start = shifts.current(datetime(2026, 7, 1, 11, 0, tzinfo=UTC))  # 07:00 local
+    assert start == datetime(2026, 7, 1, 10, 0, tzinfo=UTC) and label.startswith("shift 1")
+    with _pytest.raises(InspectAppError, match="time zone"):
+        PlantShifts("Mars/Olympus", ("06:00",)).validate()
+    with _pytest.raises(InspectAppError, match="25:00"):
+        PlantShifts("UTC", ("25:00",)).validate()
+
+
+def test_station_condition_online_degraded_offline():
+    from datetime import UTC, datetime, timedelta
+
+    from inspect_app.ui.runboard import StationHealth, station_condition
+
+    now = datetime.now(UTC)
+    ok = {"state": "running", "camera": {"state": "connected"}, "updated_at": now - timedelta(seconds=1)}
+    assert station_condition(ok, now).health == StationHealth.ONLINE
+    flaky = {**ok, "camera": {"state": "reconnecting"}}
+    assert station_condition(flaky, now).health == StationHealth.DEGRADED
+    assert "camera reconnecting" in station_condition(flaky, now).text
+    assert station_condition({**ok, "updated_at": now - timedelta(seconds=90)}, now).health == StationHealth.OFFLINE
+    assert station_condition({**ok, "state": "stopped"}, now).health == StationHealth.OFFLINE
+    assert station_condition(None, now).health == StationHealth.OFFLINE
 
 
 # ---------------------------------------------------------------- Settings
 def test_settings_preview_then_save_threshold_explanations_and_sinks(station):
     from inspect_app.inspector import Inspector
 
-    at = open_app("settings_page")
-    assert any("engineer sign-in" in w.value for w in at.warning)
+    with pytest.raises(ValueError, match="Known pages"):
+        open_app("settings_page")
     before = Inspector.load("gradient", station.models)
     at = open_app("settings_page", login=True)
     at.select_slider(key="settings_target_frr").set_value(0.1).run()
     preview = at.dataframe[0].value
     assert list(preview[""]) == ["now", "proposed"]
+    # what a lower threshold catches, not only what it costs: stored parts and marked missed defects
+    assert {"stored parts rejected", "marked missed defects caught", "marked good parts rejected"} <= set(preview)
+    assert preview["held-out good parts rejected"].iloc[0].endswith("%)")
     proposed = float(preview["raw threshold"].iloc[1])
     assert proposed < before.calibration.raw_threshold
     assert Inspector.load("gradient", station.models).calibration.target_frr == 0.01  # nothing saved yet
@@ -353,6 +423,24 @@ def test_settings_preview_then_save_threshold_explanations_and_sinks(station):
     assert sinks["csv"] == {"path": "results.csv"} and sinks["webhook"]["url"] == "http://127.0.0.1:9/x"
     assert station.store.get_settings("gradient")["explanations"] is False
     assert [a["action"] for a in station.store.audit_log()[:2]] == ["settings.update", "settings.update"]
+
+    at.text_input(key="settings_shift_starts").set_value("07:00, 25:00")
+    at.button(key="settings_save_plant").click().run()
+    assert any("25:00" in e.value for e in at.error)
+    at.selectbox(key="settings_timezone").set_value("Europe/Berlin")
+    at.text_input(key="settings_shift_starts").set_value("06:00, 18:00")
+    at.button(key="settings_save_plant").click().run()
+    assert station.store.get_settings("_plant") == {"timezone": "Europe/Berlin", "shift_starts": ["06:00", "18:00"]}
+
+
+def test_a_sign_in_ends_after_idle_time(station, monkeypatch):
+    at = open_app(None, login=True)
+    monkeypatch.setenv("INSPECT_APP_UI_SESSION_IDLE_MIN", "0.005")  # 0.3 s
+    time.sleep(0.5)
+    at.run()
+    assert not any("Signed in as" in m.value for m in at.sidebar.markdown)
+    assert any("Signed out after" in i.value for i in at.sidebar.info)
+    assert station.store.audit_log()[0]["action"] == "logout.idle"
 
 
 # ---------------------------------------------------------------- Reports

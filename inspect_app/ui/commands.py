@@ -42,7 +42,7 @@ def register(app: typer.Typer) -> None:
            line_camera: str | None = typer.Option(None, "--line-camera", help="Camera for on-demand "
                                                      "snapshots: device index, stream URL, video file or folder."),
            ) -> None:
-        """Serve the station UI (inspect, live line, products, history, reports, settings)."""
+        """Serve the station UI (run screen, inspect, history, reports, products, settings)."""
         from inspect_app.store import ResultsStore
         from inspect_app.ui.config import ENV_PREFIX, UIConfig
 

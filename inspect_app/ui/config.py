@@ -32,6 +32,10 @@ class UIConfig(BaseModel):
     line_camera: str | None = None  # device index, stream URL, video file or folder for snapshots
     station: str = "ui"  # station name of results inspected in the UI
     explainer_variant: str | None = None  # ExplainerService variant; None: its measured default
+    secret: str | None = None  # signs session cookies; None: a random key kept in the profiles folder
+    session_idle_min: float = Field(30.0, gt=0)  # signed out after this long without using the station
+    session_max_hours: float = Field(12.0, gt=0)  # a sign-in lasts at most this long (one shift and more)
+    viewer_token: str | None = None  # opens the read-only wall screen (?kiosk=<token>) from another PC
 
     @property
     def max_upload_bytes(self) -> int:
@@ -51,7 +55,8 @@ class UIConfig(BaseModel):
             "line_camera": env.get(ENV_PREFIX + "LINE_CAMERA") or None,
             "reports_dir": Path(env.get(ENV_PREFIX + "REPORTS_DIR") or "reports"),
         }
-        for name in ("max_upload_mb", "max_zip_mb", "station", "explainer_variant"):
+        for name in ("max_upload_mb", "max_zip_mb", "station", "explainer_variant", "secret", "session_idle_min",
+                     "session_max_hours", "viewer_token"):
             value = env.get(ENV_PREFIX + name.upper())
             if value:
                 fields[name] = value

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inspect_app.explain import Explainer, Explanation
-from inspect_app.results import EvidenceFor, InspectionResult
+from inspect_app.results import EvidenceFor, InspectionResult, Verdict
 from inspect_app.ui.uploads import Upload, check_image
 
 if TYPE_CHECKING:
@@ -30,8 +31,9 @@ class InspectedPart:
 
     upload: Upload
     image: np.ndarray | None
+    label: str = ""  # what the page calls it: the file name, numbered when two uploads share a name
     result: InspectionResult | None = None
-    error: str | None = None  # refused before inspection (too large, not an image)
+    error: str | None = None  # refused before inspection (too large, not an image); its result is ERROR
     stored_id: int | None = None
     store_error: str | None = None
     explanation_future: Future[Explanation] | None = field(default=None, repr=False)
@@ -47,24 +49,35 @@ def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int,
                     station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
                     lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
-    explanations; never waits for an explanation.
+    explanations; never waits for an explanation. A refused file becomes an ERROR result and is
+    stored like one (as the line stores an unreadable frame), so History shows it.
 
     Every result goes to ``explainer``: a FAIL's future resolves later, PASS and ERROR get the
     deterministic sentence at once. ``explainer=None``: explanations off.
     """
     start = time.perf_counter()
     parts = []
+    names = Counter(u.name for u in uploads)
+    seen: Counter[str] = Counter()
     for upload in uploads:
         checked = check_image(upload, max_bytes)
-        parts.append(InspectedPart(upload, checked.image, error=checked.error))
+        seen[upload.name] += 1
+        label = upload.name if names[upload.name] == 1 else \
+            f"{upload.name} (#{seen[upload.name]} of {names[upload.name]})"
+        parts.append(InspectedPart(upload, checked.image, label, error=checked.error))
     images = [(p, p.image) for p in parts if p.image is not None]
-    if not images:
-        return parts
-    with lock or contextlib.nullcontext():
-        results = inspector.predict_batch([image for _, image in images], names=[p.upload.name for p, _ in images],
-                                          evidence=EvidenceFor.FAILS)
+    results = []
+    if images:
+        with lock or contextlib.nullcontext():
+            results = inspector.predict_batch([image for _, image in images], names=[p.label for p, _ in images],
+                                              evidence=EvidenceFor.FAILS)
     elapsed = (time.perf_counter() - start) * 1000
-    for (part, _), result in zip(images, results, strict=True):
+    refused = [(p, InspectionResult(p.label, Verdict.ERROR, error=p.error, product=inspector.product,
+                                    mode=inspector.mode, profile_version=inspector.profile_version))
+               for p in parts if p.error is not None]
+    inspected: list[tuple[InspectedPart, InspectionResult]] = [
+        (part, result) for (part, _), result in zip(images, results, strict=True)]
+    for part, result in inspected + refused:
         part.result, part.verdict_ms = result, elapsed
         if store is not None:
             try:

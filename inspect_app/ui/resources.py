@@ -12,8 +12,10 @@ from inspect_app.explain import Explainer
 from inspect_app.inspector_cache import InspectorCache, LoadedInspector
 from inspect_app.store import ResultsStore
 from inspect_app.ui.config import UIConfig
+from inspect_app.ui.jobs import JobBoard, StageCostBook
 
 DEFAULT_SETTINGS: dict[str, Any] = {"explanations": True, "language": "en", "sinks": {}}
+STAGE_COSTS_FILE = "_ui_stage_costs.json"  # in the profiles folder ("_" names are never products)
 LANGUAGES = {"en": "English", "de": "Deutsch", "fr": "Français", "es": "Español", "it": "Italiano"}
 
 
@@ -70,3 +72,18 @@ def product_settings(cfg: UIConfig, product: str | None) -> dict[str, Any]:
         except Exception:  # settings are a convenience: inspection works without the store
             pass
     return settings
+
+
+@st.cache_resource(show_spinner=False)
+def _jobs() -> JobBoard:
+    return JobBoard()
+
+
+def jobs() -> JobBoard:
+    """The process's background jobs (fits, reports): they outlive a page visit and a reload."""
+    return _jobs()
+
+
+def stage_costs(cfg: UIConfig) -> StageCostBook:
+    """Measured stage costs of fits and reports on this station (weights of the progress bar)."""
+    return StageCostBook(cfg.models_dir / STAGE_COSTS_FILE)

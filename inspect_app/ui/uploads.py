@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from inspect_app.data.images import IMAGE_EXTENSIONS, load_image
+from inspect_app.data.images import IMAGE_EXTENSIONS, MAX_PIXELS, load_image
 from inspect_app.errors import ImageLoadError, InspectAppError
 
 MAX_ZIP_MEMBERS = 20_000
@@ -61,6 +61,10 @@ def check_image(upload: Upload, max_bytes: int) -> CheckedImage:
     try:
         return CheckedImage(upload, load_image(upload.data, name=upload.name))
     except ImageLoadError as exc:
+        if "decompression-bomb" in str(exc):  # the loader's guard against huge images, in an operator's words
+            return CheckedImage(upload, None, f"{upload.name}: the image has more than {MAX_PIXELS / 1e6:.0f} million "
+                                              "pixels, more than the station accepts. Resize it (for example to "
+                                              "4000 pixels on its long side) and try again.")
         return CheckedImage(upload, None, str(exc))
 
 

@@ -7,7 +7,7 @@ from inspect_app.results import THRESHOLD
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import collect_explanation, inspect_uploads
 from inspect_app.ui.uploads import Upload
-from inspect_app.ui.widgets import region_rows, store_or_error, verdict_banner
+from inspect_app.ui.widgets import region_table, store_or_error, verdict_banner
 from inspect_app.visualize import overlay
 
 BATCH_KEY = "inspect_batch"
@@ -88,21 +88,20 @@ def explanation_slot(index: int) -> None:
 
 parts = batch["parts"]
 counts = {v: sum(p.result is not None and p.result.verdict == v for p in parts) for v in ("PASS", "FAIL", "ERROR")}
-counts["ERROR"] += sum(p.error is not None for p in parts)
 if len(parts) > 1:
     st.markdown(f"**{len(parts)} images:** PASS {counts['PASS']} · FAIL {counts['FAIL']} · ERROR {counts['ERROR']}")
 for index, part in enumerate(parts):
-    st.divider()
-    st.subheader(part.upload.name)
-    if part.error:
-        st.error(part.error)
-        continue
+    if index:
+        st.divider()
     result = part.result
     if result.verdict == "ERROR":
-        verdict_banner("ERROR")
+        verdict_banner("ERROR", f"{part.label}: not inspected, see why below")
         st.error(result.error)
+        stored = f"stored as result {part.stored_id}" if part.stored_id is not None else \
+            f"not stored ({part.store_error or 'no store'})"
+        st.caption(stored)
         continue
-    verdict_banner(result.verdict, f"score {result.score:.3f} vs threshold {THRESHOLD:.2f}")
+    verdict_banner(result.verdict, f"{part.label} · score {result.score:.3f} vs threshold {THRESHOLD:.2f}")
     picture, heat, facts = st.columns([2, 2, 3])
     picture.image(part.image, caption="image", width="stretch")
     heat.image(overlay(part.image, result, boxes=show_boxes), caption="heatmap overlay (red: above threshold)",
@@ -119,7 +118,7 @@ for index, part in enumerate(parts):
             st.info(result.explanation)
             st.caption(f"explanation: {result.explanation_source}, {part.explanation_seconds or 0:.2f} s")
         if result.regions:
-            st.dataframe(region_rows([r.to_dict() for r in result.regions]), hide_index=True)
+            region_table([r.to_dict() for r in result.regions])
         timing = " · ".join(f"{k} {v:.0f} ms" for k, v in result.timings_ms.items())
         stored = f"stored as result {part.stored_id}" if part.stored_id is not None else \
             f"not stored ({part.store_error or 'no store'})"

@@ -1,5 +1,6 @@
-"""Products: the onboarding wizard (good images -> fit in the background -> calibration -> save),
-and the list of profiles with delete."""
+"""Products (engineers): the onboarding wizard (good images -> fit in the background -> calibration
+-> save), and the list of profiles with delete. A fit runs on the process's job board, so leaving
+the page or reloading never loses it: the page shows the running fit and its product."""
 
 
 import streamlit as st
@@ -13,14 +14,24 @@ from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.jobs import BackgroundJob
 from inspect_app.ui.uploads import Upload, save_images
-from inspect_app.ui.widgets import calibration_histogram, job_progress, verdict_banner
+from inspect_app.ui.widgets import RAW_SCORE_NOTE, calibration_histogram, job_progress, verdict_banner
 
-JOB_KEY = "products_fit_job"
-FIT_MODES: dict[Mode, str] = {"fused": "fused (image-image + image-text; names defect kinds; the default)",
-             "image-image": "image-image (memory of normal patches only; fastest fit)",
-             "image-text": "image-text (text-space decoder; names defect kinds)"}
+FIT_PREFIX = "fit:"
+FIT_MODES: dict[Mode, str] = {"image-image": "image-image (default)", "fused": "fused (slower fit)",
+                              "image-text": "image-text"}
+MODE_HELP = ("image-image: a memory of good patches, the default and the fastest fit; it learns from approved false "
+             "rejects without a refit. fused: image-image and image-text together, names defect kinds from "
+             "synthesised ones. image-text: a text-space decoder that names defect kinds.")
 
 cfg = auth.page_start("Products")
+if auth.require_engineer(cfg, "fit and manage products") is None:
+    st.stop()
+board = resources.jobs()
+fits = board.items(FIT_PREFIX)
+job: BackgroundJob | None = fits[0][1] if fits else None  # the newest fit, whoever started it: it outlives visits
+if job is not None and job.running:
+    job_progress(job, f"Fitting {job.name} ({job.kind.removeprefix('fit:')}, {job.size:.0f} good images, "
+                      f"started by {job.owner or '?'})")
 if st.session_state.get("products_saved"):
     st.success(st.session_state.pop("products_saved"))
 
@@ -33,7 +44,7 @@ def profile_rows() -> list[dict[str, object]]:
             summary = read_profile_summary(cfg.models_dir / name)
             cal = summary.calibration
             row.update({"fitted (UTC)": summary.created_at, "mode": summary.mode, "good images": summary.n_images,
-                        "threshold (raw)": round(cal.raw_threshold, 4),
+                        "threshold (raw score)": round(cal.raw_threshold, 4),
                         "target FRR": cal.target_frr, "expected FRR": round(cal.expected_frr, 4),
                         "status": "ok"})
         except (OSError, ProfileError) as exc:
@@ -54,7 +65,8 @@ if rows:
         if shown:
             saved = read_profile_summary(cfg.models_dir / shown).calibration
             st.image(calibration_histogram(saved.normal_scores, saved.raw_threshold, f"{shown}: held-out good parts"),
-                     caption=f"{saved.n_normal} held-out good scores ({saved.holdout_method}); threshold "
+                     caption=f"{RAW_SCORE_NOTE} {saved.n_normal} held-out good raw scores "
+                             f"({saved.holdout_method}); threshold "
                              f"{saved.raw_threshold:.4g} ({saved.method}); expected false-reject rate "
                              f"{saved.expected_frr:.2%}")
     with st.expander("Delete a profile"):
@@ -77,7 +89,8 @@ st.header("New product or refit")
 st.markdown("**1. Name the product** (a refit of an existing name replaces its profile when saved)")
 cols = st.columns(3)
 name = cols[0].text_input("Product name", key="products_name").strip()
-mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=lambda m: FIT_MODES[m], key="products_mode")
+mode = cols[1].selectbox("Mode", list(FIT_MODES), format_func=lambda m: FIT_MODES[m], key="products_mode",
+                         help=MODE_HELP)
 target_frr = cols[2].number_input("Target false-reject rate", min_value=0.001, max_value=0.2, value=0.01,
                                   step=0.005, format="%.3f", key="products_target_frr")
 
@@ -95,8 +108,10 @@ else:
     files = []
     folder_text = st.text_input("Folder of good images", key="products_folder")
 
+mask_file = st.file_uploader("Ignore mask (optional): a PNG the size of the images, white where nothing counts "
+                             "(labels, date prints, fixtures)", type=["png"], key="products_ignore_mask")
+
 st.markdown("**3. Fit**")
-job: BackgroundJob | None = st.session_state.get(JOB_KEY)
 busy = job is not None and job.running
 if st.button("Fit", key="products_fit", type="primary", disabled=busy):
     user = auth.require_engineer(cfg, "fit a product")
@@ -120,25 +135,31 @@ if st.button("Fit", key="products_fit", type="primary", disabled=busy):
                                       "that holds them")
             config = InspectorConfig(mode=mode, calibration=CalibrationConfig(target_frr=target_frr))
 
-            def fit(progress: ProgressCallback, images=images, name=name, config=config):
+            mask = mask_file.getvalue() if mask_file is not None else None
+
+            def fit(progress: ProgressCallback, images=images, name=name, config=config, mask=mask):
                 from inspect_app.inspector import Inspector
 
                 inspector = Inspector(config, product=name)
-                return inspector, inspector.fit(images, progress=progress)
+                return inspector, inspector.fit(images, progress=progress, ignore_mask=mask)
 
-            st.session_state[JOB_KEY] = job = BackgroundJob(name, fit)
+            job = board.start(FIT_PREFIX + name, name, fit, kind=f"fit:{mode}", size=len(images),
+                              costs=resources.stage_costs(cfg), owner=user.name)
             auth.audit(cfg, "product.fit", {"product": name, "images": len(images), "mode": mode,
-                                            "target_frr": target_frr})
+                                            "target_frr": target_frr, "ignore_mask": mask is not None})
+            job_progress(job, f"Fitting {name}")  # from the next visit on, at the top of the page
         except InspectAppError as exc:
             st.error(str(exc))
 
 
-if job is not None and job.running:
-    job_progress(JOB_KEY, f"Fitting {job.name}")
-elif job is not None and job.error:
-    st.error(f"Fitting {job.name} failed: {job.error}")
-elif job is not None:
-    inspector, report = job.result
+finished = job if job is not None and not job.running else None  # a running fit's bar is drawn above
+if finished is not None and finished.error:
+    st.error(f"Fitting {finished.name} failed: {finished.error}")
+    if st.button("Dismiss", key="products_dismiss"):
+        board.pop(FIT_PREFIX + finished.name)
+        st.rerun()
+elif finished is not None:
+    inspector, report = finished.result
     cal = report.calibration
     st.success(f"Fitted {report.product} on {report.n_images} good images in {report.seconds:.1f} s.")
     for reason in report.skipped:
@@ -152,7 +173,7 @@ elif job is not None:
     metric_cols[2].metric("Expected false-reject rate", f"{cal.expected_frr:.2%}")
     metric_cols[3].metric("Target", f"{cal.target_frr:.2%}")
     st.image(calibration_histogram(cal.normal_scores, cal.raw_threshold, f"{report.product}: held-out good parts"),
-             caption="Scores of held-out good images and the threshold (dashed)")
+             caption=f"Raw scores of held-out good images and the raw threshold (dashed). {RAW_SCORE_NOTE}")
 
     st.markdown("**5. Optionally try a few defective samples** (not saved, not used for the threshold)")
     samples = st.file_uploader("Defective samples", accept_multiple_files=True, key="products_samples")
@@ -165,7 +186,7 @@ elif job is not None:
             if part.error:
                 st.error(part.error)
             else:
-                verdict_banner(part.result.verdict, f"{part.upload.name}: score {part.result.score:.3f}")
+                verdict_banner(part.result.verdict, f"{part.label}: calibrated score {part.result.score:.3f}")
 
     st.markdown("**6. Save**")
     save_cols = st.columns(2)
@@ -176,11 +197,11 @@ elif job is not None:
                 auth.audit(cfg, "product.save", {"product": report.product, "path": str(path),
                                                  "profile_version": inspector.profile_version,
                                                  "raw_threshold": cal.raw_threshold})
-                del st.session_state[JOB_KEY]
+                board.pop(FIT_PREFIX + report.product)
                 st.session_state["products_saved"] = f"Saved profile {report.product} to {path}."
                 st.rerun()
             except InspectAppError as exc:
                 st.error(str(exc))
     if save_cols[1].button("Discard", key="products_discard"):
-        del st.session_state[JOB_KEY]
+        board.pop(FIT_PREFIX + report.product)
         st.rerun()

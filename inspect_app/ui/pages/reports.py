@@ -2,6 +2,7 @@
 for stored results in a time range, built in the background, then downloaded."""
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 
 import streamlit as st
 
@@ -11,7 +12,7 @@ from inspect_app.ui import auth, resources
 from inspect_app.ui.jobs import BackgroundJob
 from inspect_app.ui.widgets import job_progress, store_or_error
 
-JOB_KEY = "reports_job"
+REPORT_PREFIX = "report:"
 DOWNLOADS = (("html", "Report (HTML)", "text/html"), ("pdf", "Report (PDF)", "application/pdf"),
              ("csv", "Results (CSV)", "text/csv"), ("json", "Results (JSON)", "application/json"))
 
@@ -40,13 +41,16 @@ else:
 explain = st.checkbox("Explain FAIL parts", value=True, key="reports_explain")
 out_text = st.text_input(f"Write the report to (empty: {cfg.reports_dir}/{product}-<UTC time>)", key="reports_out")
 
-job: BackgroundJob | None = st.session_state.get(JOB_KEY)
+board = resources.jobs()
+job_key = REPORT_PREFIX + user.name  # one report at a time per user; it survives leaving the page
+job: BackgroundJob | None = board.get(job_key)
 if st.button("Build report", key="reports_build", type="primary", disabled=job is not None and job.running):
     out_dir = out_text.strip() or str(cfg.reports_dir / f"{product}-{datetime.now(UTC):%Y%m%d-%H%M%S}")
     try:
         if from_store:
             if store is None:
                 raise InspectAppError("the results store cannot be opened (see above)")
+            size = store.count(product=product, lot=lot or None)
             args = {"store": store, "lot": lot or None,
                     "since": datetime.combine(since, time.min, UTC) if since else None,
                     "until": datetime.combine(until, time.min, UTC) + timedelta(days=1) if until else None}
@@ -54,6 +58,7 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
             if not folder:
                 raise InspectAppError("give the folder of images to report on")
             args = {"images": folder}
+            size = max(1, sum(1 for _ in Path(folder).glob("*"))) if Path(folder).is_dir() else 1
 
         def build(progress: ProgressCallback, product=product, out_dir=out_dir, args=args, explain=explain):
             from inspect_app.reports import build_report
@@ -61,7 +66,8 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
             return build_report(product, out_dir, models_dir=cfg.models_dir, explain=explain, progress=progress,
                                 **args)
 
-        st.session_state[JOB_KEY] = job = BackgroundJob(product, build)
+        job = board.start(job_key, product, build, kind="report:" + ("store" if from_store else "folder"),
+                          size=size, costs=resources.stage_costs(cfg), owner=user.name)
         auth.audit(cfg, "report.build", {"product": product, "out_dir": out_dir,
                                          **{k: str(v) for k, v in args.items() if k != "store" and v is not None}})
     except InspectAppError as exc:
@@ -69,7 +75,7 @@ if st.button("Build report", key="reports_build", type="primary", disabled=job i
 
 
 if job is not None and job.running:
-    job_progress(JOB_KEY, f"Building the {job.name} report")
+    job_progress(job, f"Building the {job.name} report")
 elif job is not None and job.error:
     st.error(f"The report could not be built: {job.error}")
 elif job is not None:
@@ -83,4 +89,5 @@ elif job is not None:
     for col, (attr, label, mime) in zip(buttons, DOWNLOADS, strict=True):
         path = getattr(summary, attr)
         if path is not None and path.is_file():
-            col.download_button(label, path.read_bytes(), file_name=path.name, mime=mime, key=f"reports_dl_{attr}")
+            col.download_button(label, path.read_bytes(), file_name=f"{summary.out_dir.name}-{path.name}", mime=mime,
+                                key=f"reports_dl_{attr}")

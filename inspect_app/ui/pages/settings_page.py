@@ -2,6 +2,7 @@
 shown before saving, explanations on/off and language, result sinks, and the audit log."""
 
 import json
+from zoneinfo import available_timezones
 
 import numpy as np
 import streamlit as st
@@ -9,7 +10,8 @@ import yaml
 
 from inspect_app.errors import InspectAppError
 from inspect_app.ui import auth, resources
-from inspect_app.ui.widgets import calibration_histogram, store_or_error
+from inspect_app.ui.runboard import DEFAULT_SHIFT_STARTS, PLANT_SETTINGS_KEY, PlantShifts
+from inspect_app.ui.widgets import RAW_SCORE_NOTE, calibration_histogram, store_or_error
 
 FRR_STEPS = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2]
 SINK_EXAMPLE = """# one or more of:
@@ -28,7 +30,8 @@ if not products:
     st.info("No product profiles yet: fit one on the Products page.")
     st.stop()
 product = st.selectbox("Product", products, key="settings_product")
-sensitivity, explanations, sinks, audit_tab = st.tabs(["Sensitivity", "Explanations", "Sinks", "Audit log"])
+sensitivity, explanations, sinks, plant_tab, audit_tab = st.tabs(["Sensitivity", "Explanations", "Sinks",
+                                                                   "Plant shifts", "Audit log"])
 
 
 def parse_sinks(text: str) -> dict:
@@ -65,19 +68,32 @@ with sensitivity:
                                   format_func=lambda v: f"{v:.2%}", key="settings_target_frr")
         proposed = cal.with_sensitivity(target)
         scores = np.asarray(cal.normal_scores)
-        table = [{"": "now", "target FRR": f"{cal.target_frr:.2%}", "raw threshold": f"{cal.raw_threshold:.4g}",
-                  "expected FRR": f"{cal.expected_frr:.2%}",
-                  "held-out good parts rejected": f"{int((scores > cal.raw_threshold).sum())} of {scores.size}"},
-                 {"": "proposed", "target FRR": f"{target:.2%}", "raw threshold": f"{proposed.raw_threshold:.4g}",
-                  "expected FRR": f"{proposed.expected_frr:.2%}",
-                  "held-out good parts rejected": f"{int((scores > proposed.raw_threshold).sum())} of {scores.size}"}]
+        stored = [r for r in store.query(product=product, limit=5000) if r.raw_score is not None]
+        missed = [r for r in stored if any(f["kind"] == "missed_defect" for f in r.feedback)]
+        good = [r for r in stored if any(f["kind"] == "false_reject" for f in r.feedback)]
+
+        def consequences(label: str, target_frr: float, threshold: float, expected: float) -> dict[str, str]:
+            rejected = int((scores > threshold).sum())
+            return {"": label, "target FRR": f"{target_frr:.2%}", "raw threshold": f"{threshold:.4g}",
+                    "expected FRR (model)": f"{expected:.2%}",
+                    "held-out good parts rejected": f"{rejected} of {scores.size} ({rejected / scores.size:.1%})",
+                    "stored parts rejected": f"{sum(r.raw_score > threshold for r in stored)} of {len(stored)}",
+                    "marked missed defects caught": f"{sum(r.raw_score > threshold for r in missed)} of {len(missed)}",
+                    "marked good parts rejected": f"{sum(r.raw_score > threshold for r in good)} of {len(good)}"}
+
+        table = [consequences("now", cal.target_frr, cal.raw_threshold, cal.expected_frr),
+                 consequences("proposed", target, proposed.raw_threshold, proposed.expected_frr)]
         st.dataframe(table, hide_index=True)
-        if cal.method != "lognormal-prediction-bound":
-            st.caption(f"The current threshold is {cal.method} (fitted with defective samples); saving replaces "
-                       "it with the prediction bound for the chosen target.")
+        st.caption("Expected FRR is the model's estimate for all future good parts; the held-out count is what the "
+                   "threshold does to the few good parts kept aside at the fit, so the two differ on small samples. "
+                   "Stored parts are this product's inspected parts in the results store (raw scores); "
+                   "a lower threshold rejects more of them and catches more of the parts marked as missed defects.")
+        if cal.method == "f1-optimal":
+            st.caption("The current threshold is f1-optimal (fitted with defective samples); saving replaces "
+                       "it with the good-image threshold for the chosen target.")
         st.image(calibration_histogram(cal.normal_scores, proposed.raw_threshold,
                                        f"{product}: proposed threshold on held-out good parts"),
-                 caption="Held-out good scores and the proposed threshold (dashed)")
+                 caption=f"Held-out good raw scores and the proposed raw threshold (dashed). {RAW_SCORE_NOTE}")
         if st.button("Save threshold", key="settings_save_threshold", type="primary",
                      disabled=target == cal.target_frr and cal.method == proposed.method):
             try:
@@ -124,6 +140,26 @@ with sinks:
             parsed = parse_sinks(text)
             store.set_settings(product, {**store.get_settings(product), "sinks": parsed}, engineer.name)
             st.success(f"Saved sinks for {product}: {', '.join(parsed) or 'none'}.")
+        except InspectAppError as exc:
+            st.error(str(exc))
+
+with plant_tab:
+    saved_plant = store.get_settings(PLANT_SETTINGS_KEY)
+    zones = sorted(available_timezones())
+    saved_zone = saved_plant.get("timezone", "UTC")
+    zone = st.selectbox("Plant time zone", zones, index=zones.index(saved_zone) if saved_zone in zones else 0,
+                        key="settings_timezone")
+    starts_text = st.text_input("Shift starts (local times, comma-separated)",
+                                value=", ".join(saved_plant.get("shift_starts") or DEFAULT_SHIFT_STARTS),
+                                key="settings_shift_starts")
+    st.caption("The run screen counts PASS / FAIL / ERROR and yield from the start of the current shift.")
+    if st.button("Save plant shifts", key="settings_save_plant"):
+        try:
+            shifts = PlantShifts(zone, tuple(t.strip() for t in starts_text.split(",") if t.strip()))
+            shifts.validate()
+            store.set_settings(PLANT_SETTINGS_KEY, {"timezone": shifts.timezone, "shift_starts": list(shifts.starts)},
+                               engineer.name)
+            st.success(f"Saved: shifts start at {', '.join(shifts.starts)} ({shifts.timezone}).")
         except InspectAppError as exc:
             st.error(str(exc))
 
