@@ -28,6 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from inspect_app import __version__
 from inspect_app.api.metrics import ApiMetrics
 from inspect_app.api.station import ServedStation
+from inspect_app.edge.sessions import Runtime
 from inspect_app.errors import ImageLoadError, InspectAppError, ProfileError
 from inspect_app.inspector_cache import InspectorCache
 from inspect_app.profile import check_product_name
@@ -55,16 +56,19 @@ def _client_error(status: int, detail: str, metrics: ApiMetrics | None = None, r
 def create_app(models_dir: str | Path | None = None, store: ResultsStore | None = None,
                station: ServedStation | None = None, *,
                metrics_registry: CollectorRegistry | None = None, explainer: ExplainerService | None = None,
-               max_upload_bytes: int = MAX_UPLOAD_BYTES) -> FastAPI:
+               max_upload_bytes: int = MAX_UPLOAD_BYTES, runtime: Runtime | None = None,
+               model_dir: Path | None = None) -> FastAPI:
     """The API app. Without ``store`` it opens the default one (``$INSPECT_APP_STORE_URL`` or
     ./data/store/results.db) and closes it on shutdown. FAIL results get the instant template
     explanation in the response (when the product's settings allow explanations); with an
-    ``explainer`` its text replaces that one in the store once ready, never delaying the verdict."""
+    ``explainer`` its text replaces that one in the store once ready, never delaying the verdict.
+    ``model_dir``: serve the exported model there (its manifest's product) instead of the profiles;
+    ``runtime``: what predicts (default the fastest installed that agrees with torch)."""
     from inspect_app.store import ResultsStore
 
     owns_store = store is None
     store = store if store is not None else ResultsStore()
-    inspectors = InspectorCache(models_dir)
+    inspectors = InspectorCache(models_dir, runtime=runtime, model_dir=model_dir)
     metrics = ApiMetrics()
     if metrics_registry is None and station is not None:
         metrics_registry = station.metrics_registry

@@ -134,9 +134,10 @@ class Station:
     def _open(self) -> tuple[LineInspector, LineStore]:
         cfg = self.config
         if self.inspector is None:
-            from inspect_app.inspector import Inspector
+            from inspect_app.edge.loading import open_inspector
 
-            self.inspector = Inspector.load(cfg.product, cfg.models_dir, mode=cfg.mode)
+            self.inspector = open_inspector(cfg.product, cfg.models_dir, model_dir=cfg.model_dir,
+                                            runtime=cfg.runtime, mode=cfg.mode)
         if self.store is None:
             from inspect_app.store import ResultsStore
 

@@ -20,6 +20,7 @@ from inspect_app.results import EvidenceFor, InspectionResult
 from inspect_app.ui.uploads import Upload, check_image
 
 if TYPE_CHECKING:
+    from inspect_app.edge.inspector import EdgeInspector
     from inspect_app.inspector import Inspector
     from inspect_app.store import ResultRecorder
 
@@ -43,7 +44,7 @@ class InspectedPart:
         return self.explanation_future is not None and self.result is not None and self.result.explanation is None
 
 
-def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store: ResultRecorder | None = None,
+def inspect_uploads(inspector: Inspector | EdgeInspector, uploads: list[Upload], max_bytes: int, store: ResultRecorder | None = None,
                     station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
                     lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
