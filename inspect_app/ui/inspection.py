@@ -44,9 +44,9 @@ class InspectedPart:
         return self.explanation_future is not None and self.result is not None and self.result.explanation is None
 
 
-def inspect_uploads(inspector: Inspector | EdgeInspector, uploads: list[Upload], max_bytes: int, store: ResultRecorder | None = None,
-                    station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
-                    lock: threading.Lock | None = None) -> list[InspectedPart]:
+def inspect_uploads(inspector: Inspector | EdgeInspector, uploads: list[Upload], max_bytes: int,
+                    store: ResultRecorder | None = None, station: str = "ui", lot: str | None = None,
+                    explainer: Explainer | None = None, lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
     explanations; never waits for an explanation.
 
