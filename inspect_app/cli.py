@@ -160,15 +160,18 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
                                                          help="Markdown table path (default: next to --json)."),
                  image_size: int = typer.Option(256, "--image-size"),
                  mode: str = ModeOption,
+                 runtime: str | None = typer.Option(None, "--runtime", help=RUNTIME_HELP),
                  ) -> None:
     """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates
     (and defect-type accuracy when the test folders map to defect kinds)."""
     from inspect_app.config import BackboneConfig, InspectorConfig
+    from inspect_app.edge.sessions import fastest_installed
     from inspect_app.metrics.evaluate import evaluate, markdown_table
 
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=parse_mode(mode))
     with progress_bar() as progress:
-        summary = evaluate(category_dir, config, seeds=seeds, progress=progress)
+        summary = evaluate(category_dir, config, seeds=seeds, progress=progress,
+                           runtime=parse_runtime(runtime) or fastest_installed())
     table = markdown_table([summary])
     out.print(table)
     if json_out:

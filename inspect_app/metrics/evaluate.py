@@ -19,6 +19,8 @@ import numpy as np
 
 from inspect_app.config import InspectorConfig, Mode
 from inspect_app.data.mvtec import MVTecCategory, TestSample
+from inspect_app.edge.accelerate import AcceleratedInspector, accelerate
+from inspect_app.edge.sessions import Runtime
 from inspect_app.inspector import Inspector
 from inspect_app.metrics.curves import aupro, auroc
 from inspect_app.progress import ProgressCallback
@@ -107,17 +109,20 @@ class EvaluationRun:
 
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 0,
-                 progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
-    """Fit ``config`` (with ``seed``) on the category's good training images, then evaluate."""
+                 progress: ProgressCallback | None = None, latency_samples: int = 20,
+                 runtime: Runtime = Runtime.TORCH) -> EvaluationRun:
+    """Fit ``config`` (with ``seed``) on the category's good training images, then evaluate,
+    predicting on ``runtime`` (``edge.accelerate``: torch when the exported graph disagrees)."""
     category = MVTecCategory(category_dir)
     config = config.model_copy(update={"seed": seed})
     inspector = Inspector(config, product=category.name)
     report = inspector.fit(category.train_images(), progress=progress)
-    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples)
+    return evaluate_fitted(accelerate(inspector, runtime), category, config.mode, report.seconds, progress,
+                           latency_samples)
 
 
-def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, fit_seconds: float,
-                    progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
+def evaluate_fitted(inspector: Inspector | AcceleratedInspector, category: MVTecCategory, mode: Mode,
+                    fit_seconds: float, progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
     """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure.
 
     Throughput is timed on the batch of all test images; latency (p50) on single images from file
@@ -149,9 +154,9 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
 
 
 def evaluate(category_dir: str | Path, config: InspectorConfig, seeds: int = 1,
-             progress: ProgressCallback | None = None) -> dict[str, Any]:
+             progress: ProgressCallback | None = None, runtime: Runtime = Runtime.TORCH) -> dict[str, Any]:
     """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
-    runs = [evaluate_run(category_dir, config, seed, progress) for seed in range(seeds)]
+    runs = [evaluate_run(category_dir, config, seed, progress, runtime=runtime) for seed in range(seeds)]
     summary: dict[str, Any] = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}
     kind_accuracies = [r.defect_type_accuracy for r in runs if r.defect_type_accuracy is not None]
     if kind_accuracies:
