@@ -9,6 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from edge_support import assert_same_answers
 
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
 from inspect_app.edge.accelerate import AcceleratedInspector, accelerate
@@ -21,7 +22,6 @@ from inspect_app.inspector import Inspector
 from inspect_app.results import EvidenceFor, Verdict
 
 from conftest import ImageFactory
-from edge_support import assert_same_answers
 
 
 def _test_images(seed: int = 21) -> list[np.ndarray]:
@@ -118,7 +118,8 @@ def test_re_export_carries_learnt_parts_and_thresholds(fitted_inspector, models_
     manifest = export_product("gradient", models_dir, tmp_path / "edge")
     assert manifest.checksums["model.bin"] == before.checksums["model.bin"]  # the graph itself did not change
     assert manifest.checksums["memory_bank.npy"] != before.checksums["memory_bank.npy"]
-    assert_same_answers(inspector.predict(_test_images()), EdgeInspector.load(tmp_path / "edge").predict(_test_images()))
+    images = _test_images()
+    assert_same_answers(inspector.predict(images), EdgeInspector.load(tmp_path / "edge").predict(images))
 
 
 def test_damaged_or_foreign_folders_are_refused(fitted_inspector, tmp_path):

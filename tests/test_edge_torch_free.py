@@ -13,13 +13,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from edge_support import assert_same_answers
 
 from inspect_app.edge.export import export_inspector
 from inspect_app.edge.manifest import GraphFormat
 from inspect_app.results import InspectionResult, Verdict
 
 from conftest import ImageFactory
-from edge_support import assert_same_answers
 
 BLOCK_TORCH = textwrap.dedent('''
     import importlib.abc

@@ -122,7 +122,8 @@ def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 
 
 
 def evaluate_fitted(inspector: Inspector | AcceleratedInspector, category: MVTecCategory, mode: Mode,
-                    fit_seconds: float, progress: ProgressCallback | None = None, latency_samples: int = 20) -> EvaluationRun:
+                    fit_seconds: float, progress: ProgressCallback | None = None,
+                    latency_samples: int = 20) -> EvaluationRun:
     """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure.
 
     Throughput is timed on the batch of all test images; latency (p50) on single images from file
