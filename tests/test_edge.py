@@ -73,7 +73,7 @@ def test_fused_graph_with_kinds_answers_as_torch(tmp_path, monkeypatch):
     images = _test_images(seed=8)
     reference = inspector.predict(images)
     assert any(r.regions and r.regions[0].defect_type for r in reference)  # kinds are compared too
-    export_inspector(inspector, tmp_path / "edge", GraphFormat.OPENVINO)
+    export_inspector(inspector, tmp_path / "edge", GraphFormat.ONNX)  # the IR conversion is tested above
     assert_same_answers(reference, EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO).predict(images))
 
 
@@ -85,10 +85,11 @@ def test_non_square_input_shape_is_exported(tmp_path):
     inspector.fit(wide)
     height, width = inspector.input_shape
     assert width > height
-    manifest = export_inspector(inspector, tmp_path / "edge", GraphFormat.OPENVINO)
+    manifest = export_inspector(inspector, tmp_path / "edge", GraphFormat.ONNX)
     assert manifest.input_shape == (height, width)
     images = [cv2.resize(img, (256, 128)) for img in _test_images()]
-    assert_same_answers(inspector.predict(images), EdgeInspector.load(tmp_path / "edge").predict(images))
+    assert_same_answers(inspector.predict(images),
+                        EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO).predict(images))
 
 
 def test_learn_good_and_threshold_reach_the_accelerated_path_without_export(fitted_inspector, models_dir):
@@ -110,13 +111,13 @@ def test_learn_good_and_threshold_reach_the_accelerated_path_without_export(fitt
 
 def test_re_export_carries_learnt_parts_and_thresholds(fitted_inspector, models_dir, tmp_path):
     fitted_inspector.save(models_dir)
-    export_product("gradient", models_dir, tmp_path / "edge")
+    export_product("gradient", models_dir, tmp_path / "edge", GraphFormat.ONNX)
     before = EdgeManifest.read(tmp_path / "edge")
     inspector = Inspector.load("gradient", models_dir)
     inspector.learn_good([_test_images()[1]])
     inspector.save(models_dir)
-    manifest = export_product("gradient", models_dir, tmp_path / "edge")
-    assert manifest.checksums["model.bin"] == before.checksums["model.bin"]  # the graph itself did not change
+    manifest = export_product("gradient", models_dir, tmp_path / "edge", GraphFormat.ONNX)
+    assert manifest.checksums["model.onnx"] == before.checksums["model.onnx"]  # the graph itself did not change
     assert manifest.checksums["memory_bank.npy"] != before.checksums["memory_bank.npy"]
     images = _test_images()
     assert_same_answers(inspector.predict(images), EdgeInspector.load(tmp_path / "edge").predict(images))

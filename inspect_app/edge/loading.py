@@ -49,5 +49,7 @@ def open_inspector(product: str | None, models_dir: str | Path | None = None, *,
         raise InspectAppError("give --product NAME (a fitted profile) or --model DIR (an exported model)")
     from inspect_app.edge.accelerate import accelerate
     from inspect_app.inspector import Inspector
+    from inspect_app.profile import models_dir as resolve_models_dir
 
-    return accelerate(Inspector.load(product, models_dir, mode=mode), runtime or fastest_installed())
+    return accelerate(Inspector.load(product, models_dir, mode=mode), runtime or fastest_installed(),
+                      resolve_models_dir(models_dir))
