@@ -20,6 +20,7 @@ from inspect_app.api import create_app
 from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
 from inspect_app.edge import commands as edge_commands
 from inspect_app.edge.loading import RUNTIME_HELP, open_inspector, parse_runtime
+from inspect_app.edge.sessions import Runtime, installed
 from inspect_app.explain import commands as explain_commands
 from inspect_app.line import commands as line_commands
 from inspect_app.reports import commands as reports_commands
@@ -123,8 +124,13 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     with progress_bar() as progress:
         results = inspector.predict_batch(files, progress=progress if len(files) > 1 else None,
                                           evidence=EvidenceFor.FAILS if explain else EvidenceFor.NONE)
-    if explain:
+    if explain and installed(Runtime.TORCH):
         explain_commands.explain_results(results, models_dir)
+    elif explain:  # the edge runtime has no language model: the deterministic sentence
+        from inspect_app.explain import template_explanation
+
+        for res in results:
+            res.explanation, res.explanation_source = template_explanation(res), "template"
     table = Table(title=f"{inspector.product}: {len(results)} image(s)")
     for col in ("file", "verdict", "score", "regions"):
         table.add_column(col)

@@ -46,7 +46,8 @@ SCRIPT = BLOCK_TORCH + textwrap.dedent('''
     from inspect_app.store import ResultsStore
 
     model, images, out = (Path(p) for p in sys.argv[1:4])
-    for args in (["predict", str(images), "--model", str(model), "--json", str(out / "predict.json")],
+    for args in (["predict", str(images), "--model", str(model), "--json", str(out / "predict.json"),
+                  "--explain"],
                  ["line", "--model", str(model), "--source", str(images), "--max-frames", "3",
                   "--store", f"sqlite:///{out / 'line.db'}"]):
         try:
@@ -78,7 +79,9 @@ def test_predict_line_and_api_run_an_exported_model_without_torch(fitted_inspect
     assert done.returncode == 0, done.stderr[-3000:]
     names = sorted(images)
     reference = fitted_inspector.predict([images[n] for n in names], names=names)
-    edge = [_result(d) for d in json.loads((tmp_path / "predict.json").read_text())]
+    predicted = json.loads((tmp_path / "predict.json").read_text())
+    assert all(d["explanation"] and d["explanation_source"] == "template" for d in predicted)
+    edge = [_result(d) for d in predicted]
     assert_same_answers(reference, sorted(edge, key=lambda r: r.file or ""))
     assert json.loads((tmp_path / "api.json").read_text())["verdict"] == reference[0].verdict == Verdict.FAIL
     assert json.loads((tmp_path / "line.json").read_text()) == sorted(r.verdict for r in reference)

@@ -33,7 +33,10 @@ FASTEST_FIRST = (Runtime.OPENVINO, Runtime.ONNX, Runtime.TORCH)  # measured: ben
 
 
 def installed(runtime: Runtime) -> bool:
-    return importlib.util.find_spec(RUNTIME_MODULES[runtime]) is not None
+    try:
+        return importlib.util.find_spec(RUNTIME_MODULES[runtime]) is not None
+    except ImportError:  # an import hook that refuses the module
+        return False
 
 
 def fastest_installed(graph_runtimes_only: bool = False) -> Runtime:
