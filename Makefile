@@ -60,7 +60,8 @@ $(EDGE_STAMP): pyproject.toml requirements-edge.lock
 
 # In the real .venv-edge: torch is absent, and predict --model answers like the torch path (a benchmark, not CI).
 edge-check: $(EDGE_STAMP) $(STAMP)
-	HF_HUB_OFFLINE=1 $(PY) benchmarks/edge_venv_check.py --edge-python $(EDGE_PY)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/edge_venv_check.py --mode image-image --edge-python $(EDGE_PY) \
+		--json benchmarks/results/edge_venv_check.json
 
 lock-edge: $(EDGE_STAMP)
 	{ grep '^#' requirements-edge.lock; $(EDGE_PY) -m pip freeze --exclude-editable | grep -v '^#'; } > requirements-edge.lock.tmp

@@ -5,7 +5,7 @@ Fits a small generated product with torch (this interpreter), exports it, runs `
 predict --model DIR --json`` with ``--edge-python`` and compares verdicts, raw scores and regions.
 The test suite checks the same without building a venv (tests/test_edge_torch_free.py).
 
-    .venv/bin/python benchmarks/edge_venv_check.py --edge-python .venv-edge/bin/python --json OUT
+    .venv/bin/python benchmarks/edge_venv_check.py --mode image-image --edge-python .venv-edge/bin/python
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from inspect_app.edge.export import export_inspector
 from inspect_app.edge.manifest import GraphFormat
 from inspect_app.inspector import Inspector
 
-from common import RESULTS, run_header, write_json
+from common import RESULTS, add_mode_option, run_header, write_json
 
 SIZE_TARGET_MB = 1200
 
@@ -43,10 +43,11 @@ def generated_part(rng: np.random.Generator, defect: bool) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mode_option(parser, "the mode the generated product is fitted and exported in")
     parser.add_argument("--edge-python", type=Path, default=Path(".venv-edge/bin/python"))
     parser.add_argument("--json", type=Path, default=RESULTS / "edge_venv_check.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode="image-image", backbone=BackboneConfig(image_size=128))
+    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=128))
     header = run_header(args, config)
     edge_python = args.edge_python.absolute()
     venv = edge_python.parent.parent
