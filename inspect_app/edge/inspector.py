@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import cast, overload
 
@@ -140,21 +141,25 @@ class EdgeInspector:
         names = list(names) if names is not None else [
             str(im) if isinstance(im, (str, Path)) else None for im in images]
         results: list[InspectionResult] = []
-        for start in range(0, len(images), self.batch_size):
-            t0 = time.perf_counter()
-            loaded = [_load_or_error(images[i], names[i]) for i in range(start, min(start + self.batch_size,
-                                                                                      len(images)))]
-            load_ms = (time.perf_counter() - t0) * 1000 / len(loaded)
-            arrays = [a for a in loaded if isinstance(a, np.ndarray)]
-            scored = iter(self._score(arrays, load_ms, evidence) if arrays else [])
-            for offset, item in enumerate(loaded):
-                result = next(scored) if isinstance(item, np.ndarray) else InspectionResult(
-                    None, Verdict.ERROR, error=item, product=self.product, mode=self.mode,
-                    profile_version=self.profile_version, timings_ms={"load": load_ms})
-                result.file = names[start + offset]
-                results.append(result)
-            if progress:
-                progress(len(results), len(images), "inspecting")
+        # Decoding and post-processing are numpy/OpenCV, which release the GIL: two threads
+        # overlap them across a batch, as the torch Inspector decodes.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for start in range(0, len(images), self.batch_size):
+                stop = min(start + self.batch_size, len(images))
+                t0 = time.perf_counter()
+                loaded = list(pool.map(_load_or_error, images[start:stop], names[start:stop])) if stop - start > 1 \
+                    else [_load_or_error(images[start], names[start])]
+                load_ms = (time.perf_counter() - t0) * 1000 / len(loaded)
+                arrays = [a for a in loaded if isinstance(a, np.ndarray)]
+                scored = iter(self._score(arrays, load_ms, evidence, pool) if arrays else [])
+                for offset, item in enumerate(loaded):
+                    result = next(scored) if isinstance(item, np.ndarray) else InspectionResult(
+                        None, Verdict.ERROR, error=item, product=self.product, mode=self.mode,
+                        profile_version=self.profile_version, timings_ms={"load": load_ms})
+                    result.file = names[start + offset]
+                    results.append(result)
+                if progress:
+                    progress(len(results), len(images), "inspecting")
         return results
 
     def raw_outputs(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
@@ -166,21 +171,23 @@ class EdgeInspector:
             inputs[BANK] = bank
         return self.session.run(inputs)
 
-    def _score(self, arrays: list[np.ndarray], load_ms: float, evidence: EvidenceFor) -> list[InspectionResult]:
+    def _score(self, arrays: list[np.ndarray], load_ms: float, evidence: EvidenceFor,
+               pool: ThreadPoolExecutor) -> list[InspectionResult]:
         t0 = time.perf_counter()
         outputs = self.raw_outputs(arrays)
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
         raw_maps, kinds = outputs[ANOMALY_MAP], outputs.get(KINDS)
-        out = []
-        for b, arr in enumerate(arrays):
+
+        def post_process(b: int) -> InspectionResult:
             t1 = time.perf_counter()
             kind_maps = kinds[b] if kinds is not None else None
-            result = self.post_processor.process(arr, raw_maps[b], self.mode, kind_maps)
+            result = self.post_processor.process(arrays[b], raw_maps[b], self.mode, kind_maps)
             post_ms = (time.perf_counter() - t1) * 1000
             result.product, result.profile_version = self.product, self.profile_version
             result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms,
                                  "total": load_ms + infer_ms + post_ms}
             if evidence == EvidenceFor.ALL or (evidence == EvidenceFor.FAILS and result.verdict == Verdict.FAIL):
                 result.evidence = ExplanationEvidence(kind_maps, outputs[EMBEDDING][b])
-            out.append(result)
-        return out
+            return result
+
+        return list(pool.map(post_process, range(len(arrays)))) if len(arrays) > 1 else [post_process(0)]
