@@ -1,10 +1,10 @@
 """The fitted model as one exportable graph (torch side; only ``inspect-app export`` and the
 ``--runtime`` acceleration of a full install import this module).
 
-The graph wraps ``torch_model.InspectionModel``'s own methods (``encode``, ``decoder_maps``,
-``mode_map``), so it computes what the torch path computes. The memory bank is a graph input,
-not a constant: ``Inspector.learn_good`` grows the bank without a refit, and a graph that reads
-the bank it is given answers with the learnt parts without being exported again. Everything
+The graph is ``torch_model.InspectionModel.forward`` itself, so it computes what the torch path
+computes. The memory bank is a graph input, not a constant: ``Inspector.learn_good`` grows the
+bank without a refit, and a graph that reads the bank it is given answers with the learnt parts
+without being exported again. Everything
 else a profile changes without a refit (thresholds, the part frame, kind names and the kind
 prior) is post-processing, which stays in numpy (``post_processing.PostProcessor``).
 """
@@ -26,7 +26,8 @@ OPSET = 17
 
 class InspectionGraph(nn.Module):
     """pixels [B, 3, H, W] (+ memory bank [N, C]) -> raw map of ``mode`` [B, H, W], kind
-    posteriors [B, K, h, w] (with an image-text decoder) and the embedding [B, D]."""
+    posteriors [B, K, h, w] (when the model gives them) and the embedding [B, D]: the model's own
+    ``forward``, with the bank it is given."""
 
     def __init__(self, model: InspectionModel, mode: Mode):
         super().__init__()
@@ -34,7 +35,8 @@ class InspectionGraph(nn.Module):
             raise ValueError(f"the model has no decoders for mode {mode!r}")
         self.model, self.mode = model, mode
         self.uses_bank = "image-image" in MODE_DECODERS[mode]
-        self.has_kinds = "image-text" in MODE_DECODERS[mode]
+        height, width = model.input_shape
+        self.has_kinds = model(torch.zeros(1, 3, height, width), mode).kinds is not None
 
     @property
     def input_names(self) -> list[str]:
@@ -48,13 +50,10 @@ class InspectionGraph(nn.Module):
         if memory_bank is not None:
             assert self.model.image_image is not None
             self.model.image_image.set_bank(memory_bank)
-        features = self.model.encode(pixels)
-        maps = self.model.decoder_maps(features.levels, MODE_DECODERS[self.mode])
-        anomaly = self.model.mode_map(maps, self.mode)
-        if self.has_kinds:
-            assert maps.kinds is not None
-            return anomaly, maps.kinds, features.embedding
-        return anomaly, features.embedding
+        out = self.model(pixels, self.mode)
+        if out.kinds is not None:
+            return out.anomaly_map, out.kinds, out.embedding
+        return out.anomaly_map, out.embedding
 
 
 def export_onnx(model: InspectionModel, mode: Mode, path: Path) -> tuple[list[str], list[str]]:
