@@ -53,11 +53,12 @@ def main() -> None:
     parser.add_argument("--categories", type=category_names, default=["bottle", "cookie", "tile", "metal_plate",
                                                                       "ball_screw"])
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--k-shot", type=int, default=None, help="fit on K good images (default: all)")
     parser.add_argument("--runtime", default="openvino", choices=["openvino", "onnx"])
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "edge_agreement.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size), k_shot=args.k_shot)
     header = run_header(args, config)
     set_threads(args.threads)
     runtime = Runtime(args.runtime)

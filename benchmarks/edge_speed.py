@@ -44,8 +44,10 @@ from common import (
     write_json,
 )
 
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across exec, so a child started by this (large)
+# process reported the parent's peak.
 STARTUP = """
-import resource, sys, time
+import sys, time
 t0 = time.perf_counter()
 from pathlib import Path
 if sys.argv[1] == "torch":
@@ -56,7 +58,8 @@ else:
     from inspect_app.edge.sessions import Runtime
     inspector = EdgeInspector.load(sys.argv[3], Runtime(sys.argv[1]))
 inspector.predict(Path(sys.argv[4]))
-print(time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+hwm = [line.split()[1] for line in open("/proc/self/status") if line.startswith("VmHWM")][0]
+print(time.perf_counter() - t0, int(hwm) / 1024)
 """
 
 
@@ -78,13 +81,14 @@ def main() -> None:
     add_mode_option(parser, "the mode the inspector is fitted and exported in")
     parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--image-size", type=int, default=256)
+    parser.add_argument("--k-shot", type=int, default=None, help="fit on K good images (default: all)")
     parser.add_argument("--runtime", default="openvino", choices=["openvino", "onnx"], help="the edge runtime")
     parser.add_argument("--latency-samples", type=int, default=40)
     parser.add_argument("--batch-size", type=int, default=8)
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "edge_speed.json")
     args = parser.parse_args()
-    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size))
+    config = InspectorConfig(mode=args.mode, backbone=BackboneConfig(image_size=args.image_size), k_shot=args.k_shot)
     header = run_header(args, config)
     set_threads(args.threads)
     category = MVTecCategory(category_dir(args.category))
