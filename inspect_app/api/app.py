@@ -31,6 +31,7 @@ from inspect_app import __version__
 from inspect_app.api.auth import READERS, WRITERS, Guard, RateLimits
 from inspect_app.api.metrics import ApiMetrics
 from inspect_app.api.station import ServedStation
+from inspect_app.edge.sessions import Runtime
 from inspect_app.errors import ImageLoadError, InspectAppError, ProfileError
 from inspect_app.inspector_cache import InspectorCache
 from inspect_app.profile import check_product_name
@@ -59,18 +60,21 @@ def create_app(models_dir: str | Path | None = None, store: ResultsStore | None 
                station: ServedStation | None = None, *,
                metrics_registry: CollectorRegistry | None = None, explainer: ExplainerService | None = None,
                max_upload_bytes: int = MAX_UPLOAD_BYTES, docs: bool = False, rate_limits: RateLimits | None = None,
-               metrics_addresses: Collection[str] = ()) -> FastAPI:
+               metrics_addresses: Collection[str] = (), runtime: Runtime | None = None,
+               model_dir: Path | None = None) -> FastAPI:
     """The API app. Without ``store`` it opens the default one (``$INSPECT_APP_STORE_URL`` or
     ./data/store/results.db) and closes it on shutdown. FAIL results get the instant template
     explanation in the response (when the product's settings allow explanations); with an
     ``explainer`` its text replaces that one in the store once ready, never delaying the verdict.
     ``docs`` serves ``/docs`` and ``/openapi.json``; ``metrics_addresses`` may scrape ``/metrics``
-    without a token; ``rate_limits`` per client (``api.auth``)."""
+    without a token; ``rate_limits`` per client (``api.auth``). ``model_dir``: serve the exported
+    model there (its manifest's product) instead of the profiles; ``runtime``: what predicts
+    (default the fastest installed that agrees with torch)."""
     from inspect_app.store import ResultsStore
 
     owns_store = store is None
     store = store if store is not None else ResultsStore()
-    inspectors = InspectorCache(models_dir)
+    inspectors = InspectorCache(models_dir, runtime=runtime, model_dir=model_dir)
     metrics = ApiMetrics()
     metrics.watch_images(store.image_usage)
     guard = Guard(store, metrics, rate_limits or RateLimits(), metrics_addresses)

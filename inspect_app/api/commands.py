@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from inspect_app.clikit import ModelsDir, console, user_errors
+from inspect_app.edge.loading import RUNTIME_HELP, parse_runtime
 
 
 def register(app: typer.Typer) -> None:
@@ -15,6 +16,9 @@ def register(app: typer.Typer) -> None:
     def api(host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: all interfaces)."),
             port: int = typer.Option(8000, "--port", min=1, max=65535),
             models_dir: Path | None = ModelsDir,
+            model_dir: Path | None = typer.Option(None, "--model", help="Serve an exported model folder "
+                                                  "(inspect-app export) instead of the fitted profiles."),
+            runtime: str | None = typer.Option(None, "--runtime", help=RUNTIME_HELP),
             store_url: str | None = typer.Option(None, "--store", help="Results store URL (default "
                                                     "$INSPECT_APP_STORE_URL or sqlite:///data/store/results.db)."),
             docs: bool = typer.Option(False, "--docs", help="Serve the interactive docs at /docs."),
@@ -41,6 +45,6 @@ def register(app: typer.Typer) -> None:
             if not store.tokens():
                 console.print("[yellow]no API tokens yet: every request but /health is refused; add one with "
                               "inspect-app token add NAME --role viewer|station|admin[/]")
-            app = create_app(models_dir, store, docs=docs, rate_limits=RateLimits(per_s=rate_limit),
-                             metrics_addresses=metrics_from)
-            uvicorn.run(app, host=host, port=port, log_level="info")
+            app_ = create_app(models_dir, store, docs=docs, rate_limits=RateLimits(per_s=rate_limit),
+                              metrics_addresses=metrics_from, runtime=parse_runtime(runtime), model_dir=model_dir)
+            uvicorn.run(app_, host=host, port=port, log_level="info")

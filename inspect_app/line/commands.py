@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import uvicorn
     from starlette.types import ASGIApp
 
+    from inspect_app.edge.sessions import Runtime
     from inspect_app.line.config import StationConfig
     from inspect_app.line.station import Station
     from inspect_app.store import ResultsStore
@@ -31,11 +32,13 @@ STOP_IMAGES_S = 0.5  # at exit, result images still being written get this long
 class ApiFactory(Protocol):
     """Builds the REST API app that serves a running station and its store."""
 
-    def __call__(self, models_dir: Path | None, store: ResultsStore, station: Station) -> ASGIApp: ...
+    def __call__(self, models_dir: Path | None, store: ResultsStore, station: Station, *,
+                 runtime: Runtime | None = ..., model_dir: Path | None = ...) -> ASGIApp: ...
 
 
 def register(app: typer.Typer, create_api: ApiFactory) -> None:
     from inspect_app.clikit import ModelsDir, user_errors
+    from inspect_app.edge.loading import RUNTIME_HELP
 
     @app.command("line")
     @user_errors
@@ -50,6 +53,9 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
              max_frames: int | None = typer.Option(None, "--max-frames", min=1,
                                                       help="Stop after N frames were inspected and stored."),
              models_dir: Path | None = ModelsDir,
+             model_dir: Path | None = typer.Option(None, "--model", help="An exported model folder (inspect-app "
+                                                   "export) instead of --product: runs without torch."),
+             runtime: str | None = typer.Option(None, "--runtime", help=RUNTIME_HELP),
              station: str | None = typer.Option(None, "--station", help="Station name (MQTT topics, store)."),
              trigger: str | None = typer.Option(None, "--trigger", help="continuous, external or part-present."),
              fps: float | None = typer.Option(None, "--fps", min=0.01,
@@ -64,14 +70,19 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         from inspect_app.line.memory import cap_malloc_arenas
 
         cap_malloc_arenas()  # before the model and the station's threads start (see line.memory)
+        from inspect_app.edge.loading import parse_runtime
+        from inspect_app.edge.manifest import EdgeManifest
         from inspect_app.line.config import load_station_config, parse_station_config
         from inspect_app.product_settings import MqttConfig
 
         data = load_station_config(config).model_dump(exclude_unset=True) if config else {}
+        if model_dir is not None and product is None:
+            product = EdgeManifest.read(model_dir, verify=False).product
         if config is None and (source is None or product is None):
-            raise InspectAppError("give --config station.yaml, or at least --source SRC and --product NAME")
+            raise InspectAppError("give --config station.yaml, or at least --source SRC and --product NAME "
+                                  "(or --model DIR)")
         overrides = {"product": product, "models_dir": models_dir, "max_frames": max_frames, "name": station,
-                     "api_port": api_port}
+                     "api_port": api_port, "model_dir": model_dir, "runtime": parse_runtime(runtime)}
         data.update({k: v for k, v in overrides.items() if v is not None})
         if source is not None:
             data["source"] = {**(data.get("source") or {}), "uri": source, "kind": "auto"}
@@ -126,7 +137,8 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
         try:
             station.start()
             if cfg.api_port:
-                server = _serve_api(create_api(cfg.models_dir, store, station), cfg.api_host, cfg.api_port)
+                server = _serve_api(create_api(cfg.models_dir, store, station, runtime=cfg.runtime,
+                                               model_dir=cfg.model_dir), cfg.api_host, cfg.api_port)
             last = 0.0
             while not stop.wait(0.5) and not station.finished.is_set():
                 if time.monotonic() - last >= 5:

@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from inspect_app.config import Mode
+from inspect_app.edge.sessions import Runtime
 from inspect_app.errors import InspectAppError
 from inspect_app.product_settings import CsvConfig, MqttConfig, StrictSettings, WebhookConfig
 
@@ -115,6 +116,8 @@ class StationConfig(StrictSettings):
     name: str = "station1"
     product: str
     models_dir: Path | None = None
+    model_dir: Path | None = None  # an exported model (inspect-app export) instead of the product's profile
+    runtime: Runtime | None = None  # torch, openvino or onnx (default: the fastest that agrees with torch)
     mode: Mode | None = None  # decoder mode (default: the profile's)
     lot: str | None = None
     source: SourceConfig = Field(default_factory=SourceConfig)

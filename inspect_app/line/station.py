@@ -174,9 +174,10 @@ class Station:
         store.claim_station(self.name, self.run_id, lease_stale_after_s(cfg.pipeline.heartbeat_s))
         self._lease_held = True
         if self.inspector is None:
-            from inspect_app.inspector import Inspector
+            from inspect_app.edge.loading import open_inspector
 
-            self.inspector = Inspector.load(cfg.product, cfg.models_dir, mode=cfg.mode)
+            self.inspector = open_inspector(cfg.product, cfg.models_dir, model_dir=cfg.model_dir,
+                                            runtime=cfg.runtime, mode=cfg.mode)
         self.alarms.store = store
         cfg = self.config = self._with_product_settings(cfg, store)
         self._spool = Spool(cfg.store.spool or DEFAULT_SPOOL_DIR / f"{self.name}.db")

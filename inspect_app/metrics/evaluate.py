@@ -19,6 +19,8 @@ import numpy as np
 
 from inspect_app.config import InspectorConfig, Mode
 from inspect_app.data.mvtec import MVTecCategory, TestSample
+from inspect_app.edge.accelerate import accelerate
+from inspect_app.edge.sessions import Runtime
 from inspect_app.inspector import Inspector
 from inspect_app.kinds.evaluation import measure_kinds, teach_shots
 from inspect_app.metrics.curves import aupro, auroc
@@ -114,21 +116,24 @@ class EvaluationRun:
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 0,
                  progress: ProgressCallback | None = None, latency_samples: int = 20,
-                 kind_shots: int = 0) -> EvaluationRun:
+                 kind_shots: int = 0, runtime: Runtime = Runtime.TORCH) -> EvaluationRun:
     """Fit ``config`` (with ``seed``) on the category's good training images, teach ``kind_shots``
-    labelled images per defect folder as kinds (left out of scoring), then evaluate."""
+    labelled images per defect folder as kinds (left out of scoring), then evaluate, predicting on
+    ``runtime`` (``edge.accelerate``: torch when the exported graph disagrees)."""
     category = MVTecCategory(category_dir)
     config = config.model_copy(update={"seed": seed})
     inspector = Inspector(config, product=category.name)
     report = inspector.fit(category.train_images(), progress=progress)
-    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples, kind_shots)
+    return evaluate_fitted(inspector, category, config.mode, report.seconds, progress, latency_samples, kind_shots,
+                           runtime)
 
 
 def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, fit_seconds: float,
                     progress: ProgressCallback | None = None, latency_samples: int = 20,
-                    kind_shots: int = 0) -> EvaluationRun:
+                    kind_shots: int = 0, runtime: Runtime = Runtime.TORCH) -> EvaluationRun:
     """Inspect ``category``'s test images in ``mode`` with an already fitted inspector and measure
-    (after teaching ``kind_shots`` images per defect folder as kinds, which are not scored).
+    (after teaching ``kind_shots`` images per defect folder as kinds, which are not scored),
+    predicting on ``runtime`` (``edge.accelerate``: torch when the exported graph disagrees).
 
     Throughput is timed on the batch of all test images; latency (p50) on single images from file
     after one warm-up, on the first ``latency_samples`` (at least 1).
@@ -136,16 +141,17 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
     samples = category.test_samples()
     if kind_shots:  # a profile without an image-text part says how to get kinds
         samples = teach_shots(inspector, samples, kind_shots, inspector.config.seed)
+    predictor = accelerate(inspector, runtime)
     paths = [s.path for s in samples]
     t0 = time.perf_counter()
-    results = inspector.predict_batch(paths, progress=progress, mode=mode)
+    results = predictor.predict_batch(paths, progress=progress, mode=mode)
     images_per_second = len(paths) / (time.perf_counter() - t0)
 
-    inspector.predict(paths[0], mode=mode)  # warm-up
+    predictor.predict(paths[0], mode=mode)  # warm-up
     latencies = []
     for path in paths[:max(latency_samples, 1)]:
         t1 = time.perf_counter()
-        inspector.predict(path, mode=mode)
+        predictor.predict(path, mode=mode)
         latencies.append((time.perf_counter() - t1) * 1000)
 
     quality = measure(samples, results, with_kinds=bool(inspector.kinds), kind_shots=kind_shots)
@@ -162,9 +168,11 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
 
 
 def evaluate(category_dir: str | Path, config: InspectorConfig, seeds: int = 1,
-             progress: ProgressCallback | None = None, kind_shots: int = 0) -> dict[str, Any]:
+             progress: ProgressCallback | None = None, kind_shots: int = 0,
+             runtime: Runtime = Runtime.TORCH) -> dict[str, Any]:
     """Runs with seeds 0..seeds-1; top-level figures are the means over runs."""
-    runs = [evaluate_run(category_dir, config, seed, progress, kind_shots=kind_shots) for seed in range(seeds)]
+    runs = [evaluate_run(category_dir, config, seed, progress, kind_shots=kind_shots, runtime=runtime)
+            for seed in range(seeds)]
     summary: dict[str, Any] = {key: round(statistics.fmean(getattr(r, key) for r in runs), 4) for key in METRIC_KEYS}
     for key in KIND_KEYS:
         values = [getattr(r, key) for r in runs if getattr(r, key) is not None]

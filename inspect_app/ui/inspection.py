@@ -21,6 +21,7 @@ from inspect_app.results import EvidenceFor, InspectionResult, Verdict
 from inspect_app.ui.uploads import Upload, check_image
 
 if TYPE_CHECKING:
+    from inspect_app.edge.inspector import EdgeInspector
     from inspect_app.inspector import Inspector
     from inspect_app.store import ResultRecorder
 
@@ -45,9 +46,9 @@ class InspectedPart:
         return self.explanation_future is not None and self.result is not None and self.result.explanation is None
 
 
-def inspect_uploads(inspector: Inspector, uploads: list[Upload], max_bytes: int, store: ResultRecorder | None = None,
-                    station: str = "ui", lot: str | None = None, explainer: Explainer | None = None,
-                    lock: threading.Lock | None = None) -> list[InspectedPart]:
+def inspect_uploads(inspector: Inspector | EdgeInspector, uploads: list[Upload], max_bytes: int,
+                    store: ResultRecorder | None = None, station: str = "ui", lot: str | None = None,
+                    explainer: Explainer | None = None, lock: threading.Lock | None = None) -> list[InspectedPart]:
     """Check, inspect (one batch, under ``lock`` when the Inspector is shared), store, and start
     explanations; never waits for an explanation. A refused file becomes an ERROR result and is
     stored like one (as the line stores an unreadable frame), so History shows it.

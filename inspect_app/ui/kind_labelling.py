@@ -51,7 +51,7 @@ def render_kind_labelling(cfg: UIConfig, result: Any) -> None:
         if result.regions:
             st.caption(named_kinds_text(result.regions))
         try:
-            book = require_kinds(resources.inspector(cfg, result.product).inspector)
+            book = require_kinds(resources.torch_inspector(cfg, result.product))
         except InspectAppError as exc:
             st.info(str(exc))
             return

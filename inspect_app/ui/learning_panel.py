@@ -28,7 +28,7 @@ def learning_panel(cfg: UIConfig, store) -> None:
         return
     product = st.selectbox("Product", products, key="learning_product")
     try:
-        inspector = resources.inspector(cfg, product).inspector
+        inspector = resources.torch_inspector(cfg, product)
     except InspectAppError as exc:
         st.error(f"Product {product!r} cannot be used: {exc}")
         return

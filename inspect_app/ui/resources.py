@@ -8,7 +8,9 @@ from typing import Any
 
 import streamlit as st
 
+from inspect_app.errors import ProfileError
 from inspect_app.explain import Explainer
+from inspect_app.inspector import Inspector
 from inspect_app.inspector_cache import InspectorCache, LoadedInspector
 from inspect_app.store import ResultsStore
 from inspect_app.ui.config import UIConfig
@@ -44,6 +46,16 @@ def inspector(cfg: UIConfig, product: str) -> LoadedInspector:
     changes) and the lock to predict under. Raises ``ProfileError``."""
     with st.spinner("Loading the product profile…"):  # shows only when loading takes a while
         return _inspectors(str(cfg.models_dir)).get(product)
+
+
+def torch_inspector(cfg: UIConfig, product: str) -> Inspector:
+    """The product's torch Inspector, for what only a profile can do (learning good parts, kinds);
+    ``ProfileError`` when the product is served from an exported model."""
+    loaded = inspector(cfg, product).inspector
+    if not isinstance(loaded, Inspector):
+        raise ProfileError(f"product {product!r} is served from an exported model: learn and teach kinds on the "
+                           "fitted profile, then export it again")
+    return loaded
 
 
 def products(cfg: UIConfig) -> list[str]:
