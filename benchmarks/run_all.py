@@ -74,6 +74,17 @@ ENTRIES = [
     Entry("backbone_choice", "Encoder variant, input size and stages", _script(
         "backbone_choice", "--mode", "image-image", "--categories", "bottle,cookie", "--seed", "0",
         "--latency-samples", "10", "--threads", "2", "--json", "benchmarks/results/backbone_choice.json")),
+    Entry("matrix", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "auto", "--modes", "image-image", "--categories", "cookie,tile,ball_screw",
+        "--json", "benchmarks/results/matrix_auto.json")),
+    Entry("matrix_fixed", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "fixed", "--modes", "image-image", "--json", "benchmarks/results/matrix_fixed.json")),
+    Entry("matrix_modes", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "fixed", "--modes", "image-image,fused", "--categories", "bottle,cookie,metal_plate",
+        "--json", "benchmarks/results/matrix_modes.json")),
+    Entry("matrix_ball_screw_608", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "fixed", "--image-size", "608", "--keep-aspect", "--modes", "image-image",
+        "--categories", "ball_screw", "--json", "benchmarks/results/matrix_ball_screw_608.json")),
     Entry("ablation", "Modes side by side and the fusion rule", _script(
         "ablation", "--mode", "fused", "--input", "fixed", "--predict-modes", "image-image,image-text,fused",
         "--categories", ALL_CATEGORIES, "--seed", "0", "--latency-samples", "20", "--threads", "2",
