@@ -37,7 +37,7 @@ def test_entries_that_fit_an_inspector_name_their_mode():
         script = BENCHMARKS.parent / entry.argv[0]
         source = script.read_text() if script.suffix == ".py" else ""
         if "explain-eval" in entry.argv or re.search(r"\bInspector\(|\bevaluate(_run)?\(", source):
-            assert "--mode" in entry.argv, entry.name
+            assert "--mode" in entry.argv or "--modes" in entry.argv, entry.name
         if "add_input_option" in source or "--input" in source:
             assert "--input" in entry.argv, entry.name  # the input choice is a setting, not a default of the day
 
