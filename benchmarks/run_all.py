@@ -82,9 +82,6 @@ ENTRIES = [
     Entry("matrix_modes", "Every shared category in the default mode (issue 25)", _script(
         "matrix", "--input", "fixed", "--modes", "image-image,fused", "--categories", "bottle,cookie,metal_plate",
         "--json", "benchmarks/results/matrix_modes.json")),
-    Entry("matrix_ball_screw_608", "Every shared category in the default mode (issue 25)", _script(
-        "matrix", "--input", "fixed", "--image-size", "608", "--keep-aspect", "--modes", "image-image",
-        "--categories", "ball_screw", "--json", "benchmarks/results/matrix_ball_screw_608.json")),
     Entry("ablation", "Modes side by side and the fusion rule", _script(
         "ablation", "--mode", "fused", "--input", "fixed", "--predict-modes", "image-image,image-text,fused",
         "--categories", ALL_CATEGORIES, "--seed", "0", "--latency-samples", "20", "--threads", "2",
