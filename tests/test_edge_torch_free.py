@@ -56,8 +56,10 @@ SCRIPT = BLOCK_TORCH + textwrap.dedent('''
             assert exc.code in (0, None), (args[0], exc.code)
     with ResultsStore(f"sqlite:///{out / 'api.db'}") as store:
         client = TestClient(create_app(store=store, model_dir=model))
+        token = store.add_token("edge-station", "station")
         with (images / "bad.png").open("rb") as fh:
-            answer = client.post("/inspect", params={"product": "gradient"}, files={"file": fh})
+            answer = client.post("/inspect", params={"product": "gradient"}, files={"file": fh},
+                                 headers={"Authorization": f"Bearer {token}"})
         assert answer.status_code == 200, answer.text
         (out / "api.json").write_text(answer.text)
         assert client.get("/health").json()["products"] == ["gradient"]

@@ -188,7 +188,9 @@ def test_pushed_images_over_http_call_and_mqtt(broker, store, fitted_inspector):
     images = ImageFactory(seed=6)
     try:
         wait_until(lambda: station.status()["mqtt"]["connected"], 10, what="MQTT")
-        assert station.push(encode_jpeg(images.good()), "cam-0001.jpg")["accepted"]
+        # quality 95: at 90 the compression of a 128 px synthetic part scores as an anomaly against its
+        # lossless good images (the threshold is calibrated on all 12 of them since issue 25)
+        assert station.push(encode_jpeg(images.good(), quality=95), "cam-0001.jpg")["accepted"]
         assert station.push(b"\x89PNG broken", "cam-0002.png")["accepted"]
         sub.client.publish("inspect/t1/frame", encode_jpeg(images.defective(64, 64, 14)), qos=1)
         wait_until(lambda: station.status()["results"] == 3, 20, what="3 pushed parts")

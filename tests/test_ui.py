@@ -217,7 +217,7 @@ def test_products_wizard_fits_in_background_shows_calibration_saves_and_deletes(
     assert not at.exception, at.exception
     assert any("Fitted bracket on 12 good images" in s.value for s in at.success)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Held-out good scores"] == "5" and metrics["Expected false-reject rate"].endswith("%")
+    assert metrics["Good scores calibrating"] == "12" and metrics["Expected false-reject rate"].endswith("%")
     assert len(at.get("image")) == 1, "the calibration histogram is shown"
 
     at.file_uploader(key="products_samples").set_value(("dent.png", png(img.defective(90, 40, 14)), "image/png"))

@@ -168,7 +168,7 @@ elif finished is not None:
         st.warning(f"Only {report.n_images} good image(s): the threshold is rough; 20 or more give a reliable one.")
     st.markdown("**4. Calibration**")
     metric_cols = st.columns(4)
-    metric_cols[0].metric("Held-out good scores", cal.n_normal, help=cal.holdout_method)
+    metric_cols[0].metric("Good scores calibrating", cal.n_normal, help=cal.holdout_method)
     metric_cols[1].metric("Raw threshold", f"{cal.raw_threshold:.4g}")
     metric_cols[2].metric("Expected false-reject rate", f"{cal.expected_frr:.2%}")
     metric_cols[3].metric("Target", f"{cal.target_frr:.2%}")
