@@ -155,20 +155,32 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def run_header(args: argparse.Namespace, config: InspectorConfig | None = None) -> dict[str, Any]:
-    """The start of every benchmark JSON: what was run, with which settings, at which commit, where.
+NO_MODE = "none: no inspector is fitted"
+
+
+def run_header(args: argparse.Namespace, config: InspectorConfig | None = None,
+               modes: list[str] | None = None) -> dict[str, Any]:
+    """The start of every benchmark JSON: what was run, with which settings, at which commit (also
+    top-level ``commit``), in which mode (``mode``: the fitted mode, or the modes a run covers,
+    comma-separated), where.
 
     ``config``: the inspector configuration the script fitted (the base one, when it varies a
-    setting per row; the rows then say what they changed).
+    setting per row; the rows then say what they changed). ``modes``: the modes of a script that
+    fits several without a ``--mode``/``--modes`` option.
     """
     script = Path(sys.argv[0])
+    git = git_state()
+    mode = getattr(args, "mode", None) or ",".join(getattr(args, "modes", None) or modes or []) or \
+        (config.mode if config is not None else NO_MODE)
     return {
         "benchmark": script.stem,
+        "commit": git["commit"],
+        "mode": mode,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": shlex.join([f"benchmarks/{script.name}", *sys.argv[1:]]),
         "settings": {key: _plain(value) for key, value in vars(args).items()},
         "inspector_config": None if config is None else config.model_dump(mode="json"),
-        "git": git_state(),
+        "git": git,
         "machine": machine(),
         "software": _versions(),
         "load_average_at_start": [round(v, 2) for v in os.getloadavg()],

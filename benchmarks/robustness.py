@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=100, help="generated image sets per fitted mode")
     parser.add_argument("--json", type=Path, default=RESULTS / "robustness.json")
     args = parser.parse_args()
-    header = run_header(args)
+    header = run_header(args, modes=list(FITTED_MODES))
     env = {**os.environ, "INSPECT_APP_PROPERTY_EXAMPLES": str(args.examples), "HF_HUB_OFFLINE": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "junit.xml"
