@@ -20,12 +20,13 @@ import torch
 
 from inspect_app import PROFILE_FORMAT, __version__
 from inspect_app.backbones import Backbone, create_backbone
+from inspect_app.batching import inspect_in_batches, result_names
 from inspect_app.config import MODE_DECODERS, MODES, InspectorConfig, Mode
 from inspect_app.data.good_images import image_sources
 from inspect_app.data.images import ImageInput, load_image
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches
 from inspect_app.decoders.image_text import ImageTextDecoder
-from inspect_app.errors import ImageLoadError, ProfileError
+from inspect_app.errors import ProfileError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import image_scores
 from inspect_app.post_processing.kinds import KindBook
@@ -39,15 +40,6 @@ from inspect_app.training import FitReport, Trainer, model_input_shape
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _safe_load(image: ImageInput, name: str | None) -> tuple[np.ndarray | None, str | None]:
-    try:
-        return load_image(image, name=name), None
-    except ImageLoadError as exc:
-        return None, str(exc)
-    except Exception as exc:  # a station never crashes on one bad frame
-        return None, f"{name or 'image'}: unexpected error while reading ({type(exc).__name__}: {exc})"
 
 
 class Inspector:
@@ -150,35 +142,15 @@ class Inspector:
                       evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
         mode = mode or self.mode
         self._require_fitted(mode)
-        names = list(names) if names is not None else [
-            str(im) if isinstance(im, (str, Path)) else None for im in images]
-        results: list[InspectionResult | None] = [None] * len(images)
-        pool = ThreadPoolExecutor(max_workers=2) if len(images) > 1 else None
-        try:
-            for start in range(0, len(images), self.batch_size):
-                idx = list(range(start, min(start + self.batch_size, len(images))))
-                t0 = time.perf_counter()
-                batch, batch_names = [images[i] for i in idx], [names[i] for i in idx]
-                loaded = list(pool.map(_safe_load, batch, batch_names)) if pool else \
-                    [_safe_load(im, nm) for im, nm in zip(batch, batch_names, strict=True)]
-                load_ms = (time.perf_counter() - t0) * 1000 / len(idx)
-                ok = [(i, arr) for i, (arr, _err) in zip(idx, loaded, strict=True) if arr is not None]
-                for i, (arr, err) in zip(idx, loaded, strict=True):
-                    if arr is None:
-                        results[i] = InspectionResult(names[i], Verdict.ERROR, error=err, product=self.product,
-                                                      mode=mode, profile_version=self.profile_version,
-                                                      timings_ms={"load": load_ms})
-                if ok:
-                    scored = self._score([a for _, a in ok], load_ms, mode, evidence)
-                    for (i, _), res in zip(ok, scored, strict=True):
-                        res.file = names[i]
-                        results[i] = res
-                if progress:
-                    progress(idx[-1] + 1, len(images), "inspecting")
-        finally:
-            if pool:
-                pool.shutdown()
-        return [r for r in results if r is not None]
+
+        def error_result(reason: str, load_ms: float) -> InspectionResult:
+            return InspectionResult(None, Verdict.ERROR, error=reason, product=self.product, mode=mode,
+                                    profile_version=self.profile_version, timings_ms={"load": load_ms})
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            return inspect_in_batches(images, result_names(images, names), self.batch_size, pool,
+                                      lambda arrays, load_ms: self._score(arrays, load_ms, mode, evidence),
+                                      error_result, progress)
 
     def _score(self, arrays: list[np.ndarray], load_ms: float, mode: Mode,
                evidence: EvidenceFor) -> list[InspectionResult]:

@@ -18,8 +18,9 @@ from typing import cast, overload
 
 import numpy as np
 
+from inspect_app.batching import inspect_in_batches, result_names
 from inspect_app.config import Mode
-from inspect_app.data.images import ImageInput, load_image
+from inspect_app.data.images import ImageInput
 from inspect_app.edge.manifest import (
     ANOMALY_MAP,
     BANK,
@@ -31,21 +32,12 @@ from inspect_app.edge.manifest import (
     EdgeManifest,
 )
 from inspect_app.edge.sessions import GraphSession, Runtime, fastest_installed, open_session
-from inspect_app.errors import ImageLoadError, ProfileError
+from inspect_app.errors import ProfileError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.pre_processing import prepare_pixels
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult, Verdict
-
-
-def _load_or_error(image: ImageInput, name: str | None) -> np.ndarray | str:
-    try:
-        return load_image(image, name=name)
-    except ImageLoadError as exc:
-        return str(exc)
-    except Exception as exc:  # a station never crashes on one bad frame
-        return f"{name or 'image'}: unexpected error while reading ({type(exc).__name__}: {exc})"
 
 
 class EdgeInspector:
@@ -138,29 +130,16 @@ class EdgeInspector:
         if mode is not None and mode != self.mode:
             raise ProfileError(f"the exported model of {self.product!r} runs mode {self.mode!r}: export it "
                                f"again with --mode {mode} to use {mode!r}")
-        names = list(names) if names is not None else [
-            str(im) if isinstance(im, (str, Path)) else None for im in images]
-        results: list[InspectionResult] = []
-        # Decoding and post-processing are numpy/OpenCV, which release the GIL: two threads
-        # overlap them across a batch, as the torch Inspector decodes.
+
+        def error_result(reason: str, load_ms: float) -> InspectionResult:
+            return InspectionResult(None, Verdict.ERROR, error=reason, product=self.product, mode=self.mode,
+                                    profile_version=self.profile_version, timings_ms={"load": load_ms})
+
+        # Post-processing is numpy/OpenCV too: the same two threads overlap it across a batch.
         with ThreadPoolExecutor(max_workers=2) as pool:
-            for start in range(0, len(images), self.batch_size):
-                stop = min(start + self.batch_size, len(images))
-                t0 = time.perf_counter()
-                loaded = list(pool.map(_load_or_error, images[start:stop], names[start:stop])) if stop - start > 1 \
-                    else [_load_or_error(images[start], names[start])]
-                load_ms = (time.perf_counter() - t0) * 1000 / len(loaded)
-                arrays = [a for a in loaded if isinstance(a, np.ndarray)]
-                scored = iter(self._score(arrays, load_ms, evidence, pool) if arrays else [])
-                for offset, item in enumerate(loaded):
-                    result = next(scored) if isinstance(item, np.ndarray) else InspectionResult(
-                        None, Verdict.ERROR, error=item, product=self.product, mode=self.mode,
-                        profile_version=self.profile_version, timings_ms={"load": load_ms})
-                    result.file = names[start + offset]
-                    results.append(result)
-                if progress:
-                    progress(len(results), len(images), "inspecting")
-        return results
+            return inspect_in_batches(images, result_names(images, names), self.batch_size, pool,
+                                      lambda arrays, load_ms: self._score(arrays, load_ms, evidence, pool),
+                                      error_result, progress)
 
     def raw_outputs(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The graph's outputs for decoded images: raw anomaly maps, kind posteriors, embeddings."""
