@@ -29,6 +29,7 @@ from sklearn.metrics import roc_auc_score
 from inspect_app.config import InspectorConfig
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.post_processing.calibration import calibrate_threshold
+from inspect_app.post_processing.image_score import image_scores
 from inspect_app.pre_processing import SHAPE_STEP, input_shape
 from inspect_app.progress import ProgressCallback
 from inspect_app.torch_model import InspectionModel
@@ -160,15 +161,14 @@ def _leave_one_out_scores(model: InspectionModel, sample: Sequence[np.ndarray], 
                   for s in range(0, len(batch), batch_size)]
         return torch.cat(chunks)
 
-    def image_scores(patch_maps: torch.Tensor) -> np.ndarray:
-        maps = smooth_upsample(patch_maps, model.input_shape, cfg.blur_sigma)
-        return maps.flatten(1).amax(1).numpy()
+    def scores(patch_maps: torch.Tensor) -> np.ndarray:  # the product's image-score rule
+        return image_scores(smooth_upsample(patch_maps, model.input_shape, cfg.blur_sigma).numpy())
 
     with torch.inference_mode():
         good_patches = patches_of(sample)
         bank = ImageImageDecoder(good_patches.shape[1], kernel, cfg.coreset_ratio, cfg.coreset_projection_dim,
                                  config.seed)
         source = bank.fit(good_patches, len(sample))
-        good = image_scores(bank.leave_one_out_scores(good_patches, source))
-        bad = image_scores(bank.leave_one_out_scores(patches_of(defects), source, sources))
+        good = scores(bank.leave_one_out_scores(good_patches, source))
+        bad = scores(bank.leave_one_out_scores(patches_of(defects), source, sources))
     return good, bad

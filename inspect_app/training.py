@@ -201,11 +201,12 @@ class Trainer:
                 normal.image_image = None if good_maps is None else good_maps[hold]
         else:
             holdout_method = "leave-one-out-views" if n >= 2 else "augmented-views"
+            bank_source = None
             if bank is not None:
-                bank.fit(aggregate_patches(levels, bank.kernel), n)
+                bank_source = bank.fit(aggregate_patches(levels, bank.kernel), n)
             if self.model.image_text is not None:
                 history = self._train_image_text(decoded, levels)
-            normal = self._few_shot_normal_maps(decoded, levels)
+            normal = self._few_shot_normal_maps(decoded, bank_source)
         if self.progress:
             self.progress(0, 1, "calibrating")
         post_processor = self._calibrate(normal, holdout_method, defect_images, good_maps, ignore)
@@ -295,7 +296,7 @@ class Trainer:
         return train_image_text_decoder(decoder, data, itc.steps, itc.batch_size, itc.learning_rate, cfg.seed,
                                         self.progress)
 
-    def _few_shot_normal_maps(self, decoded: list[np.ndarray], levels: list[torch.Tensor]) -> DecoderMaps:
+    def _few_shot_normal_maps(self, decoded: list[np.ndarray], bank_source: torch.Tensor | None) -> DecoderMaps:
         """Stand-in held-out normals when fewer than 10 good images exist: augmented views of each
         image, scored by the image-image decoder against a bank of the *other* images
         (leave-one-out) when there are several."""
@@ -312,14 +313,7 @@ class Trainer:
         out = self.model.decoder_maps(view_levels, tuple(d for d in self.decoders
                                                          if not (leave_one_out and d == "image-image")))
         if leave_one_out:
-            assert bank is not None
-            patches = aggregate_patches(levels, bank.kernel)
-            view_patches = aggregate_patches(view_levels, bank.kernel)
-            src = torch.tensor(sources)
-            maps = torch.empty(len(views), *view_patches.shape[-2:])
-            for i in range(n):
-                loo = ImageImageDecoder(patches.shape[1], bank.kernel, coreset_ratio=1.0)
-                loo.fit(torch.cat([patches[:i], patches[i + 1:]]), n - 1)
-                maps[src == i] = loo.patch_scores(view_patches[src == i])
-            out.image_image = self.model.smooth(maps)
+            assert bank is not None and bank_source is not None
+            view_patches = aggregate_patches(view_levels, bank.kernel)  # the bank keeps every few-shot patch
+            out.image_image = self.model.smooth(bank.leave_one_out_scores(view_patches, bank_source, sources))
         return out
