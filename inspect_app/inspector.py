@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast, overload
 
@@ -40,6 +40,21 @@ from inspect_app.training import FitReport, Trainer, model_input_shape
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def next_profile_version(previous: str | None) -> str:
+    """A profile version (UTC time, milliseconds) strictly after ``previous``: two changes within
+    one millisecond (teaching a kind right after a fit) must still name two different profiles."""
+    now = datetime.now(UTC)
+    now = now.replace(microsecond=now.microsecond // 1000 * 1000)
+    if previous is not None:
+        try:
+            last = datetime.fromisoformat(previous)
+        except ValueError:
+            last = None
+        if last is not None and now <= last:
+            now = last + timedelta(milliseconds=1)
+    return now.isoformat(timespec="milliseconds")
 
 
 class Inspector:
@@ -104,7 +119,7 @@ class Inspector:
                          "images": [r.to_dict() for r in fitted.training_images],
                          "fit_seconds": round(report.seconds, 2),
                          "image_text_loss": [round(x, 5) for x in report.training_loss]},
-            "created_at": _now(),
+            "created_at": next_profile_version(self.profile_version),
         }
         if report.input_choice is not None:
             self.meta["input_choice"] = report.input_choice.to_dict()
@@ -205,7 +220,7 @@ class Inspector:
         mode = mode or self.mode
         _, post_processor = self._require_fitted(mode)
         post_processor.calibrations[mode] = post_processor.calibrations[mode].with_sensitivity(target_frr)
-        self.meta["created_at"] = _now()
+        self.meta["created_at"] = next_profile_version(self.profile_version)
         return post_processor.calibrations[mode]
 
     def learn_good(self, images: Sequence[ImageInput], names: Sequence[str] | None = None) -> dict[Mode, Calibration]:
@@ -230,7 +245,7 @@ class Inspector:
             post_processor.calibrations[mode] = post_processor.calibrations[mode].with_more_normals(scores)
         learned = self.meta.setdefault("learned", [])
         learned += [{"name": None if names is None else names[i], "at": _now()} for i in range(len(decoded))]
-        self.meta["created_at"] = _now()
+        self.meta["created_at"] = next_profile_version(self.profile_version)
         return dict(post_processor.calibrations)
 
     def save(self, root: str | Path | None = None) -> Path:

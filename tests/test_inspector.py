@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from inspect_app.errors import NotEnoughImagesError, ProfileError
-from inspect_app.inspector import Inspector
+from inspect_app.inspector import Inspector, next_profile_version
 from inspect_app.results import EvidenceFor, InspectionResult, Verdict
 
 from conftest import SIZE, ImageFactory, good_image, paste_blob, tiny_config
@@ -288,3 +288,15 @@ def test_learn_good_accepts_an_approved_false_reject_without_a_refit(tmp_path: P
     inspector.save(models_dir)
     reloaded = Inspector.load("gradient", models_dir)
     assert reloaded.predict(rejected).verdict == Verdict.PASS and len(reloaded.meta["learned"]) == 1
+
+
+def test_profile_versions_differ_even_within_one_millisecond():
+    """Teaching a kind or moving a threshold right after a fit must name a new profile: a version
+    never repeats or goes back, even when the clock has not moved on (or is behind it)."""
+    ahead = "2999-01-01T00:00:00.000+00:00"
+    assert next_profile_version(ahead) == "2999-01-01T00:00:00.001+00:00"
+    first = next_profile_version(None)
+    versions = [first]
+    for _ in range(50):
+        versions.append(next_profile_version(versions[-1]))
+    assert len(set(versions)) == len(versions) and versions == sorted(versions)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import cv2
@@ -19,7 +18,7 @@ import numpy as np
 
 from inspect_app.data.images import ImageInput, list_images, load_image
 from inspect_app.errors import InspectAppError, ProfileError
-from inspect_app.inspector import Inspector
+from inspect_app.inspector import Inspector, next_profile_version
 from inspect_app.post_processing.kinds import (
     KindBook,
     background_patches,
@@ -186,9 +185,9 @@ def set_kinds(inspector: Inspector, names: Sequence[str]) -> KindBook:
 def _set_book(inspector: Inspector, book: KindBook, change: dict) -> None:
     assert inspector.post_processor is not None
     inspector.post_processor.kind_book = book
-    now = datetime.now(UTC).isoformat(timespec="seconds")
-    inspector.meta.setdefault("kind_changes", []).append({**change, "at": now})
-    inspector.meta["created_at"] = now
+    version = next_profile_version(inspector.profile_version)
+    inspector.meta.setdefault("kind_changes", []).append({**change, "at": version})
+    inspector.meta["created_at"] = version
 
 
 def folder_parts(folder: Path) -> dict[str, list[LabelledPart]]:
