@@ -91,6 +91,9 @@ class PipelineConfig(StrictSettings):
                                       "delivers results (Docker's grace is 10 s); queued files not inspected by then "
                                       "stay in the folder for the next start")
     heartbeat_s: float = Field(default=2.0, gt=0)
+    profile_check_s: float = Field(default=2.0, ge=0, description="how often the running station looks for a new "
+                                   "profile version (a refit, a moved threshold, learnt false rejects) and swaps it "
+                                   "in without a restart; 0: never")
 
 
 class StoreConfig(StrictSettings):

@@ -128,6 +128,8 @@ class StationMetrics:
                                         "keeps the template sentence)", registry=r)
         self.files_ignored = Counter("inspect_line_files_ignored", "Watched-folder files that are not images "
                                      "(each counted once)", registry=r)
+        self.profile_reloads = Counter("inspect_line_profile_reloads", "New profile versions swapped in while "
+                                       "running (a refit, a moved threshold, learnt false rejects)", registry=r)
         self.already_recorded = Counter("inspect_line_files_already_recorded", "Watched-folder files skipped "
                                         "because an earlier run recorded their result", registry=r)
 

@@ -43,6 +43,7 @@ from inspect_app.line.inspection import LineInspector, run_inspection
 from inspect_app.line.ledger import ResultLedger
 from inspect_app.line.metrics import StationMetrics
 from inspect_app.line.output import OutputStage
+from inspect_app.line.profile_reload import ReloadingInspector
 from inspect_app.line.queues import InspectQueue
 from inspect_app.line.sinks import CsvSink, MqttLink, Sinks, WebhookSink
 from inspect_app.line.sources import FolderSource, PushSource, create_source
@@ -63,6 +64,11 @@ STOP_RESERVE_S = 1.0  # of the shutdown time, kept for delivering results and cl
 def lease_stale_after_s(heartbeat_s: float) -> float:
     """A station name whose holder has not renewed it for this long is taken over."""
     return max(5.0, 3 * heartbeat_s)
+
+
+def inspector_version(inspector: LineInspector | None) -> str | None:
+    """The profile version the station judges with now (None before it has loaded one)."""
+    return inspector.profile_version if inspector is not None else None
 
 
 class StationState(StrEnum):
@@ -174,10 +180,7 @@ class Station:
         store.claim_station(self.name, self.run_id, lease_stale_after_s(cfg.pipeline.heartbeat_s))
         self._lease_held = True
         if self.inspector is None:
-            from inspect_app.edge.loading import open_inspector
-
-            self.inspector = open_inspector(cfg.product, cfg.models_dir, model_dir=cfg.model_dir,
-                                            runtime=cfg.runtime, mode=cfg.mode)
+            self.inspector = self._load_inspector(cfg)
         self.alarms.store = store
         cfg = self.config = self._with_product_settings(cfg, store)
         self._spool = Spool(cfg.store.spool or DEFAULT_SPOOL_DIR / f"{self.name}.db")
@@ -210,6 +213,27 @@ class Station:
                 log.exception("explanations unavailable")
                 self.alarms.raise_alarm("explainer_unavailable", f"explanations are off: {type(exc).__name__}: {exc}")
         return self.inspector, self.store
+
+    def _load_inspector(self, cfg: StationConfig) -> LineInspector:
+        """The product's inspector; one that follows its profile file (``line.profile_reload``)
+        unless ``pipeline.profile_check_s`` is 0."""
+        from inspect_app.edge.loading import open_inspector
+        from inspect_app.inspector_cache import InspectorCache
+
+        def load() -> LineInspector:
+            return open_inspector(cfg.product, cfg.models_dir, model_dir=cfg.model_dir, runtime=cfg.runtime,
+                                  mode=cfg.mode)
+
+        inspector = load()
+        if not cfg.pipeline.profile_check_s:
+            return inspector
+        files = InspectorCache(cfg.models_dir, runtime=cfg.runtime, model_dir=cfg.model_dir)
+        return ReloadingInspector(
+            inspector, lambda: files.profile_version(cfg.product), load, check_every_s=cfg.pipeline.profile_check_s,
+            on_reload=lambda old, new: self.metrics.profile_reloads.inc(),
+            on_failure=lambda exc: self.alarms.raise_alarm(
+                "profile_reload_failed", f"the changed profile of {cfg.product} could not be loaded, the station "
+                f"keeps version {inspector_version(self.inspector)}: {type(exc).__name__}: {exc}"))
 
     @staticmethod
     def _with_product_settings(cfg: StationConfig, store: LineStore) -> StationConfig:
@@ -384,6 +408,7 @@ class Station:
         published, published_results, refused = self.metrics.mqtt_counts()
         return {
             "station": self.name, "product": self.config.product, "state": self.state.value,
+            "profile_version": inspector_version(self.inspector),
             "started_at": iso_time(self.started_at) if self.started_at else None,
             "uptime_s": round(now - self.started_at, 1) if self.started_at else 0.0,
             "source": {"kind": self.config.source.resolve_kind(), "uri": self.config.source.uri},

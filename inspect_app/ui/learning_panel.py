@@ -72,7 +72,8 @@ def learning_panel(cfg: UIConfig, store) -> None:
                     "stops_catching": [r.result_id for r in lost]})
                 del st.session_state[CANDIDATE_KEY]
                 st.session_state["learning_done"] = (f"Learnt {len(candidate.learnt)} part(s): {product} is now "
-                                                     f"profile {version}.")
+                                                     f"profile {version}; running line stations switch to it within "
+                                                     "seconds.")
                 st.rerun()
         if cols[1].button("Discard", key="learning_discard"):
             del st.session_state[CANDIDATE_KEY]

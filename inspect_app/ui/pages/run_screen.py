@@ -163,7 +163,7 @@ def run_board() -> None:
         if shown is not None:
             path, what = picture_of(shown)
             caption = (f"part {shown.id} ({shown.verdict.value}) · {Path(shown.file).name if shown.file else '-'} · "
-                       f"{local_time(shown.time)} · {what}")
+                       f"{local_time(shown.time)} · {what} · profile {shown.profile_version or '-'}")
             if part is not None and shown.id != part.id:
                 caption += f" · the newest part, {part.id}, has no picture: PASS images are sampled"
             if path and Path(path).is_file():
