@@ -76,14 +76,14 @@ def histogram_totals(histogram) -> tuple[float, float]:
     return samples["sum"], samples["count"]
 
 
-def serve_ui(workdir: Path, models: Path, store_url: str) -> tuple[subprocess.Popen, str]:
+def serve_ui(workdir: Path, models: Path, store_url: str, nice: int) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_APP_UI_EXPLAINER_VARIANT": "template",
            "PYTHONPATH": str(REPO)}
     log = open(workdir / "ui.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "inspect_app", "ui", "--port", str(port), "--models-dir",
-                             str(models), "--store", store_url, "--operator-no-login"], cwd=workdir, env=env,
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                             str(models), "--store", store_url, "--operator-no-login", "--nice", str(nice)],
+                            cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
@@ -96,12 +96,20 @@ def serve_ui(workdir: Path, models: Path, store_url: str) -> tuple[subprocess.Po
     sys.exit("the station UI did not start within 90 s")
 
 
-def open_run_screen(url: str, profile_dir: str):
+def open_run_screen(url: str, profile_dir: str, nice: int):
+    """Headless Chromium on the run screen, started as README's wall-screen command does
+    (``nice -n N chromium``), through a wrapper script in ``profile_dir``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
+    if nice:
+        wrapper = Path(profile_dir) / "chromium-niced"
+        wrapper.write_text(f'#!/bin/sh\nexec nice -n {nice} /usr/bin/chromium "$@"\n')
+        wrapper.chmod(0o755)
+        options.binary_location = str(wrapper)
+        profile_dir = str(Path(profile_dir) / "profile")
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1440,900",
                  f"--user-data-dir={profile_dir}", "--no-first-run"):
         options.add_argument(flag)
@@ -125,6 +133,10 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=448, help="pushed frames: JPEG of this many pixels a side")
     parser.add_argument("--phase-s", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--phases", type=int, default=6, help="alternating phases, starting with the station alone")
+    parser.add_argument("--ui-nice", type=int, required=True,
+                        help="the UI's CPU priority below normal (inspect-app ui --nice; 0: the station's own)")
+    parser.add_argument("--browser-nice", type=int, required=True,
+                        help="the wall-screen browser's (nice -n N chromium; 0: the station's own)")
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ui_refresh.json")
     args = parser.parse_args()
@@ -157,14 +169,14 @@ def main() -> None:
 
     pusher = threading.Thread(target=push, daemon=True)
     pusher.start()
-    ui, url = serve_ui(tmp, tmp / "models", store_url)
+    ui, url = serve_ui(tmp, tmp / "models", store_url, args.ui_nice)
     phases = []
     try:
         time.sleep(5)  # warm up: first batches, first heartbeats
         for index in range(args.phases):
             with_screen = index % 2 == 1
             profile = tempfile.mkdtemp(prefix="chromium-")
-            driver = open_run_screen(url, profile) if with_screen else None
+            driver = open_run_screen(url, profile, args.browser_nice) if with_screen else None
             before = [histogram_totals(h) for h in (station.metrics.trigger_to_verdict,
                                                     station.metrics.inspection_latency)]
             time.sleep(args.phase_s)
