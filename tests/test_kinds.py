@@ -12,7 +12,6 @@ from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.kinds.learning import KindError, LabelledPart, add_kind, clean_kind_name, remove_kind
 from inspect_app.post_processing.kinds import (
-    TEXT_ONLY_BAR,
     Kind,
     KindBook,
     grid_weights_from_box,
@@ -35,13 +34,14 @@ def _clustered_book(rng: np.random.Generator, shots: int, spread: float = 0.1) -
     return KindBook(kinds).calibrated(), centres
 
 
-def test_text_only_book_names_nothing_unless_all_but_certain():
+def test_text_only_book_names_nothing_not_even_a_near_perfect_match():
+    """Names from text alone were wrong more often than right on real defects: without labelled
+    regions nothing is named, however close a region lies to a kind's text."""
     book = KindBook.from_text(["crack", "stain"], np.eye(2, 4, dtype=np.float32))
-    assert book.bar.value == TEXT_ONLY_BAR and "no labelled regions" in book.bar.basis
-    near_both = _unit(np.array([1.0, 0.9, 0.0, 0.0]))
-    assert book.name_descriptor(near_both)[0] is None  # 56 % vs 44 %: stays unnamed
+    assert book.bar.value > 1 and "no labelled regions" in book.bar.basis
     kind, confidence = book.name_descriptor(np.array([1.0, 0.0, 0.0, 0.0]))
-    assert kind == "crack" and confidence >= TEXT_ONLY_BAR
+    assert kind is None and confidence > 0.99
+    assert book.calibrated().bar == book.bar
 
 
 def test_labelled_regions_calibrate_a_bar_that_names_held_out_regions_right():
