@@ -81,8 +81,9 @@ def serve_ui(workdir: Path, models: Path, store_url: str, nice: int) -> tuple[su
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_APP_UI_EXPLAINER_VARIANT": "template",
            "PYTHONPATH": str(REPO)}
     log = open(workdir / "ui.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "inspect_app", "ui", "--port", str(port), "--models-dir",
-                             str(models), "--store", store_url, "--operator-no-login", "--nice", str(nice)],
+    niced = ["nice", "-n", str(nice)] if nice else []
+    proc = subprocess.Popen([*niced, sys.executable, "-m", "inspect_app", "ui", "--port", str(port), "--models-dir",
+                             str(models), "--store", store_url, "--operator-no-login"],
                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--phase-s", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--phases", type=int, default=6, help="alternating phases, starting with the station alone")
     parser.add_argument("--ui-nice", type=int, required=True,
-                        help="the UI's CPU priority below normal (inspect-app ui --nice; 0: the station's own)")
+                        help="the UI's CPU priority below normal (nice -n N inspect-app ui; 0: the station's own)")
     parser.add_argument("--browser-nice", type=int, required=True,
                         help="the wall-screen browser's (nice -n N chromium; 0: the station's own)")
     add_threads_option(parser)

@@ -11,10 +11,6 @@ import typer
 
 APP_SCRIPT = Path(__file__).with_name("app.py")
 STREAMLIT_DEFAULT_UPLOAD_MB = 200  # Streamlit's own cap; the UI's per-image limit is checked in the app
-# Below a line station on the same two cores: the run screen refreshing every second otherwise took
-# CPU from the station's inspections (benchmarks/ui_refresh.py; RESULTS.md "Station UI"). Priority
-# only matters under contention: alone, the UI runs as fast as at normal priority.
-UI_NICE = 10
 
 
 def streamlit_command(port: int, host: str, max_upload_mb: float) -> list[str]:
@@ -45,8 +41,6 @@ def register(app: typer.Typer) -> None:
                                                          help="Largest image accepted (default 25 MB)."),
            line_camera: str | None = typer.Option(None, "--line-camera", help="Camera for on-demand "
                                                      "snapshots: device index, stream URL, video file or folder."),
-           nice: int = typer.Option(UI_NICE, "--nice", min=0, max=19, help="Run the UI this much below normal "
-                                    "CPU priority, so a line station on the same PC keeps its pace (0: same)."),
            ) -> None:
         """Serve the station UI (run screen, inspect, history, reports, products, settings)."""
         from inspect_app.store import ResultsStore
@@ -68,6 +62,4 @@ def register(app: typer.Typer) -> None:
         login = "operators without sign-in" if cfg.operator_no_login else "sign-in required for everyone"
         out.print(f"station UI on http://{host}:{port} · profiles {cfg.models_dir} · {login}")
         sys.stdout.flush()
-        if nice and hasattr(os, "nice"):
-            os.nice(nice)  # inherited by Streamlit and the fits it runs; the station keeps normal priority
         os.execve(sys.executable, streamlit_command(port, host, cfg.max_upload_mb), env)
