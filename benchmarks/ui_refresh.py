@@ -31,6 +31,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import psutil
 
 from inspect_app.config import InspectorConfig
 from inspect_app.data.images import load_image
@@ -74,6 +75,24 @@ def histogram_totals(histogram) -> tuple[float, float]:
     samples = {s.name.rsplit("_", 1)[-1]: s.value for s in histogram.collect()[0].samples
                if s.name.endswith(("_sum", "_count"))}
     return samples["sum"], samples["count"]
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of a process and its children so far (0 when it is gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        total = 0.0
+        for proc in [root, *root.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                total += times.user + times.system
+            except psutil.NoSuchProcess:
+                continue
+        return total
+    except psutil.NoSuchProcess:
+        return 0.0
 
 
 def serve_ui(workdir: Path, models: Path, store_url: str, nice: int) -> tuple[subprocess.Popen, str]:
@@ -178,6 +197,8 @@ def main() -> None:
             with_screen = index % 2 == 1
             profile = tempfile.mkdtemp(prefix="chromium-")
             driver = open_run_screen(url, profile, args.browser_nice) if with_screen else None
+            browser_pid = driver.service.process.pid if driver is not None else None
+            cpu_before = (cpu_seconds(ui.pid), cpu_seconds(browser_pid), time.process_time())
             before = [histogram_totals(h) for h in (station.metrics.trigger_to_verdict,
                                                     station.metrics.inspection_latency)]
             time.sleep(args.phase_s)
@@ -188,6 +209,11 @@ def main() -> None:
             phase = {"run_screen": with_screen, "verdicts_per_s": round(t_count / args.phase_s, 2),
                      "mean_trigger_to_verdict_ms": round(1000 * t_sum / max(t_count, 1), 2),
                      "mean_inspection_ms_per_frame": round(1000 * i_sum / max(i_count, 1), 2)}
+            cpu_after = (cpu_seconds(ui.pid), cpu_seconds(browser_pid), time.process_time())
+            ui_cpu, browser_cpu, station_cpu = (a - b for a, b in zip(cpu_after, cpu_before, strict=True))
+            phase.update({"cpu_share_ui_server": round(ui_cpu / args.phase_s, 3),
+                          "cpu_share_browser": round(browser_cpu / args.phase_s, 3),
+                          "cpu_share_station_process": round(station_cpu / args.phase_s, 3)})
             if driver is not None:
                 changes = np.diff(np.asarray(driver.execute_script("return window.__changes"))) / 1000
                 phase.update({"refreshes": int(changes.size + 1),

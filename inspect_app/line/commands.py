@@ -121,11 +121,12 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stop = threading.Event()
+    signalled: list[int] = []
 
     def request_stop(signum: int, _frame: FrameType | None) -> None:
-        queued = len(station.queue)
-        console.print(f"[yellow]{signal.Signals(signum).name}: stopping; {queued} queued frame(s) are inspected "
-                      "and stored first, explanations are cut[/]")
+        # Only note it: the handler runs inside whatever the main thread was doing (a progress
+        # print, an import), and printing from here re-entered rich's lazy import and crashed.
+        signalled.append(signum)
         stop.set()
 
     # The command opens the store (not the station) so that the API shares it until both stopped.
@@ -145,6 +146,9 @@ def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
                     last = time.monotonic()
                     _print_progress(station.status(), cfg.max_frames)
         finally:
+            if signalled:
+                console.print(f"[yellow]{signal.Signals(signalled[0]).name}: stopping; {len(station.queue)} queued "
+                              "frame(s) are inspected and stored first, explanations are cut[/]")
             final = station.stop()
             if server is not None:
                 server.should_exit = True
