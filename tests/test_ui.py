@@ -490,6 +490,7 @@ def test_ui_command_serves_streamlit_headless_without_usage_stats():
     assert command[2:5] == ["streamlit", "run", str(APP)]
     assert flags["--server.headless"] == "true" and flags["--browser.gatherUsageStats"] == "false"
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8599"
+    assert flags["--runner.postScriptGC"] == "false"  # a full collection after every once-a-second rerun
     result = CliRunner().invoke(app, ["ui", "--help"])
     assert result.exit_code == 0 and "--operator-login" in result.output
     bad = CliRunner().invoke(app, ["ui", "--store", "nosuchdb://x"], env={"INSPECT_APP_UI_MAX_UPLOAD_MB": "1"})

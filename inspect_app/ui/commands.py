@@ -20,7 +20,12 @@ def streamlit_command(port: int, host: str, max_upload_mb: float) -> list[str]:
             "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.fileWatcherType", "none", "--server.runOnSave", "false",
             "--server.maxUploadSize", str(max(STREAMLIT_DEFAULT_UPLOAD_MB, math.ceil(2 * max_upload_mb))),
-            "--client.toolbarMode", "minimal"]
+            "--client.toolbarMode", "minimal",
+            # Streamlit collects all garbage generations after every run; with the run screen
+            # rerunning each second in a process holding torch and the models, that was half of
+            # the UI server's CPU (py-spy, benchmarks/ui_refresh.py), taken from a line station on
+            # the same cores. Python's own generational collection still runs.
+            "--runner.postScriptGC", "false"]
 
 
 def register(app: typer.Typer) -> None:
