@@ -17,7 +17,16 @@ from rich.table import Table
 from inspect_app import __version__
 from inspect_app.api import commands as api_commands
 from inspect_app.api import create_app
-from inspect_app.clikit import ModelsDir, ModeOption, console, out, parse_mode, progress_bar, user_errors
+from inspect_app.clikit import (
+    ModelsDir,
+    ModeOption,
+    console,
+    finish_process,
+    out,
+    parse_mode,
+    progress_bar,
+    user_errors,
+)
 from inspect_app.edge import commands as edge_commands
 from inspect_app.edge.loading import RUNTIME_HELP, open_inspector, parse_runtime
 from inspect_app.edge.sessions import Runtime, installed
@@ -310,4 +319,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:  # pragma: no cover - outside a command
         sys.exit(130)
+    except SystemExit as done:
+        finish_process(done.code)
+        raise
 

@@ -5,6 +5,9 @@ common options. Feature packages build their commands from these and register th
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,6 +40,33 @@ ModelsDir = typer.Option(None, "--models-dir", help="Profiles folder (default ./
 ModeOption = typer.Option("image-image", "--mode",
                           help="image-image (memory of good patches: the default), fused (adds the text-space "
                                "decoder: slower fit), image-text (text-space decoder), or zero-shot (OpenCLIP only).")
+
+
+_exit_at_once = False
+
+
+def exit_at_once_when_done() -> None:
+    """Ask the ``inspect-app`` process to end right after this command returns, without the
+    interpreter's finalization. For a line station whose results are all stored and flushed:
+    finalization could only add risk (a collection walking the model's objects past the SIGTERM
+    budget; a daemon explainer thread still loading weights in native code, which aborted the
+    process with "terminate called without an active exception"). In-process callers of the
+    Typer app are not affected: only ``cli.main`` honours it (``finish_process``)."""
+    global _exit_at_once
+    _exit_at_once = True
+
+
+def finish_process(code: int | str | None) -> None:
+    """End the process with ``code`` at once if the command asked for it; else return."""
+    if not _exit_at_once:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code if isinstance(code, int) else (0 if code is None else 1))
 
 
 def parse_mode(value: str) -> Mode:

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -251,3 +254,21 @@ def test_refit_all_after_a_format_change(runner: CliRunner, tmp_path: Path):
 def test_refit_needs_one_product_or_all(runner: CliRunner, tmp_path: Path):
     _assert_user_error(runner.invoke(app, ["refit", "--models-dir", str(tmp_path)]), "one product", "--all")
     _assert_user_error(runner.invoke(app, ["refit", "ghost", "--models-dir", str(tmp_path)]), "no profile", "ghost")
+
+
+def test_a_finished_line_command_ends_the_process_without_finalization(tmp_path):
+    """``cli.main`` ends the process at once when a command asked for it (the line station, whose
+    results are stored): a thread still busy (here a non-daemon one that would hold a normal exit
+    for a minute; on a station the explainer loading weights in native code) cannot delay or abort
+    the exit, and the exit code is kept. Without the request, nothing happens."""
+    script = (
+        "import threading, time\n"
+        "from inspect_app.clikit import exit_at_once_when_done, finish_process\n"
+        "finish_process(5)\n"
+        "threading.Thread(target=time.sleep, args=(60,)).start()\n"
+        "print('stored', flush=False)\n"
+        "exit_at_once_when_done()\n"
+        "finish_process(3)\n")
+    start = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=50)
+    assert done.returncode == 3 and done.stdout == "stored\n" and time.monotonic() - start < 30

@@ -37,7 +37,7 @@ class ApiFactory(Protocol):
 
 
 def register(app: typer.Typer, create_api: ApiFactory) -> None:
-    from inspect_app.clikit import ModelsDir, user_errors
+    from inspect_app.clikit import ModelsDir, exit_at_once_when_done, user_errors
     from inspect_app.edge.loading import RUNTIME_HELP
 
     @app.command("line")
@@ -98,12 +98,7 @@ def register(app: typer.Typer, create_api: ApiFactory) -> None:
         if fps is not None:
             data.setdefault("trigger", {})["fps"] = fps
         run_station(parse_station_config(data, str(config) if config else "command line"), create_api)
-        # Everything is stored and flushed; what is left is interpreter exit, whose last garbage
-        # collection walks the model's and libraries' objects: seconds on a loaded machine, past
-        # the SIGTERM budget. Freezing them exempts them from that collection.
-        import gc
-
-        gc.freeze()
+        exit_at_once_when_done()  # everything is stored and flushed: skip interpreter finalization
 
 
 def run_station(cfg: StationConfig, create_api: ApiFactory) -> dict[str, Any]:
