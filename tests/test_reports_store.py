@@ -67,6 +67,7 @@ def test_store_report(filled_store, tmp_path):
     html = summary.html.read_text()
     assert "defect rate over time" in html and "per hour" in html
     assert "original image missing or unreadable" in html  # the deleted file is noted, not hidden
+    assert "results store (since" in html and "sqlite:" not in html and "results.db" not in html  # no internal URL
     assert html.count('<img src="data:image/jpeg') >= 2 * (min(4, len(failed_ids)) - 1)
 
     lot_a = build_report("gradient", tmp_path / "lot_a", store=store, lot="A", explain=False)

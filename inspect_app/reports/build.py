@@ -118,11 +118,12 @@ def _rows_from_store(product: str, store, since, until, lot, worst_n: int,
             rows += [ReportRow.from_stored(s) for s in page]
             if progress:
                 progress(len(rows), total, "reading the results store")
-        url = getattr(store, "display_url", None)  # password hidden
     finally:
         if opened:
             store.close()
-    info: dict[str, Any] = {"source": "results store" + (f" {url}" if url else "") + (f" ({window})" if window else ""),
+    # The header names the data, not the database's address (an internal URL means nothing to a
+    # quality engineer reading the report, and a station's store location is not theirs to see).
+    info: dict[str, Any] = {"source": "results store" + (f" ({window})" if window else ""),
             "scoring": "results store", "skipped": [], "raw_threshold": None, "mode": None,
             "times_note": "Defect rate over time could not be drawn: no stored result has a time."}
     return rows, _ranked(rows)[:worst_n], info
