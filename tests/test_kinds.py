@@ -64,6 +64,22 @@ def test_kinds_that_leave_one_out_confuses_are_never_named():
     assert all(book.name_descriptor(c)[0] is None for c in cloud)
 
 
+def test_one_labelled_kind_is_not_given_to_a_defect_unlike_its_regions():
+    """With a single labelled kind every held-out name is right, so the bar alone would name every
+    defect that kind; a region less similar to it than its own labelled regions stays unnamed."""
+    rng = np.random.default_rng(3)
+    centre = _unit(rng.normal(size=16))
+    kind = Kind("burr", _unit(rng.normal(size=16)), _unit(centre + 0.1 * rng.normal(size=(4, 16))), [])
+    book = KindBook([kind]).calibrated()
+    assert -1 < book.bar.min_similarity < 1 and "least similar labelled one" in book.bar.basis
+    assert book.name_descriptor(_unit(centre + 0.1 * rng.normal(size=16)))[0] == "burr"
+    other = _unit(rng.normal(size=16))
+    kind_name, confidence = book.name_descriptor(other)
+    assert kind_name is None and confidence == 1.0  # certain among one kind, and still not named
+    again = KindBook.from_dict(book.to_dict())
+    assert again.bar == book.bar and again.name_descriptor(other)[0] is None
+
+
 def test_a_book_without_kinds_names_nothing():
     book = KindBook.from_text(["crack"], np.eye(1, 4, dtype=np.float32)).without("Crack")
     assert book.names == [] and book.name_descriptor(np.ones(4) / 2) == (None, 0.0)

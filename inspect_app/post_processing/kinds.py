@@ -8,8 +8,9 @@ threshold, which takes out what the product's good surface leans towards (the ki
 images) and leaves what is different about the defect. The kind's confidence is a softmax over the
 cosine similarities to every prototype; it is shown only when it clears the book's bar, which is
 calibrated by leave-one-out on the labelled regions themselves (real defects of this product); while
-no kind has labelled regions nothing is named (text alone was wrong more often than right). Below
-the bar the region stays unnamed and explanations use neutral words. Numpy only: an exported model
+no kind has labelled regions nothing is named (text alone was wrong more often than right). A
+region less similar to its nearest kind than that kind's labelled regions were is unlike anything
+labelled and stays unnamed too. Unnamed regions get neutral words in explanations. Numpy only: an exported model
 names kinds without torch.
 """
 
@@ -124,6 +125,10 @@ class Bar:
 
     value: float
     basis: str
+    # A region less similar than this to its best kind's prototype is unlike every labelled region
+    # (the lowest similarity a held-out labelled region had to its own kind): it stays unnamed, so
+    # a product with one labelled kind does not give that name to every other defect.
+    min_similarity: float = -1.0
 
 
 @dataclass
@@ -145,21 +150,27 @@ class KindBook:
         key = name.strip().lower()
         return next((k for k in self.kinds if k.name.lower() == key), None)
 
+    def prototypes(self) -> np.ndarray:
+        return np.stack([k.prototype() for k in self.kinds])
+
     def probabilities(self, descriptor: np.ndarray, prototypes: np.ndarray | None = None) -> np.ndarray:
-        protos = prototypes if prototypes is not None else np.stack([k.prototype() for k in self.kinds])
+        protos = prototypes if prototypes is not None else self.prototypes()
         logits = protos @ descriptor / TEMPERATURE
         logits = logits - logits.max()
         p = np.exp(logits)
         return p / p.sum()
 
     def name_descriptor(self, descriptor: np.ndarray) -> tuple[str | None, float]:
-        """(kind, confidence) when the confidence clears the bar, else (None, confidence)."""
+        """(kind, confidence) when the confidence clears the bar and the region is as similar to
+        the kind as its labelled regions were, else (None, confidence)."""
         if not self.kinds:
             return None, 0.0
-        p = self.probabilities(descriptor)
+        protos = self.prototypes()
+        p = self.probabilities(descriptor, protos)
         best = int(p.argmax())
         confidence = float(p[best])
-        return (self.kinds[best].name if confidence > self.bar.value else None), confidence
+        similar = float(protos[best] @ descriptor) >= self.bar.min_similarity
+        return (self.kinds[best].name if confidence > self.bar.value and similar else None), confidence
 
     def name_regions(self, regions: list[Region], cal_map: np.ndarray, embeddings: np.ndarray,
                      image_size: tuple[int, int]) -> None:
@@ -195,18 +206,19 @@ class KindBook:
             raise KeyError(name)
         return KindBook([k for k in self.kinds if k is not kind]).calibrated()
 
-    def leave_one_out(self) -> list[tuple[float, bool]]:
-        """(confidence, right) of every labelled region, named by the book without it."""
+    def leave_one_out(self) -> list[tuple[float, bool, float]]:
+        """(confidence, right, similarity to its own kind) of every labelled region, named by the
+        book without it."""
         if not self.kinds:
             return []
-        full = np.stack([k.prototype() for k in self.kinds])
+        full = self.prototypes()
         out = []
         for i, kind in enumerate(self.kinds):
             for j in range(kind.n_examples):
                 protos = full.copy()
                 protos[i] = kind.prototype(leave_out=j)
                 p = self.probabilities(kind.examples[j], protos)
-                out.append((float(p.max()), int(p.argmax()) == i))
+                out.append((float(p.max()), int(p.argmax()) == i, float(protos[i] @ kind.examples[j])))
         return out
 
     def calibrated(self) -> KindBook:
@@ -221,7 +233,7 @@ class KindBook:
         trials.sort(key=lambda t: -t[0])
         kept = hits = 0
         running = 0
-        for n, (_, right) in enumerate(trials, 1):
+        for n, (_, right, _) in enumerate(trials, 1):
             running += right
             if running >= MIN_NAMED and running / n >= TARGET_PRECISION:
                 kept, hits = n, running
@@ -233,10 +245,13 @@ class KindBook:
         bar = max(FLOOR, trials[kept][0] if kept < len(trials) else 0.0)
         basis = (f"leave-one-out on {len(trials)} labelled regions of {labelled} kinds: {hits} of the {kept} "
                  f"held-out regions named with at least this confidence were named right")
-        return KindBook(self.kinds, Bar(round(bar, 6), basis))
+        floor = min(similarity for _, _, similarity in trials)
+        basis += f"; a region less similar to its kind than {floor:.2f} (the least similar labelled one) stays unnamed"
+        return KindBook(self.kinds, Bar(round(bar, 6), basis, round(floor, 6)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": KINDS_FORMAT, "bar": self.bar.value, "bar_basis": self.bar.basis,
+                "min_similarity": self.bar.min_similarity,
                 "kinds": [{"name": k.name, "text": np.round(k.text, 6).tolist(),
                            "examples": np.round(k.examples, 6).tolist(), "sources": list(k.sources)}
                           for k in self.kinds]}
@@ -251,7 +266,7 @@ class KindBook:
             text = np.asarray(k["text"], np.float32)
             examples = np.asarray(k["examples"], np.float32).reshape(-1, text.shape[0])
             kinds.append(Kind(str(k["name"]), text, examples, [str(s) for s in k.get("sources", [])]))
-        return cls(kinds, Bar(float(data["bar"]), str(data["bar_basis"])))
+        return cls(kinds, Bar(float(data["bar"]), str(data["bar_basis"]), float(data.get("min_similarity", -1.0))))
 
     @classmethod
     def from_text(cls, names: list[str], texts: np.ndarray) -> KindBook:
