@@ -9,16 +9,55 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import cast, overload
 
 import numpy as np
 
+from inspect_app.config import Mode
 from inspect_app.data.images import ImageInput, load_image
 from inspect_app.errors import ImageLoadError
 from inspect_app.progress import ProgressCallback
-from inspect_app.results import InspectionResult
+from inspect_app.results import EvidenceFor, InspectionResult, Verdict
 
 Score = Callable[[list[np.ndarray], float], list[InspectionResult]]  # decoded images, load ms each -> results
 ErrorResult = Callable[[str, float], InspectionResult]  # the reason, load ms -> an ERROR result
+
+
+def error_result_for(product: str | None, mode: Mode, profile_version: str | None) -> ErrorResult:
+    """The ERROR result of an unreadable image, named with what would have judged it."""
+    def error_result(reason: str, load_ms: float) -> InspectionResult:
+        return InspectionResult(None, Verdict.ERROR, error=reason, product=product, mode=mode,
+                                profile_version=profile_version, timings_ms={"load": load_ms})
+    return error_result
+
+
+class PredictsOneOrMany:
+    """``predict`` for an inspector that has ``predict_batch``: one image gives one result, a list
+    or tuple gives a list in the same order."""
+
+    def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str | None] | None = None,
+                      progress: ProgressCallback | None = None, mode: Mode | None = None,
+                      evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
+        raise NotImplementedError
+
+    @overload
+    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], names: Sequence[str | None] | None = None,
+                progress: ProgressCallback | None = None, mode: Mode | None = None,
+                evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]: ...
+
+    @overload
+    def predict(self, images: ImageInput, names: Sequence[str | None] | None = None,
+                progress: ProgressCallback | None = None, mode: Mode | None = None,
+                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult: ...
+
+    def predict(self, images: ImageInput | Sequence[ImageInput], names: Sequence[str | None] | None = None,
+                progress: ProgressCallback | None = None, mode: Mode | None = None,
+                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult | list[InspectionResult]:
+        """Inspect one image (returns one result) or a list (returns a list, same order).
+        ``evidence`` says which results also carry the explanation adapter's inputs."""
+        if isinstance(images, (list, tuple)):
+            return self.predict_batch(images, names, progress, mode, evidence)
+        return self.predict_batch([cast(ImageInput, images)], names, progress, mode, evidence)[0]
 
 
 def load_or_error(image: ImageInput, name: str | None) -> np.ndarray | str:

@@ -13,14 +13,14 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, cast, overload
+from typing import Any
 
 import numpy as np
 import torch
 
 from inspect_app import PROFILE_FORMAT, __version__
 from inspect_app.backbones import Backbone, create_backbone
-from inspect_app.batching import inspect_in_batches, result_names
+from inspect_app.batching import PredictsOneOrMany, error_result_for, inspect_in_batches, result_names
 from inspect_app.config import MODE_DECODERS, MODES, InspectorConfig, Mode
 from inspect_app.data.good_images import image_sources
 from inspect_app.data.images import ImageInput, load_image
@@ -57,7 +57,7 @@ def next_profile_version(previous: str | None) -> str:
     return now.isoformat(timespec="milliseconds")
 
 
-class Inspector:
+class Inspector(PredictsOneOrMany):
     """Fit on good parts, then inspect. See the module docstring."""
 
     def __init__(self, config: InspectorConfig | None = None, product: str | None = None, batch_size: int = 8):
@@ -133,39 +133,16 @@ class Inspector:
                                f"{', '.join(self.supported_modes)}; refit with --mode {mode} to use {mode!r}")
         return self.model, self.post_processor
 
-    @overload
-    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]: ...
-
-    @overload
-    def predict(self, images: ImageInput, names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult: ...
-
-    def predict(self, images: ImageInput | Sequence[ImageInput], names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult | list[InspectionResult]:
-        """Inspect one image (returns one result) or a list (returns a list, same order).
-        ``evidence`` says which results also carry the explanation adapter's inputs."""
-        if isinstance(images, (list, tuple)):
-            return self.predict_batch(images, names, progress, mode, evidence)
-        return self.predict_batch([cast(ImageInput, images)], names, progress, mode, evidence)[0]
-
     def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str | None] | None = None,
                       progress: ProgressCallback | None = None, mode: Mode | None = None,
                       evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
         mode = mode or self.mode
         self._require_fitted(mode)
 
-        def error_result(reason: str, load_ms: float) -> InspectionResult:
-            return InspectionResult(None, Verdict.ERROR, error=reason, product=self.product, mode=mode,
-                                    profile_version=self.profile_version, timings_ms={"load": load_ms})
-
         with ThreadPoolExecutor(max_workers=2) as pool:
             return inspect_in_batches(images, result_names(images, names), self.batch_size, pool,
                                       lambda arrays, load_ms: self._score(arrays, load_ms, mode, evidence),
-                                      error_result, progress)
+                                      error_result_for(self.product, mode, self.profile_version), progress)
 
     def _score(self, arrays: list[np.ndarray], load_ms: float, mode: Mode,
                evidence: EvidenceFor) -> list[InspectionResult]:

@@ -14,11 +14,11 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import cast, overload
+from typing import cast
 
 import numpy as np
 
-from inspect_app.batching import inspect_in_batches, result_names
+from inspect_app.batching import PredictsOneOrMany, error_result_for, inspect_in_batches, result_names
 from inspect_app.config import Mode
 from inspect_app.data.images import ImageInput
 from inspect_app.edge.manifest import (
@@ -40,7 +40,7 @@ from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult, Verdict
 
 
-class EdgeInspector:
+class EdgeInspector(PredictsOneOrMany):
     """Predict-only inspector over an exported graph; see the module docstring."""
 
     def __init__(self, manifest: EdgeManifest, session: GraphSession, post_processor: PostProcessor,
@@ -106,24 +106,6 @@ class EdgeInspector:
         """The memory bank fed to the graph with every batch."""
         return self._memory_bank
 
-    @overload
-    def predict(self, images: list[ImageInput] | tuple[ImageInput, ...], names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]: ...
-
-    @overload
-    def predict(self, images: ImageInput, names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult: ...
-
-    def predict(self, images: ImageInput | Sequence[ImageInput], names: Sequence[str | None] | None = None,
-                progress: ProgressCallback | None = None, mode: Mode | None = None,
-                evidence: EvidenceFor = EvidenceFor.NONE) -> InspectionResult | list[InspectionResult]:
-        """One image (returns one result) or a list (returns a list, same order), as ``Inspector.predict``."""
-        if isinstance(images, (list, tuple)):
-            return self.predict_batch(images, names, progress, mode, evidence)
-        return self.predict_batch([cast(ImageInput, images)], names, progress, mode, evidence)[0]
-
     def predict_batch(self, images: Sequence[ImageInput], names: Sequence[str | None] | None = None,
                       progress: ProgressCallback | None = None, mode: Mode | None = None,
                       evidence: EvidenceFor = EvidenceFor.NONE) -> list[InspectionResult]:
@@ -131,15 +113,11 @@ class EdgeInspector:
             raise ProfileError(f"the exported model of {self.product!r} runs mode {self.mode!r}: export it "
                                f"again with --mode {mode} to use {mode!r}")
 
-        def error_result(reason: str, load_ms: float) -> InspectionResult:
-            return InspectionResult(None, Verdict.ERROR, error=reason, product=self.product, mode=self.mode,
-                                    profile_version=self.profile_version, timings_ms={"load": load_ms})
-
         # Post-processing is numpy/OpenCV too: the same two threads overlap it across a batch.
         with ThreadPoolExecutor(max_workers=2) as pool:
             return inspect_in_batches(images, result_names(images, names), self.batch_size, pool,
                                       lambda arrays, load_ms: self._score(arrays, load_ms, evidence, pool),
-                                      error_result, progress)
+                                      error_result_for(self.product, self.mode, self.profile_version), progress)
 
     def raw_outputs(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The graph's outputs for decoded images: raw anomaly maps, kind posteriors, embeddings."""
