@@ -47,10 +47,6 @@ class ReloadingInspector:
         self._ready: LineInspector | None = None
 
     @property
-    def current(self) -> LineInspector:
-        return self._current
-
-    @property
     def mode(self) -> str:
         return self._current.mode
 
@@ -60,35 +56,28 @@ class ReloadingInspector:
 
     def predict_batch(self, images: Sequence[np.ndarray], names: Sequence[str] | None = None, *,
                       evidence: EvidenceFor = EvidenceFor.FAILS) -> list[InspectionResult]:
-        self.poll()
+        self._poll()
         return self._current.predict_batch(images, names, evidence=evidence)
 
-    def poll(self) -> bool:
-        """Swap in a loaded new version (True when it did), or start loading one when the file changed."""
+    def _poll(self) -> None:
+        """Swap in a loaded new version, or start loading one when the file changed."""
         with self._lock:
             if self._ready is not None:
                 old, self._current, self._ready = self._current, self._ready, None
                 log.info("profile reloaded: version %s -> %s", old.profile_version, self._current.profile_version)
                 if self._on_reload is not None:
                     self._on_reload(old.profile_version, self._current.profile_version)
-                return True
+                return
             now = time.monotonic()
             if self._loading is not None or now - self._last_check < self.check_every_s:
-                return False
+                return
             self._last_check = now
             version = self._read_version()
             if version is None or version == self._seen:
-                return False
+                return
             self._seen = version
             self._loading = threading.Thread(target=self._load_in_background, name="profile-reload", daemon=True)
             self._loading.start()
-            return False
-
-    def wait_loaded(self, timeout: float | None = None) -> None:
-        """Until a load in progress has finished (tests and shutdown)."""
-        loading = self._loading
-        if loading is not None:
-            loading.join(timeout)
 
     def _read_version(self) -> Hashable | None:
         try:
