@@ -20,7 +20,6 @@ import argparse
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.line import Station, parse_station_config
-from inspect_app.line.testing import encode_jpeg
+from inspect_app.line.testing import encode_jpeg, free_port
 from inspect_app.store import ResultsStore
 
 from common import (
@@ -62,12 +61,6 @@ setInterval(() => {
   if (now && now !== last) { last = now; window.__changes.push(performance.now()); }
 }, 20);
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def histogram_totals(histogram) -> tuple[float, float]:

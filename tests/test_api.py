@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from inspect_app.api import create_app
 from inspect_app.line import Station, StationConfig
+from inspect_app.line.testing import free_port
 from inspect_app.store import ResultsStore
 
 from conftest import ImageFactory
@@ -277,12 +277,6 @@ def test_inspector_cache_reloads_a_refitted_profile(saved_models, tmp_path):
     os.utime(profile, (profile.stat().st_atime, profile.stat().st_mtime + 10))
     second, same_lock = cache.get("gradient")
     assert second is not first and same_lock is lock
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
