@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import cast, overload
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from inspect_app.config import Mode
 from inspect_app.data.images import ImageInput, load_image
@@ -29,6 +30,18 @@ def error_result_for(product: str | None, mode: Mode, profile_version: str | Non
         return InspectionResult(None, Verdict.ERROR, error=reason, product=product, mode=mode,
                                 profile_version=profile_version, timings_ms={"load": load_ms})
     return error_result
+
+
+def keep_numpy_blas_on_one_thread() -> None:
+    """Run numpy's BLAS (OpenBLAS) on one thread in a process that inspects.
+
+    Post-processing makes a few tiny BLAS calls (a dot product per region); after each, OpenBLAS's
+    second thread busy-waits for work and takes a core from the next image's inference on this
+    2-core machine: the exported graph took 17.6 ms after post-processing a FAIL instead of 8.8 ms
+    (benchmarks/NOTEBOOK.md, 2026-12-06, "OpenBLAS spin"). torch and the graph runtimes have their
+    own thread pools and are not affected.
+    """
+    threadpool_limits(1, user_api="blas")
 
 
 class PredictsOneOrMany:

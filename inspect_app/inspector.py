@@ -20,7 +20,13 @@ import torch
 
 from inspect_app import PROFILE_FORMAT, __version__
 from inspect_app.backbones import Backbone, create_backbone
-from inspect_app.batching import PredictsOneOrMany, error_result_for, inspect_in_batches, result_names
+from inspect_app.batching import (
+    PredictsOneOrMany,
+    error_result_for,
+    inspect_in_batches,
+    keep_numpy_blas_on_one_thread,
+    result_names,
+)
 from inspect_app.config import MODE_DECODERS, MODES, InspectorConfig, Mode
 from inspect_app.data.good_images import image_sources
 from inspect_app.data.images import ImageInput, load_image
@@ -68,6 +74,7 @@ class Inspector(PredictsOneOrMany):
         self.model: InspectionModel | None = None
         self.post_processor: PostProcessor | None = None
         self.meta: dict[str, Any] = {}
+        keep_numpy_blas_on_one_thread()
 
     @property
     def is_fitted(self) -> bool:

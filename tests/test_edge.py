@@ -147,3 +147,21 @@ def test_onnx_runtime_refuses_an_openvino_export(fitted_inspector, tmp_path):
     export_inspector(fitted_inspector, tmp_path / "edge", GraphFormat.OPENVINO)
     with pytest.raises(InspectAppError, match="--format onnx"):
         EdgeInspector.load(tmp_path / "edge", Runtime.ONNX)
+
+
+def test_both_inspectors_keep_numpy_blas_on_one_thread(fitted_inspector, tmp_path):
+    """OpenBLAS's idle thread spins after post-processing's small dot products and slowed the next
+    image's inference 2x on a 2-core station (batching.keep_numpy_blas_on_one_thread)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    export_inspector(fitted_inspector, tmp_path / "edge", GraphFormat.ONNX)
+    threadpool_limits(2, user_api="blas")
+    assert blas_threads() == {2}
+    EdgeInspector.load(tmp_path / "edge", Runtime.ONNX)
+    assert blas_threads() == {1}
+    threadpool_limits(2, user_api="blas")
+    Inspector(InspectorConfig())
+    assert blas_threads() == {1}

@@ -18,7 +18,13 @@ from typing import cast
 
 import numpy as np
 
-from inspect_app.batching import PredictsOneOrMany, error_result_for, inspect_in_batches, result_names
+from inspect_app.batching import (
+    PredictsOneOrMany,
+    error_result_for,
+    inspect_in_batches,
+    keep_numpy_blas_on_one_thread,
+    result_names,
+)
 from inspect_app.config import Mode
 from inspect_app.data.images import ImageInput
 from inspect_app.edge.manifest import (
@@ -48,6 +54,7 @@ class EdgeInspector(PredictsOneOrMany):
         self.manifest, self.session, self.post_processor = manifest, session, post_processor
         self.runtime, self.batch_size = runtime, batch_size
         self._memory_bank = memory_bank
+        keep_numpy_blas_on_one_thread()
 
     @classmethod
     def load(cls, folder: str | Path, runtime: Runtime | None = None, batch_size: int = 8) -> EdgeInspector:
