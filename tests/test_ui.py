@@ -381,6 +381,30 @@ def test_station_condition_online_degraded_offline():
     assert station_condition(None, now).health == StationHealth.OFFLINE
 
 
+
+def test_defect_trend_groups_parts_oldest_first_and_draws_one_point_per_group():
+    from datetime import UTC, datetime, timedelta
+    from xml.etree import ElementTree
+
+    from inspect_app.results import Verdict
+    from inspect_app.store.records import StoredResult
+    from inspect_app.ui.runboard import defect_trend, trend_svg
+
+    start = datetime(2026, 12, 6, 8, 0, tzinfo=UTC)
+    parts = [StoredResult(i, start + timedelta(seconds=i), "s1", "p", None, None, None,
+                          Verdict.FAIL if i >= 20 and i % 2 else Verdict.PASS, 0.1, 0.5, 0.1, [], None, None, None,
+                          None, None) for i in range(35)]
+    trend = defect_trend(list(reversed(parts)), per_point=10)  # the store gives newest first
+    assert [p.defect_rate_pct for p in trend] == [0.0, 0.0, 50.0]  # the last 5 parts make no full group
+    assert [p.time for p in trend] == [parts[9].time, parts[19].time, parts[29].time]
+    svg = ElementTree.fromstring(trend_svg(trend, "08:00:09", "08:00:29"))
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    points = svg.find("svg:polyline", ns).get("points").split()
+    assert len(points) == 3 and float(points[0].split(",")[1]) > float(points[2].split(",")[1])  # up is worse
+    labels = [t.text for t in svg.findall("svg:text", ns)]
+    assert labels == ["50 %", "0 %", "08:00:09", "08:00:29"] and "now 50 %" in svg.find("svg:title", ns).text
+
+
 # ---------------------------------------------------------------- Settings
 def test_settings_preview_then_save_threshold_explanations_and_sinks(station):
     from inspect_app.inspector import Inspector

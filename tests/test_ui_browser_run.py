@@ -65,15 +65,15 @@ def test_run_screen_with_a_line_station_fits_every_viewport(station_ui, fitted_i
 
     drop = station_ui.tmp / "drop"
     images = ImageFactory(seed=21)
-    for i in range(16):
+    for i in range(24):  # enough for the defect-rate trend (2 points of 10 parts)
         images.write(drop / f"part{i:03d}.png", images.defective(64, 64, 12) if i % 4 == 3 else images.good())
     cfg = station_config(str(drop), name="line1", store={"url": f"sqlite:///{station_ui.tmp / 'store' / 'results.db'}"})
     station = Station(cfg, inspector=fitted_inspector, store=station_ui.store).start()
     try:
         deadline = time.monotonic() + 60
-        while station_ui.store.count(station="line1") < 16 and time.monotonic() < deadline:
+        while station_ui.store.count(station="line1") < 24 and time.monotonic() < deadline:
             time.sleep(0.2)
-        assert station_ui.store.count(station="line1") == 16
+        assert station_ui.store.count(station="line1") == 24
         with chromium(*VIEWPORTS[0]) as driver:
             driver.get(station_ui.url)
             for width, height in VIEWPORTS:
@@ -87,6 +87,7 @@ def test_run_screen_with_a_line_station_fits_every_viewport(station_ui, fitted_i
                 shot(driver, "run")
                 assert image["inside"] and verdict["inside"], (width, height, image, verdict)
                 assert image["height"] >= 0.45 * height, f"the current part is small at {width}x{height}: {image}"
+                assert driver.find_element(By.CSS_SELECTOR, "svg.defect-trend polyline").get_attribute("points")
             fail = driver.find_elements(By.CSS_SELECTOR, "[class*='st-key-strip_fail'] button")
             assert fail, "the strip shows the FAILs"
             driver.execute_script("arguments[0].click()", fail[-1])

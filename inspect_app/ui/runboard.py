@@ -5,6 +5,7 @@ the page, its tests and the refresh benchmark share one path."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from enum import StrEnum
@@ -131,16 +132,44 @@ def counters(store: ResultReader, *, station: str, since: datetime | None = None
     return Counters(found[Verdict.PASS], found[Verdict.FAIL], found[Verdict.ERROR])
 
 
-def defect_trend(results: list[StoredResult], per_point: int = 10) -> list[dict[str, Any]]:
-    """Defect rate over consecutive groups of ``per_point`` parts (oldest first): one chart point
-    per group, at the time of its last part."""
+@dataclass(frozen=True)
+class TrendPoint:
+    time: datetime  # of the group's last part
+    defect_rate_pct: float
+
+
+def defect_trend(results: list[StoredResult], per_point: int = 10) -> list[TrendPoint]:
+    """Defect rate over consecutive groups of ``per_point`` parts, oldest first."""
     ordered = sorted(results, key=lambda r: r.time)
-    points = []
-    for i in range(0, len(ordered) - per_point + 1, per_point):
-        group = ordered[i:i + per_point]
-        points.append({"time": group[-1].time, "defect rate %": 100 * sum(r.verdict == Verdict.FAIL for r in group)
-                       / len(group)})
-    return points
+    return [TrendPoint(group[-1].time, 100 * sum(r.verdict == Verdict.FAIL for r in group) / len(group))
+            for group in (ordered[i:i + per_point] for i in range(0, len(ordered) - per_point + 1, per_point))]
+
+
+def trend_svg(points: list[TrendPoint], first: str, last: str) -> str:
+    """The defect-rate trend as a small static SVG line (``first``/``last``: the time labels).
+
+    Not a chart widget: the run screen redraws every second, and a Vega-Lite chart rebuilt on each
+    refresh cost the wall-screen browser and the UI server ~0.15 core together, which the line
+    station on the same 2-core PC lost (benchmarks/ui_refresh.py; NOTEBOOK 2026-12-06).
+    """
+    width, height, left, top, bottom = 300, 90, 34, 8, 16
+    ceiling = max(5.0, 5.0 * math.ceil(max(p.defect_rate_pct for p in points) / 5.0))
+    step = (width - left - 4) / max(len(points) - 1, 1)
+
+    def y(rate: float) -> float:
+        return top + (height - top - bottom) * (1 - rate / ceiling)
+
+    line = " ".join(f"{left + i * step:.1f},{y(p.defect_rate_pct):.1f}" for i, p in enumerate(points))
+    now = points[-1].defect_rate_pct
+    return (f'<svg class="defect-trend" viewBox="0 0 {width} {height}" width="100%" role="img" '
+            f'xmlns="http://www.w3.org/2000/svg"><title>Defect rate, now {now:.0f} %</title>'
+            f'<line x1="{left}" y1="{y(ceiling):.1f}" x2="{width}" y2="{y(ceiling):.1f}" stroke="#ccc" '
+            f'stroke-dasharray="3 3"/><line x1="{left}" y1="{y(0):.1f}" x2="{width}" y2="{y(0):.1f}" stroke="#999"/>'
+            f'<text x="{left - 4}" y="{y(ceiling) + 4:.1f}" text-anchor="end" font-size="10">{ceiling:.0f} %</text>'
+            f'<text x="{left - 4}" y="{y(0) + 4:.1f}" text-anchor="end" font-size="10">0 %</text>'
+            f'<polyline points="{line}" fill="none" stroke="#b71c1c" stroke-width="2"/>'
+            f'<text x="{left}" y="{height - 3}" font-size="10">{first}</text>'
+            f'<text x="{width}" y="{height - 3}" text-anchor="end" font-size="10">{last}</text></svg>')
 
 
 def picture_of(result: StoredResult) -> tuple[str | None, str]:

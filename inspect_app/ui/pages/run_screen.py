@@ -24,12 +24,14 @@ from inspect_app.ui.runboard import (
     defect_trend,
     picture_of,
     station_condition,
+    trend_svg,
 )
 from inspect_app.ui.uploads import Upload
 from inspect_app.ui.widgets import VERDICT_MARKS, store_or_error, verdict_banner
 
 REFRESH_S = 0.8  # nominal; the browser's timer and the run itself add jitter, and the target is "at least every 1 s"
 TREND_PARTS = 200
+TREND_PER_POINT = 10
 
 cfg = auth.page_start(None)
 kiosk = bool(st.session_state.get("kiosk"))
@@ -152,11 +154,13 @@ def run_board() -> None:
                           help="An engineer reviews it on the History page before the product learns it.")
             if opened_id is not None:
                 st.button("Back to the live part", key="run_back", on_click=open_part, args=(None,))
-        trend = defect_trend(recent)
+        trend = defect_trend(recent, TREND_PER_POINT)
         if len(trend) >= 2:
-            st.line_chart(trend, x="time", y="defect rate %", height=170)
+            st.markdown(f"**Defect rate** · now {trend[-1].defect_rate_pct:.0f} % (per {TREND_PER_POINT} parts)")
+            st.markdown(trend_svg(trend, local_time(trend[0].time), local_time(trend[-1].time)),
+                        unsafe_allow_html=True)
         else:
-            st.caption("The defect-rate trend starts after 20 parts.")
+            st.caption(f"The defect-rate trend starts after {2 * TREND_PER_POINT} parts.")
     with left, st.container(key="run_current_offline" if stale else "run_current"):
         shown = part if part is None or opened_id is not None or picture_of(part)[0] else \
             next((r for r in recent if picture_of(r)[0]), part)
