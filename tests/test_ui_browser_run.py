@@ -88,7 +88,7 @@ def test_run_screen_with_a_line_station_fits_every_viewport(station_ui, fitted_i
                 assert image["inside"] and verdict["inside"], (width, height, image, verdict)
                 assert image["height"] >= 0.45 * height, f"the current part is small at {width}x{height}: {image}"
                 assert driver.find_element(By.CSS_SELECTOR, "svg.defect-trend polyline").get_attribute("points")
-            fail = driver.find_elements(By.CSS_SELECTOR, "[class*='st-key-strip_fail'] button")
+            fail = driver.find_elements(By.CSS_SELECTOR, ".run-strip a.strip-fail")
             assert fail, "the strip shows the FAILs"
             driver.execute_script("arguments[0].click()", fail[-1])
             wait_for(driver, lambda d: d.find_element(By.CSS_SELECTOR, VERDICT).text.split()[1] == "FAIL",

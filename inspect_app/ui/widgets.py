@@ -39,10 +39,13 @@ PAGE_CSS = """
                    border-radius: 10px; padding: 0.3rem;}
 .station-online {background: #e8f5e9; color: #1b5e20; font-size: 1.1rem; font-weight: 600; text-align: center;
                  border-radius: 10px; padding: 0.3rem;}
-[class*="st-key-strip_pass"] button {background: #1b7f2a; color: #fff; border-radius: 50%;}
-[class*="st-key-strip_fail"] button {background: #c62828; color: #fff; border-radius: 2px;}
-[class*="st-key-strip_error"] button {background: #8a6d00; color: #fff;}
-[class*="st-key-strip_"] button {min-height: 2.2rem; width: 100%; padding: 0;}
+.run-strip {display: flex; gap: 0.45rem; margin-top: 0.4rem;}
+.run-strip .strip-mark {flex: 1; min-height: 2.2rem; display: flex; align-items: center; justify-content: center;
+                        color: #fff; text-decoration: none; font-weight: 700;}
+.run-strip .strip-pass {background: #1b7f2a; border-radius: 50%;}
+.run-strip .strip-fail {background: #c62828; border-radius: 2px;}
+.run-strip .strip-error {background: #8a6d00; clip-path: polygon(50% 0, 100% 100%, 0 100%);}
+.run-strip .strip-open {outline: 3px solid #000; outline-offset: 2px;}
 [data-testid="stMetricValue"] {font-size: 1.6rem;}
 </style>
 """

@@ -5,13 +5,16 @@ lot, the last parts as a strip (click one to open it), the defect-rate trend, th
 line station's results or the manual inspections made on this PC, refreshing itself every
 ``REFRESH_S``; as a wall screen (``?kiosk``) it is read-only."""
 
+import html
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 
 from inspect_app.errors import InspectAppError
 from inspect_app.results import THRESHOLD, Verdict
+from inspect_app.store import StoredResult
 from inspect_app.ui import auth, resources
 from inspect_app.ui.inspection import inspect_uploads
 from inspect_app.ui.runboard import (
@@ -32,6 +35,7 @@ from inspect_app.ui.widgets import VERDICT_MARKS, store_or_error, verdict_banner
 REFRESH_S = 0.8  # nominal; the browser's timer and the run itself add jitter, and the target is "at least every 1 s"
 TREND_PARTS = 200
 TREND_PER_POINT = 10
+OPEN_PARAM = "open"
 
 cfg = auth.page_start(None)
 kiosk = bool(st.session_state.get("kiosk"))
@@ -44,6 +48,10 @@ try:
 except InspectAppError as exc:
     st.warning(f"Plant shifts in Settings are not usable ({exc}); counting from UTC shifts.")
     plant = PlantShifts()
+
+requested = st.query_params.get(OPEN_PARAM, "")
+if requested.isdigit():  # a part opened from the strip (a link)
+    st.session_state["run_open"] = int(requested)
 
 line_stations = [s["station"] for s in store.station_status()]
 sources = line_stations + ([cfg.station] if cfg.station not in line_stations else [])
@@ -94,6 +102,21 @@ def station_badge(condition: StationCondition | None) -> None:
 
 def open_part(result_id: int | None) -> None:
     st.session_state["run_open"] = result_id
+    if result_id is None:
+        st.query_params.pop(OPEN_PARAM, None)
+
+
+def strip_html(parts: list[StoredResult], opened_id: int | None) -> str:
+    """The last parts as one row of links (word in the tooltip, shape and colour on the mark), each
+    opening its part. Links, not 20 buttons: buttons keyed by part were remounted on every refresh
+    and cost the wall-screen browser ~0.08 core (benchmarks/ui_refresh.py)."""
+    params = st.query_params.to_dict()
+    marks = "".join(
+        f'<a class="strip-mark strip-{r.verdict.value.lower()}{" strip-open" if r.id == opened_id else ""}" '
+        f'target="_self" href="?{html.escape(urlencode({**params, OPEN_PARAM: r.id}))}" '
+        f'title="{r.verdict.value} · part {r.id} · {local_time(r.time)}">{VERDICT_MARKS[r.verdict.value]}</a>'
+        for r in parts)
+    return f'<nav class="run-strip" aria-label="last parts">{marks}</nav>'
 
 
 def mark_false_reject(result_id: int) -> None:
@@ -176,10 +199,6 @@ def run_board() -> None:
                 st.caption(f"{caption} ({'image no longer on disk' if path else 'no picture'})")
     strip = list(reversed(recent[:STRIP_LENGTH]))
     if strip:
-        for cell, r in zip(st.columns(STRIP_LENGTH, gap="small"), strip, strict=False):
-            with cell, st.container(key=f"strip_{r.verdict.value.lower()}_{r.id}"):
-                st.button(VERDICT_MARKS[r.verdict.value], key=f"strip_open_{r.id}", on_click=open_part, args=(r.id,),
-                          help=f"{r.verdict.value} · part {r.id} · {local_time(r.time)}")
-
+        st.markdown(strip_html(strip, opened_id), unsafe_allow_html=True)
 
 run_board()
