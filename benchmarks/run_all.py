@@ -147,12 +147,13 @@ ENTRIES = [
         "--json", "benchmarks/results/ui_feedback.json")),
     Entry("ui_refresh", "Station UI: learning from a false reject, and the run screen's refresh", _script(
         "ui_refresh", "--mode", "image-image", "--category", "bottle", "--k-shot", "40", "--fps", "10",
-        "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--ui-nice", "10", "--browser-nice", "10",
-        "--threads", "2", "--json", "benchmarks/results/ui_refresh.json")),
+        "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--ui-cpu-priority", "idle",
+        "--browser-cpu-priority", "idle", "--threads", "2", "--json", "benchmarks/results/ui_refresh.json")),
     Entry("ui_refresh_same_priority", "Station UI: learning from a false reject, and the run screen's refresh",
           _script("ui_refresh", "--mode", "image-image", "--category", "bottle", "--k-shot", "40", "--fps", "10",
-                  "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--ui-nice", "0", "--browser-nice",
-                  "0", "--threads", "2", "--json", "benchmarks/results/ui_refresh_same_priority.json")),
+                  "--frame-size", "448", "--phase-s", "15", "--phases", "6", "--ui-cpu-priority", "normal",
+                  "--browser-cpu-priority", "normal", "--threads", "2",
+                  "--json", "benchmarks/results/ui_refresh_same_priority.json")),
 ]
 BY_NAME = {e.name: e for e in ENTRIES}
 

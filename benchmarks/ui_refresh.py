@@ -88,14 +88,13 @@ def cpu_seconds(pid: int | None) -> float:
         return 0.0
 
 
-def serve_ui(workdir: Path, models: Path, store_url: str, nice: int) -> tuple[subprocess.Popen, str]:
+def serve_ui(workdir: Path, models: Path, store_url: str, priority: str) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "INSPECT_APP_UI_EXPLAINER_VARIANT": "template",
            "PYTHONPATH": str(REPO)}
     log = open(workdir / "ui.log", "wb")
-    niced = ["nice", "-n", str(nice)] if nice else []
-    proc = subprocess.Popen([*niced, sys.executable, "-m", "inspect_app", "ui", "--port", str(port), "--models-dir",
-                             str(models), "--store", store_url, "--operator-no-login"],
+    proc = subprocess.Popen([sys.executable, "-m", "inspect_app", "ui", "--port", str(port), "--models-dir",
+                             str(models), "--store", store_url, "--operator-no-login", "--cpu-priority", priority],
                             cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -109,17 +108,17 @@ def serve_ui(workdir: Path, models: Path, store_url: str, nice: int) -> tuple[su
     sys.exit("the station UI did not start within 90 s")
 
 
-def open_run_screen(url: str, profile_dir: str, nice: int):
+def open_run_screen(url: str, profile_dir: str, priority: str):
     """Headless Chromium on the run screen, started as README's wall-screen command does
-    (``nice -n N chromium``), through a wrapper script in ``profile_dir``."""
+    (``chrt -i 0 chromium`` for ``idle``), through a wrapper script in ``profile_dir``."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
     options = webdriver.ChromeOptions()
     options.binary_location = "/usr/bin/chromium"
-    if nice:
-        wrapper = Path(profile_dir) / "chromium-niced"
-        wrapper.write_text(f'#!/bin/sh\nexec nice -n {nice} /usr/bin/chromium "$@"\n')
+    if priority == "idle":
+        wrapper = Path(profile_dir) / "chromium-idle"
+        wrapper.write_text('#!/bin/sh\nexec chrt --idle 0 /usr/bin/chromium "$@"\n')
         wrapper.chmod(0o755)
         options.binary_location = str(wrapper)
         profile_dir = str(Path(profile_dir) / "profile")
@@ -146,10 +145,10 @@ def main() -> None:
     parser.add_argument("--frame-size", type=int, default=448, help="pushed frames: JPEG of this many pixels a side")
     parser.add_argument("--phase-s", type=float, default=20.0, help="length of each phase")
     parser.add_argument("--phases", type=int, default=6, help="alternating phases, starting with the station alone")
-    parser.add_argument("--ui-nice", type=int, required=True,
-                        help="the UI's CPU priority below normal (nice -n N inspect-app ui; 0: the station's own)")
-    parser.add_argument("--browser-nice", type=int, required=True,
-                        help="the wall-screen browser's (nice -n N chromium; 0: the station's own)")
+    parser.add_argument("--ui-cpu-priority", choices=["idle", "normal"], required=True,
+                        help="inspect-app ui --cpu-priority (idle: SCHED_IDLE; normal: the station's own)")
+    parser.add_argument("--browser-cpu-priority", choices=["idle", "normal"], required=True,
+                        help="the wall-screen browser's (idle: chrt --idle 0 chromium, as README says)")
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ui_refresh.json")
     args = parser.parse_args()
@@ -182,14 +181,14 @@ def main() -> None:
 
     pusher = threading.Thread(target=push, daemon=True)
     pusher.start()
-    ui, url = serve_ui(tmp, tmp / "models", store_url, args.ui_nice)
+    ui, url = serve_ui(tmp, tmp / "models", store_url, args.ui_cpu_priority)
     phases = []
     try:
         time.sleep(5)  # warm up: first batches, first heartbeats
         for index in range(args.phases):
             with_screen = index % 2 == 1
             profile = tempfile.mkdtemp(prefix="chromium-")
-            driver = open_run_screen(url, profile, args.browser_nice) if with_screen else None
+            driver = open_run_screen(url, profile, args.browser_cpu_priority) if with_screen else None
             browser_pid = driver.service.process.pid if driver is not None else None
             cpu_before = (cpu_seconds(ui.pid), cpu_seconds(browser_pid), time.process_time())
             before = [histogram_totals(h) for h in (station.metrics.trigger_to_verdict,

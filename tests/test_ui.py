@@ -521,6 +521,25 @@ def test_ui_command_serves_streamlit_headless_without_usage_stats():
     assert bad.exit_code == 2 and "nosuchdb" in bad.output
 
 
+@pytest.mark.parametrize(("option", "policy"), [([], "SCHED_IDLE"), (["--cpu-priority", "normal"], "SCHED_OTHER")])
+def test_ui_server_runs_at_idle_cpu_priority_unless_asked(tmp_path, option, policy):
+    """Beside a line station the UI takes only CPU time the station leaves; the policy is set
+    before Streamlit is executed, so all its threads have it (checked in a child process: a process
+    cannot raise its own priority back)."""
+    import os
+    import subprocess
+    import sys
+
+    probe = (f"import os, sys\nfrom typer.testing import CliRunner\nfrom inspect_app.cli import app\n"
+             f"def execve(path, argv, env):\n"
+             f"    print('POLICY', os.sched_getscheduler(0), 'STREAMLIT', argv[2])\n    sys.exit(0)\n"
+             f"os.execve = execve\n"
+             f"result = CliRunner().invoke(app, ['ui', '--store', 'sqlite:///{tmp_path}/r.db', *{option!r}])\n"
+             f"print(result.output)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert f"POLICY {getattr(os, policy)} STREAMLIT streamlit" in done.stdout, done.stdout + done.stderr
+
+
 def test_shared_inspector_predicts_under_the_product_lock(fitted_inspector):
     """Browser sessions share one loaded Inspector: an inspection waits while another holds the
     product's lock, then completes."""

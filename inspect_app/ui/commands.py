@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import sys
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -28,6 +29,26 @@ def streamlit_command(port: int, host: str, max_upload_mb: float) -> list[str]:
             "--runner.postScriptGC", "false"]
 
 
+class CpuPriority(StrEnum):
+    """The UI server's CPU priority. ``idle`` (Linux ``SCHED_IDLE``): it runs only on CPU time
+    nothing else wants, so a line station on the same PC keeps its pace and latency; beside a
+    station the run screen beside it raised the station's latency by 2 % instead of 8-16 %
+    (benchmarks/ui_refresh.py, NOTEBOOK 2026-12-06). A fit started from the UI then also takes
+    only what the line leaves."""
+
+    IDLE = "idle"
+    NORMAL = "normal"
+
+
+def lower_cpu_priority(priority: CpuPriority) -> None:
+    """Apply ``priority`` to this process and the programs it executes (kept across ``exec``)."""
+    if priority == CpuPriority.IDLE:
+        if hasattr(os, "sched_setscheduler"):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+        else:  # no SCHED_IDLE outside Linux: the lowest nice level
+            os.nice(19)
+
+
 def register(app: typer.Typer) -> None:
     from inspect_app.clikit import ModelsDir, out, user_errors
 
@@ -46,6 +67,10 @@ def register(app: typer.Typer) -> None:
                                                          help="Largest image accepted (default 25 MB)."),
            line_camera: str | None = typer.Option(None, "--line-camera", help="Camera for on-demand "
                                                      "snapshots: device index, stream URL, video file or folder."),
+           cpu_priority: CpuPriority = typer.Option(
+               CpuPriority.IDLE, "--cpu-priority",
+               help="idle: use only CPU time a line station on this PC leaves (its latency is kept); "
+                    "normal: compete with it."),
            ) -> None:
         """Serve the station UI (run screen, inspect, history, reports, products, settings)."""
         from inspect_app.store import ResultsStore
@@ -67,4 +92,5 @@ def register(app: typer.Typer) -> None:
         login = "operators without sign-in" if cfg.operator_no_login else "sign-in required for everyone"
         out.print(f"station UI on http://{host}:{port} · profiles {cfg.models_dir} · {login}")
         sys.stdout.flush()
+        lower_cpu_priority(cpu_priority)
         os.execve(sys.executable, streamlit_command(port, host, cfg.max_upload_mb), env)
