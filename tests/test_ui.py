@@ -316,15 +316,23 @@ def test_run_screen_follows_a_line_station_with_counters_strip_and_offline_banne
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["PASS ●"], metrics["FAIL ■"], metrics["ERROR ▲"], metrics["Yield"]) == ("3", "1", "0", "75.0%")
     assert "station-online" in markdown_text(at) and "lot L7: 3 / 1 / 0" in " ".join(c.value for c in at.caption)
-    strip = [b for b in at.button if b.key and b.key.startswith("strip_open_")]
-    assert [b.key for b in strip][-1] != f"strip_open_{old}" and len(strip) == 5
+    import html
+    import re
+    from urllib.parse import parse_qs
+
+    strip = next(m.value for m in at.markdown if "run-strip" in m.value)  # one link per part, oldest first
+    links = {int(parse_qs(html.unescape(query))["open"][0]): css
+             for css, query in re.findall(r'class="strip-mark ([^"]+)" target="_self" href="\?([^"]+)"', strip)}
     fail_id = next(r.id for r in station.store.query(station="line1") if r.verdict == "FAIL")
-    at.button(key=f"strip_open_{fail_id}").click().run()  # click a part in the strip: it opens
+    assert len(links) == 5 and list(links)[0] == old and list(links)[-1] != old
+    assert links[fail_id] == "strip-fail" and links[old] == "strip-pass"
+    at.query_params["open"] = str(fail_id)  # the strip's link to the FAIL: it opens
+    at.run()
     assert verdicts(at) == ["FAIL"] and [i.value for i in at.info] == ["FAIL: dark spot at the centre."]
     at.button(key=f"run_false_reject_{fail_id}").click().run()  # the operator says the part is good
     assert [f["kind"] for f in station.store.get(fail_id).feedback] == ["false_reject"]
     at.button(key="run_back").click().run()
-    assert verdicts(at) == ["PASS"]
+    assert verdicts(at) == ["PASS"] and "open" not in at.query_params
 
     with station.store.engine.begin() as conn:  # the heartbeat stops: 5 minutes old
         from sqlalchemy import text
