@@ -109,8 +109,8 @@ def serve_ui(workdir: Path, models: Path, store_url: str, priority: str) -> tupl
 
 
 def open_run_screen(url: str, profile_dir: str, priority: str):
-    """Headless Chromium on the run screen, started as README's wall-screen command does
-    (``chrt -i 0 chromium`` for ``idle``), through a wrapper script in ``profile_dir``."""
+    """Headless Chromium on the run screen, for ``idle`` at the CPU priority ``inspect-app
+    wall-screen`` gives it (``chrt --idle 0 chromium``, through a wrapper script in ``profile_dir``)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -148,7 +148,7 @@ def main() -> None:
     parser.add_argument("--ui-cpu-priority", choices=["idle", "normal"], required=True,
                         help="inspect-app ui --cpu-priority (idle: SCHED_IDLE; normal: the station's own)")
     parser.add_argument("--browser-cpu-priority", choices=["idle", "normal"], required=True,
-                        help="the wall-screen browser's (idle: chrt --idle 0 chromium, as README says)")
+                        help="the wall-screen browser's (idle: as inspect-app wall-screen starts it)")
     add_threads_option(parser)
     parser.add_argument("--json", type=Path, default=RESULTS / "ui_refresh.json")
     args = parser.parse_args()

@@ -548,6 +548,31 @@ def test_ui_server_runs_at_idle_cpu_priority_unless_asked(tmp_path, option, poli
     assert f"POLICY {getattr(os, policy)} STREAMLIT streamlit" in done.stdout, done.stdout + done.stderr
 
 
+def test_wall_screen_opens_the_kiosk_run_screen_in_a_browser_at_idle_priority(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    browser = tmp_path / "chromium"
+    browser.write_text("#!/bin/sh\n")
+    browser.chmod(0o755)
+    probe = (f"import os, sys\nfrom typer.testing import CliRunner\nfrom inspect_app.cli import app\n"
+             f"def execv(path, argv):\n"
+             f"    print('POLICY', os.sched_getscheduler(0), 'ARGV', *argv)\n    sys.exit(0)\n"
+             f"os.execv = execv\n"
+             f"print(CliRunner().invoke(app, ['wall-screen', '--browser', {str(browser)!r}]).output)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert f"POLICY {os.SCHED_IDLE} ARGV {browser} --kiosk" in done.stdout, done.stdout + done.stderr
+    assert done.stdout.rstrip().split("ARGV")[1].split()[-1] == "http://127.0.0.1:8501/?kiosk"
+
+    from typer.testing import CliRunner
+
+    from inspect_app.cli import app
+
+    missing = CliRunner().invoke(app, ["wall-screen", "--browser", str(tmp_path / "no-such-browser")])
+    assert missing.exit_code == 2 and "not found" in missing.output
+
+
 def test_shared_inspector_predicts_under_the_product_lock(fitted_inspector):
     """Browser sessions share one loaded Inspector: an inspection waits while another holds the
     product's lock, then completes."""

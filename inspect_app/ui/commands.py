@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import typer
 
 APP_SCRIPT = Path(__file__).with_name("app.py")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 STREAMLIT_DEFAULT_UPLOAD_MB = 200  # Streamlit's own cap; the UI's per-image limit is checked in the app
 
 
@@ -94,3 +96,26 @@ def register(app: typer.Typer) -> None:
         sys.stdout.flush()
         lower_cpu_priority(cpu_priority)
         os.execve(sys.executable, streamlit_command(port, host, cfg.max_upload_mb), env)
+
+    @app.command("wall-screen")
+    @user_errors
+    def wall_screen(url: str = typer.Option("http://127.0.0.1:8501/?kiosk", "--url",
+                                            help="The run screen's kiosk address (another PC: ?kiosk=<viewer token>)."),
+                    browser: str | None = typer.Option(None, "--browser", help="Browser program (default: the "
+                                                          "first of " + ", ".join(BROWSERS) + " found)."),
+                    cpu_priority: CpuPriority = typer.Option(
+                        CpuPriority.IDLE, "--cpu-priority",
+                        help="idle: draw only on CPU time a line station on this PC leaves."),
+                    ) -> None:
+        """Show the run screen full screen in Chromium, at idle CPU priority beside a line station."""
+        from inspect_app.errors import InspectAppError
+
+        found = shutil.which(browser) if browser else next(filter(None, map(shutil.which, BROWSERS)), None)
+        if found is None:
+            raise InspectAppError(f"browser {browser!r} not found" if browser else
+                                  "no Chromium or Chrome found: install chromium, or pass --browser PROGRAM")
+        out.print(f"wall screen: {url} in {found} ({cpu_priority} CPU priority)")
+        sys.stdout.flush()
+        lower_cpu_priority(cpu_priority)
+        os.execv(found, [found, "--kiosk", "--no-first-run", "--noerrdialogs", "--disable-session-crashed-bubble",
+                         "--disable-infobars", url])
