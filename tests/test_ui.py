@@ -333,6 +333,9 @@ def test_run_screen_follows_a_line_station_with_counters_strip_and_offline_banne
     assert [f["kind"] for f in station.store.get(fail_id).feedback] == ["false_reject"]
     at.button(key="run_back").click().run()
     assert verdicts(at) == ["PASS"] and "open" not in at.query_params
+    at.query_params["open"] = "999999"  # a stale link (a part no longer stored): the live part, no error
+    at.run()
+    assert not at.exception and verdicts(at) == ["PASS"] and not [b for b in at.button if b.key == "run_back"]
 
     with station.store.engine.begin() as conn:  # the heartbeat stops: 5 minutes old
         from sqlalchemy import text

@@ -132,7 +132,10 @@ def run_board() -> None:
     found = [] if manual else store.station_status(station)
     recent = store.query(station=station, limit=TREND_PARTS)
     opened_id = st.session_state.get("run_open")
-    part = store.get(opened_id) if opened_id is not None else (recent[0] if recent else None)
+    part = store.get(opened_id) if opened_id is not None else None
+    if part is None or part.station != station:  # none opened, or a stale link (deleted, another station's)
+        opened_id = None
+        part = recent[0] if recent else None
     condition = None if manual else station_condition(found[0] if found else None, datetime.now(UTC))
     stale = condition is not None and condition.health == StationHealth.OFFLINE
     if stale:  # across the whole screen: nobody may take the last verdict for a live one
