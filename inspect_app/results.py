@@ -64,7 +64,7 @@ class InspectionResult:
     regions: list[Region] = field(default_factory=list)
     anomaly_map: np.ndarray | None = None  # calibrated map at model resolution (0.5 = threshold)
     image_size: tuple[int, int] | None = None  # original width, height
-    part_box: tuple[int, int, int, int] | None = None
+    part_box: tuple[int, int, int, int] | None = None  # the part's box on a FAIL (what regions are placed on)
     timings_ms: dict[str, float] = field(default_factory=dict)
     error: str | None = None
     product: str | None = None

@@ -247,6 +247,8 @@ def test_object_on_plain_background_uses_part_frame():
     x0, y0, x1, y1 = result.part_box
     assert abs(x0 - 20) <= 4 and abs(x1 - 109) <= 4 and abs(y0 - 20) <= 4 and abs(y1 - 109) <= 4
     assert result.regions[0].location == "top-left"
+    good = inspector.predict(part())
+    assert good.verdict == "PASS" and good.part_box is None  # only a FAIL's regions need the part found
 
 
 def test_explanation_evidence_only_on_request(fitted_inspector, fresh_goods):
