@@ -32,11 +32,11 @@ def streamlit_command(port: int, host: str, max_upload_mb: float) -> list[str]:
 
 
 class CpuPriority(StrEnum):
-    """The UI server's CPU priority. ``idle`` (Linux ``SCHED_IDLE``): it runs only on CPU time
-    nothing else wants, so a line station on the same PC keeps its pace and latency; beside a
-    station the run screen beside it raised the station's latency by 2 % instead of 8-16 %
-    (benchmarks/ui_refresh.py, NOTEBOOK 2026-12-06). A fit started from the UI then also takes
-    only what the line leaves."""
+    """The CPU priority of the UI server or the wall-screen browser. ``idle`` (Linux
+    ``SCHED_IDLE``): it runs only on CPU time nothing else wants, so a line station on the same PC
+    keeps its pace and latency. With both at idle priority the run screen raised the station's
+    latency by 2-5 %, at normal priority by 14-23 % (benchmarks/ui_refresh.py, NOTEBOOK
+    2026-12-06). A fit started from the UI then also takes only what the line leaves."""
 
     IDLE = "idle"
     NORMAL = "normal"
