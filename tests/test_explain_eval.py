@@ -88,3 +88,19 @@ def test_explain_eval_cli_template(category, tmp_path, monkeypatch):
     assert data["location_faithfulness"] == figures["location_faithfulness"]  # headline keys at the top
     for key in ("type_mention_accuracy", "p50_seconds", "p95_seconds", "raw_location_faithfulness"):
         assert key in data
+
+
+def test_explain_eval_gives_the_language_model_variants_evidence_for_every_verdict(category, monkeypatch):
+    """The adapter needs the maps and embedding of each result it explains, PASS parts included
+    (explain-eval of the adapter crashed on bottle's first missed defect when only FAILs had them)."""
+    from inspect_app.explain import generator as generator_module
+    from inspect_app.explain.evaluation import evaluate_explanations
+
+    class NeedsEvidence:
+        def generate(self, result, max_seconds=None):
+            assert result.evidence is not None and result.evidence.embedding is not None, result.verdict
+            return "the part looks as expected"
+
+    monkeypatch.setattr(generator_module, "load_generator", lambda variant, **kwargs: NeedsEvidence())
+    summary = evaluate_explanations(category, ["adapter"], mode="image-image")
+    assert summary["n_test"] == 6 and "error" not in summary["variants"]["adapter"]

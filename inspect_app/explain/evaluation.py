@@ -157,7 +157,9 @@ def evaluate_explanations(category_dir: str | Path, variants: list[str], mode: M
     cases: list[Case] = []
     results = []
     for i, sample in enumerate(samples):
-        result = inspector.predict(str(sample.path), evidence=EvidenceFor.FAILS)
+        # Every result carries the adapter's inputs: the language-model variants write for PASS
+        # parts (and missed defects) too, which the adapter cannot do without them.
+        result = inspector.predict(str(sample.path), evidence=EvidenceFor.ALL)
         cells: set[str] = set()
         centroid = None
         if sample.is_defective and result.image_size:
