@@ -55,6 +55,12 @@ def test_template_pass_error_and_unlabelled_regions():
     text = template_explanation(fail_result(region(kind=None, prob=None)))
     assert "FAIL: a defect, small and elongated, at the top-left" in text
     assert template_explanation(fail_result(region(kind="crack", prob=0.97))).startswith("FAIL: very likely a crack")
+    # The language model reads the facts as lines: an unnamed kind is the template's word, so the
+    # model writes "a defect", never "an unknown kind" (which it copied into operators' text).
+    from inspect_app.explain.facts import facts_text
+
+    assert "region 1: defect, top-left, small, elongated" in facts_text(facts_from_result(
+        fail_result(region(kind=None, prob=None))))
 
 
 def test_a_products_own_kind_is_named_in_its_words_and_checked():

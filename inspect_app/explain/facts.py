@@ -79,6 +79,7 @@ def facts_text(facts: Facts) -> str:
         relation = "above" if facts.score > facts.threshold else "below"
         lines.append(f"score: {facts.score:.2f} ({relation} threshold {facts.threshold:.2f})")
     for i, r in enumerate(facts.regions, 1):
-        kind = f"{r.kind} ({r.confidence})" if r.kind and r.confidence else (r.kind or "unknown kind")
+        # An unnamed kind is "defect", the template's word: "unknown kind" was copied into the text.
+        kind = f"{r.kind} ({r.confidence})" if r.kind and r.confidence else (r.kind or "defect")
         lines.append(f"region {i}: {kind}, {r.location}, {r.size}, {r.shape}")
     return "\n".join(lines)
