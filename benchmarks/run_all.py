@@ -45,8 +45,8 @@ def _script(name: str, *options: str) -> tuple[str, ...]:
 
 
 def _explain_eval(category: str, json_name: str, *options: str) -> tuple[str, ...]:
-    return ("-m", "inspect_app", "explain-eval", f"{DATASETS}/{category}", "--mode", "fused", *options,
-            "--json", f"benchmarks/results/{json_name}.json")
+    return _script("explain_eval", "--category", category, "--mode", "fused", *options,
+                   "--json", f"benchmarks/results/{json_name}.json")
 
 
 ENTRIES = [
@@ -111,13 +111,13 @@ ENTRIES = [
         "report_speed", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--n", "1000", "--rounds", "3",
         "--threads", "2", "--json", "benchmarks/results/report_speed.json")),
     Entry("explain_eval_bottle", "Operator explanations",
-          _explain_eval("mvtec_ad/bottle", "explain_eval_bottle")),
+          _explain_eval("bottle", "explain_eval_bottle")),
     Entry("explain_eval_cookie", "Operator explanations",
-          _explain_eval("lookout_cookies/cookie", "explain_eval_cookie")),
+          _explain_eval("cookie", "explain_eval_cookie")),
     Entry("explain_eval_tile", "Operator explanations",
-          _explain_eval("magnetic_tile/tile", "explain_eval_tile", "--k-shot", "200", "--per-folder", "12")),
+          _explain_eval("tile", "explain_eval_tile", "--k-shot", "200", "--per-folder", "12")),
     Entry("explain_eval_tile_full", "Operator explanations",
-          _explain_eval("magnetic_tile/tile", "explain_eval_tile_full")),
+          _explain_eval("tile", "explain_eval_tile_full")),
     Entry("edge_speed", "Exported model without torch: speed", _script(
         "edge_speed", "--mode", "image-image", "--category", "bottle", "--image-size", "256", "--runtime", "openvino",
         "--latency-samples", "40", "--batch-size", "8", "--threads", "2",
