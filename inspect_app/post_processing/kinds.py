@@ -32,6 +32,7 @@ TARGET_PRECISION = 0.9  # named kinds should be right at least this often
 MIN_NAMED = 3  # leave-one-out hits needed before any bar is trusted
 FLOOR = 0.5  # a kind is never named when another is as likely
 NEVER = 1.01  # the bar of a book whose labelled regions do not support naming
+NO_SIMILARITY_FLOOR = -1.0  # cosine similarity's minimum: profiles saved before the floor existed
 # Without labelled regions, kinds come from text alone, and those names were measured wrong far more
 # often than right on real defects: the previous rule (decoder posteriors, always named) was right on
 # 0-35 % of them (issue 26), and a strict 0.98 bar on the text prototypes named 1.6 % of bottle's
@@ -128,7 +129,7 @@ class Bar:
     # A region less similar than this to its best kind's prototype is unlike every labelled region
     # (the lowest similarity a held-out labelled region had to its own kind): it stays unnamed, so
     # a product with one labelled kind does not give that name to every other defect.
-    min_similarity: float = -1.0
+    min_similarity: float = NO_SIMILARITY_FLOOR
 
 
 @dataclass
@@ -266,7 +267,8 @@ class KindBook:
             text = np.asarray(k["text"], np.float32)
             examples = np.asarray(k["examples"], np.float32).reshape(-1, text.shape[0])
             kinds.append(Kind(str(k["name"]), text, examples, [str(s) for s in k.get("sources", [])]))
-        return cls(kinds, Bar(float(data["bar"]), str(data["bar_basis"]), float(data.get("min_similarity", -1.0))))
+        floor = float(data.get("min_similarity", NO_SIMILARITY_FLOOR))
+        return cls(kinds, Bar(float(data["bar"]), str(data["bar_basis"]), floor))
 
     @classmethod
     def from_text(cls, names: list[str], texts: np.ndarray) -> KindBook:
