@@ -7,7 +7,7 @@ profile is loaded afresh, K seeded images of each defect folder are taught as ki
 --kind-shots K`` reports them). Also timed: teaching a new kind from 3 images (no refit), and the
 prediction latency before and after. With ``--wording`` it records, for the first FAIL results of
 the first seed, the explanation sentence of the old rule (the image-text decoder's kind posterior,
-always named, with its probability) beside the new one.
+always named, with its probability; modes with an image-text part) beside the new one.
 
     .venv/bin/python benchmarks/kinds.py --mode fused --categories bottle,cookie,tile --shots 0,1,3,5
         --seeds 3 [--wording 4] [--json OUT]
@@ -79,7 +79,7 @@ def wording(inspector: Inspector, category: MVTecCategory, n: int, kind_shots: i
             continue
         entry = {"file": f"{sample.defect_type}/{sample.path.name}", "kind_shots": kind_shots,
                  "after": template_explanation(result)}
-        if kind_shots == 0:
+        if kind_shots == 0 and result.evidence is not None and result.evidence.kind_maps is not None:
             entry["before"] = old_rule_sentence(inspector, result)
         out.append(entry)
         if len(out) == n:

@@ -76,13 +76,14 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         kinds: Path | None = typer.Option(None, "--kinds", help="Optional folder with one subfolder of a few "
                                           "defective images per defect kind (<stem>_mask.png beside an image "
                                           "marks its defect): taught as the product's kinds after the fit "
-                                          "(trains the image-text part in any mode)."),
+                                          "(modes with a memory of good patches: image-image, fused)."),
         mode: str = ModeOption,
         ) -> None:
     """Fit a product profile on good images and calibrate its pass/fail threshold."""
-    from inspect_app.config import BackboneConfig, CalibrationConfig, InspectorConfig
+    from inspect_app.config import MODE_DECODERS, BackboneConfig, CalibrationConfig, InspectorConfig
     from inspect_app.data.images import list_images
-    from inspect_app.inspector import Inspector
+    from inspect_app.errors import ProfileError
+    from inspect_app.inspector import Inspector, kinds_need_a_memory_bank
     from inspect_app.profile import check_product_name
 
     check_product_name(product)
@@ -91,9 +92,11 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
                       f"{escape(', '.join(p.name for p in skipped[:5]))}")
     kind_parts = kinds_commands.check_folder(kinds) if kinds is not None else None
+    if kind_parts is not None and "image-image" not in MODE_DECODERS[parse_mode(mode)]:
+        raise ProfileError(kinds_need_a_memory_bank(product, mode))
     backbone = BackboneConfig() if image_size is None else \
         BackboneConfig(image_size=image_size, keep_aspect=keep_aspect, choose_input=False)
-    config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed, kinds_part=kind_parts is not None,
+    config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed,
                              calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None

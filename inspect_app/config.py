@@ -68,11 +68,7 @@ class InspectorConfig(BaseModel):
     calibration: CalibrationConfig = CalibrationConfig()
     k_shot: int | None = Field(None, ge=1)
     seed: int = 0
-    kinds_part: bool = False  # also train the image-text part, for naming defect kinds, when the mode has none
 
     def fitted_decoders(self) -> tuple[Decoder, ...]:
-        """The decoders a fit trains: the mode's, plus the image-text part when kinds ask for it."""
-        decoders = MODE_DECODERS[self.mode]
-        if self.kinds_part and "image-text" not in decoders:
-            decoders = (*decoders, "image-text")
-        return decoders
+        """The decoders a fit trains: the mode's (defect kinds need only the image-image part's memory)."""
+        return MODE_DECODERS[self.mode]

@@ -35,13 +35,14 @@ from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ProfileError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import image_scores
-from inspect_app.post_processing.kinds import KindBook
+from inspect_app.post_processing.kinds import KindBook, region_patches
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 from inspect_app.progress import ProgressCallback
 from inspect_app.results import EvidenceFor, ExplanationEvidence, InspectionResult, Verdict
 from inspect_app.torch_model import InspectionModel
 from inspect_app.training import FitReport, Trainer, model_input_shape
+from inspect_app.vocabulary import DEFECT_KINDS
 
 
 def _now() -> str:
@@ -94,7 +95,7 @@ class Inspector(PredictsOneOrMany):
 
     @property
     def kinds(self) -> list[str]:
-        """The defect kinds regions can be named with (empty without an image-text decoder)."""
+        """The defect kinds regions can be labelled and named with (empty without a memory bank)."""
         book = self.post_processor.kind_book if self.post_processor is not None else None
         return book.names if book is not None else []
 
@@ -167,13 +168,17 @@ class Inspector(PredictsOneOrMany):
             t1 = time.perf_counter()
             out.append(post_processor.process(arr, raw_maps[b], mode))
             post_ms.append((time.perf_counter() - t1) * 1000)
-        # Kinds are named in the image-text space whatever the mode, for failed parts only (a pass
-        # costs nothing more; a fail one projection of its features).
+        # Kinds are named for failed parts only, and only once some kind can be named (a pass costs
+        # nothing more; a fail one nearest-patch search over its regions' patches).
         named = [b for b, r in enumerate(out) if r.regions]
-        if named and post_processor.kind_book is not None and model.image_text is not None:
+        book = post_processor.kind_book
+        if named and book is not None and book.can_name and model.image_image is not None:
             t1 = time.perf_counter()
+            grid = (int(features.levels[0].shape[-2]), int(features.levels[0].shape[-1]))
+            needed = torch.from_numpy(np.stack([region_patches(out[b].regions, out[b].image_size or (1, 1), grid)
+                                                for b in named]))
             with torch.inference_mode():
-                spaces = kind_space(model.image_text, [level[named] for level in features.levels])
+                spaces = model.image_image.kind_features([level[named] for level in features.levels], needed).numpy()
             for space, b in zip(spaces, named, strict=True):
                 post_processor.name_kinds(out[b], space)
             for b in named:
@@ -186,16 +191,15 @@ class Inspector(PredictsOneOrMany):
                 result.evidence = ExplanationEvidence(kinds[b] if kinds is not None else None, embeddings[b])
         return out
 
-    def kind_embeddings(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """Patch embeddings [B, D, h, w] of images in the image-text space that defect kinds live in
-        (``post_processing.kinds``); ``ProfileError`` when the profile has no image-text part."""
+    def kind_features(self, images: Sequence[ImageInput]) -> np.ndarray:
+        """``ImageImageDecoder.kind_features`` [B, 2C, h, w] of images on every patch, which labelled
+        regions are described with (``post_processing.kinds``); ``ProfileError`` without a memory bank."""
         model, _ = self._require_fitted(self.mode)
-        if model.image_text is None:
-            raise ProfileError(f"product {self.product!r} has no image-text part ({self.config.mode} mode), which "
-                               "defect kinds need: refit it with `inspect-app fit FOLDER --product "
-                               f"{self.product} --kinds KINDS_FOLDER` (or --mode fused)")
+        if model.image_image is None:
+            raise ProfileError(kinds_need_a_memory_bank(self.product, self.config.mode))
         with torch.inference_mode():
-            return kind_space(model.image_text, model.encode(model.prepare([load_image(im) for im in images])).levels)
+            levels = model.encode(model.prepare([load_image(im) for im in images])).levels
+            return model.image_image.kind_features(levels).numpy()
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out
@@ -278,26 +282,18 @@ class Inspector(PredictsOneOrMany):
         return inspector
 
 
-def kind_space(decoder: ImageTextDecoder, levels: list[torch.Tensor]) -> np.ndarray:
-    """Patch features projected into the image-text space as the image-text decoder projects them
-    (unit per level, averaged over levels on the finest grid) [B, D, h, w]."""
-    size = levels[0].shape[-2:]
-    total = torch.zeros(())
-    for feat, projection in zip(decoder._prepare(levels), decoder.projections, strict=True):
-        emb = torch.nn.functional.normalize(projection(feat), dim=1)
-        if emb.shape[-2:] != size:
-            emb = torch.nn.functional.interpolate(emb, size=size, mode="bilinear", align_corners=False)
-        total = total + emb
-    return (total / len(decoder.projections)).numpy()
+def kinds_need_a_memory_bank(product: str | None, mode: str) -> str:
+    return (f"product {product!r} has no memory of good patches ({mode} mode), which defect kinds are "
+            f"described with: refit it with `inspect-app fit FOLDER --product {product} --mode image-image` "
+            "(or --mode fused)")
 
 
 def default_kind_book(model: InspectionModel) -> KindBook | None:
-    """The kinds the image-text decoder was trained with, each from its text alone (its direction
-    away from the normal state's); None without an image-text decoder."""
-    if model.image_text is None:
+    """The built-in vocabulary's kinds (the image-text decoder's, when it has one), none labelled
+    yet; None without a memory bank, which kinds are described with."""
+    if model.image_image is None:
         return None
-    text = model.image_text.text.numpy()
-    return KindBook.from_text(model.image_text.kinds, text[1:] - text[0])
+    return KindBook.from_names(list(model.image_text.kinds) if model.image_text is not None else list(DEFECT_KINDS))
 
 
 def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, tensors: dict[str, torch.Tensor],
@@ -322,4 +318,4 @@ def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, 
     return model.eval()
 
 
-__all__ = ["FitReport", "Inspector", "default_kind_book", "kind_space"]
+__all__ = ["FitReport", "Inspector", "default_kind_book", "kinds_need_a_memory_bank"]

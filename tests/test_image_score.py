@@ -99,19 +99,3 @@ def test_the_fit_chooses_its_input_and_records_why(tmp_path):
     assert square is not None and square.candidates == [] and square.input_shape == (256, 256)  # nothing to try
     fixed = Inspector(InspectorConfig(mode="image-image", backbone=BackboneConfig(choose_input=False)), "fixed")
     assert fixed.fit(wide).input_choice is None and fixed.input_shape == (256, 256)
-
-
-def test_kinds_part_trains_the_image_text_decoder_beside_image_image_maps(tmp_path):
-    from inspect_app.config import ImageTextConfig
-
-    config = tiny_config(kinds_part=True, image_text=ImageTextConfig(steps=20, synthetic_per_image=2,
-                                                                     max_synthetic=16))
-    inspector = Inspector(config, product="named")
-    report = inspector.fit(ImageFactory(seed=70).goods(10))
-    assert inspector.mode == "image-image" and inspector.model is not None and inspector.model.image_text is not None
-    assert set(report.modes) == {"image-image", "image-text", "fused"}
-    assert report.calibration.holdout_method == "in-bank-leave-one-out"
-    result = inspector.predict(paste_blob(ImageFactory(seed=71).good(), 64, 64, radius=10))
-    assert result.mode == "image-image" and result.verdict == "FAIL"
-    loaded = Inspector.load("named", inspector.save(tmp_path / "models").parent)
-    assert loaded.model is not None and loaded.model.image_text is not None and loaded.mode == "image-image"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import time
 
+import cv2
 import numpy as np
 import pytest
 
@@ -27,20 +29,20 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _clustered_book(rng: np.random.Generator, shots: int, spread: float = 0.1) -> tuple[KindBook, np.ndarray]:
-    """Two kinds whose labelled regions cluster around two directions; text points elsewhere."""
-    centres = _unit(rng.normal(size=(2, 16)))
-    kinds = [Kind(name, _unit(rng.normal(size=16)), _unit(c + spread * rng.normal(size=(shots, 16))), [])
+    """Two kinds whose labelled regions cluster around two directions, each made of two unit halves
+    (appearance, difference) as ``region_descriptor`` makes them."""
+    centres = np.concatenate([_unit(rng.normal(size=(2, 8))), _unit(rng.normal(size=(2, 8)))], axis=1) / np.sqrt(2)
+    kinds = [Kind(name, _unit(c + spread * rng.normal(size=(shots, 16))), [])
              for name, c in zip(("burr", "short shot"), centres, strict=True)]
     return KindBook(kinds).calibrated(), centres
 
 
-def test_text_only_book_names_nothing_not_even_a_near_perfect_match():
-    """Names from text alone were wrong more often than right on real defects: without labelled
-    regions nothing is named, however close a region lies to a kind's text."""
-    book = KindBook.from_text(["crack", "stain"], np.eye(2, 4, dtype=np.float32))
-    assert book.bar.value > 1 and "no labelled regions" in book.bar.basis
-    kind, confidence = book.name_descriptor(np.array([1.0, 0.0, 0.0, 0.0]))
-    assert kind is None and confidence > 0.99
+def test_a_book_without_labelled_regions_names_nothing():
+    """Names from text alone were wrong more often than right on real defects: the vocabulary's
+    kinds are only names to label regions with until some are labelled."""
+    book = KindBook.from_names(["crack", "stain"])
+    assert book.bar.value > 1 and "no labelled regions" in book.bar.basis and not book.can_name
+    assert book.name_descriptor(_unit(np.ones(4))) == (None, 0.0)
     assert book.calibrated().bar == book.bar
 
 
@@ -58,7 +60,7 @@ def test_kinds_that_leave_one_out_confuses_are_never_named():
     no bar can promise right names and the book stays silent."""
     rng = np.random.default_rng(1)
     cloud = _unit(rng.normal(size=(8, 16)) * 0.3 + rng.normal(size=16))
-    kinds = [Kind("a", _unit(rng.normal(size=16)), cloud[:4], []), Kind("b", _unit(rng.normal(size=16)), cloud[4:], [])]
+    kinds = [Kind("a", cloud[:4], []), Kind("b", cloud[4:], [])]
     book = KindBook(kinds).calibrated()
     assert book.bar.value > 1 and "label more regions" in book.bar.basis
     assert all(book.name_descriptor(c)[0] is None for c in cloud)
@@ -69,7 +71,7 @@ def test_one_labelled_kind_is_not_given_to_a_defect_unlike_its_regions():
     defect that kind; a region less similar to it than its own labelled regions stays unnamed."""
     rng = np.random.default_rng(3)
     centre = _unit(rng.normal(size=16))
-    kind = Kind("burr", _unit(rng.normal(size=16)), _unit(centre + 0.1 * rng.normal(size=(4, 16))), [])
+    kind = Kind("burr", _unit(centre + 0.1 * rng.normal(size=(4, 16))), [])
     book = KindBook([kind]).calibrated()
     assert -1 < book.bar.min_similarity < 1 and "least similar labelled one" in book.bar.basis
     assert book.name_descriptor(_unit(centre + 0.1 * rng.normal(size=16)))[0] == "burr"
@@ -81,7 +83,7 @@ def test_one_labelled_kind_is_not_given_to_a_defect_unlike_its_regions():
 
 
 def test_a_book_without_kinds_names_nothing():
-    book = KindBook.from_text(["crack"], np.eye(1, 4, dtype=np.float32)).without("Crack")
+    book = KindBook.from_names(["crack"]).without("Crack")
     assert book.names == [] and book.name_descriptor(np.ones(4) / 2) == (None, 0.0)
 
 
@@ -94,18 +96,32 @@ def test_book_round_trips_and_refuses_another_format():
         KindBook.from_dict({**book.to_dict(), "format": 99})
 
 
+def test_kinds_labelled_in_the_old_space_load_as_names_and_say_what_to_label_again():
+    """A profile must load on a station: format 1's regions (image-text space) no longer apply."""
+    old = {"format": 1, "bar": 0.7, "bar_basis": "leave-one-out", "min_similarity": 0.1,
+           "kinds": [{"name": "burr", "text": [1.0, 0.0], "examples": [[1.0, 0.0]], "sources": ["b1.png"]},
+                     {"name": "dent", "text": [0.0, 1.0], "examples": [], "sources": []}]}
+    book = KindBook.from_dict(old)
+    assert book.names == ["burr", "dent"] and book.n_examples == 0 and not book.can_name
+    assert "b1.png" in book.bar.basis and "label them again" in book.bar.basis
+    assert KindBook.from_dict(book.to_dict()).names == book.names
+
+
 def test_region_descriptor_takes_out_the_images_good_surface():
-    """Two images of different surfaces with the same defect get the same descriptor."""
-    defect = np.zeros((4, 6, 6), np.float32)
+    """Two images of different surfaces with the same defect get the same descriptor: the appearance
+    half loses the image's good surface, the difference half is read inside the region only."""
+    defect = np.zeros((8, 6, 6), np.float32)
     defect[0, 2:4, 2:4] = 1.0
+    defect[5, 2:4, 2:4] = 2.0
     weights = np.zeros((6, 6), np.float32)
     weights[2:4, 2:4] = 1
     background = weights == 0
-    surface_a, surface_b = np.zeros((4, 1, 1)), np.zeros((4, 1, 1))
+    surface_a, surface_b = np.zeros((8, 1, 1)), np.zeros((8, 1, 1))
     surface_a[1], surface_b[2] = 3.0, 5.0
     a = region_descriptor(defect + surface_a, weights, background)
     b = region_descriptor(defect + surface_b, weights, background)
     assert np.allclose(a, b) and np.isclose(np.linalg.norm(a), 1)
+    assert np.isclose(np.linalg.norm(a[:4]), np.linalg.norm(a[4:]))  # both halves count alike
 
 
 def test_box_weights_stay_inside_the_grid():
@@ -116,7 +132,7 @@ def test_box_weights_stay_inside_the_grid():
 def test_named_regions_carry_confidence_only_when_named():
     book, centres = _clustered_book(np.random.default_rng(3), shots=4)
     embeddings = np.zeros((16, 4, 4), np.float32)
-    embeddings[:, :2, :2] = centres[1][:, None, None] * 3
+    embeddings[:, :2, :2] = centres[1][:, None, None] * 3  # background zero, so the descriptor is the centre
     cal_map = np.full((40, 40), 0.1, np.float32)
     cal_map[:20, :20] = 0.9
     named = Region((0, 0, 20, 20), 0.25, (10, 10), "top-left", 1.0, "compact", "large", 0.9)
@@ -135,14 +151,12 @@ def test_kind_names_are_plain_phrases():
 
 
 @pytest.fixture(scope="module")
-def fused_product(tmp_path_factory):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("INSPECT_APP_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        config = InspectorConfig(mode="fused", backbone=BackboneConfig(image_size=128),
-                                 image_text=ImageTextConfig(steps=60, synthetic_per_image=2, max_synthetic=24))
-        inspector = Inspector(config, product="gradient")
-        inspector.fit(ImageFactory(seed=7).goods(12))
-        yield inspector
+def default_mode_product():
+    """A product fitted in the default mode (image-image): kinds need only its memory bank."""
+    inspector = Inspector(InspectorConfig(backbone=BackboneConfig(image_size=128)), product="gradient")
+    inspector.fit(ImageFactory(seed=7).goods(12))
+    assert inspector.mode == "image-image" and inspector.model is not None and inspector.model.image_text is None
+    return inspector
 
 
 def _blobs(seed: int, n: int, value: int) -> list[np.ndarray]:
@@ -150,11 +164,11 @@ def _blobs(seed: int, n: int, value: int) -> list[np.ndarray]:
     return [paste_blob(factory.good(), 40 + 10 * i, 60, radius=12, value=value) for i in range(n)]
 
 
-def test_kinds_are_taught_in_seconds_without_a_refit_and_saved(fused_product, models_dir):
+def test_kinds_are_taught_in_seconds_without_a_refit_and_saved(default_mode_product, models_dir):
     """A new kind from three images: no refit (threshold and memory bank untouched), a new profile
     version, saved and loaded with the profile. (The 5 s target is measured in benchmarks/kinds.py
     on an idle machine; here the bound only rules out anything like a refit on a busy CI machine.)"""
-    inspector = fused_product
+    inspector = default_mode_product
     calibration = inspector.calibration
     bank = inspector.model.image_image.memory_bank.clone()
     version = inspector.profile_version
@@ -177,9 +191,40 @@ def test_kinds_are_taught_in_seconds_without_a_refit_and_saved(fused_product, mo
         remove_kind(loaded, "burn mark")
 
 
-def test_a_profile_without_image_text_says_how_to_get_kinds(fitted_inspector):
-    with pytest.raises(ProfileError, match="--mode fused"):
-        add_kind(fitted_inspector, "burr", [])
+def test_taught_kinds_name_held_out_parts_like_their_labelled_ones(default_mode_product):
+    """Two kinds, three labelled parts each (regions from the map, as from the UI's history), on a
+    copy of the product: held-out parts of each kind get their own kind's name or none, never the
+    other's, and at least one is named."""
+    inspector = copy.deepcopy(default_mode_product)
+    factory = ImageFactory(seed=30)
+
+    def dark_spot(i: int) -> np.ndarray:
+        return paste_blob(factory.good(), 40 + 12 * i, 50, radius=12, value=5)
+
+    def scratch(i: int) -> np.ndarray:
+        return cv2.line(factory.good(), (20, 30 + 10 * i), (110, 40 + 10 * i), (250, 250, 250), 3)
+
+    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
+        add_kind(inspector, name, [LabelledPart(make(i), f"{name}_{i}.png") for i in range(3)])
+    book = inspector.post_processor.kind_book
+    assert book.find("dark spot").n_examples == 3 and book.find("scratch").n_examples == 3
+    named = {}
+    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
+        result = inspector.predict(make(4))
+        assert result.verdict == "FAIL"
+        named[name] = {r.defect_type for r in result.regions} - {None}
+        assert named[name] <= {name}
+    assert any(named.values()), book.bar.basis  # at least one held-out part is named at all
+
+
+def test_a_profile_without_a_memory_bank_says_how_to_get_kinds(tmp_path):
+    config = InspectorConfig(mode="image-text", backbone=BackboneConfig(image_size=64),
+                             image_text=ImageTextConfig(steps=10, synthetic_per_image=2, max_synthetic=16))
+    inspector = Inspector(config, product="texty")
+    inspector.fit(ImageFactory(seed=8).goods(6, 64))
+    assert inspector.kinds == []
+    with pytest.raises(ProfileError, match="--mode image-image"):
+        add_kind(inspector, "burr", [])
 
 
 def test_the_ui_says_a_kinds_confidence_in_words():

@@ -43,7 +43,7 @@ def fused_cli(tmp_path_factory):
         yield root, models
 
 
-def test_fit_with_kinds_checks_the_folder_first_and_trains_the_image_text_part(fused_cli):
+def test_fit_with_kinds_checks_the_folder_first_and_needs_no_image_text_part(fused_cli):
     root, models = fused_cli
     runner = CliRunner()
     good = ImageFactory(root, seed=4).folder("good", 8, size=64)
@@ -59,7 +59,7 @@ def test_fit_with_kinds_checks_the_folder_first_and_trains_the_image_text_part(f
     from inspect_app.inspector import Inspector
 
     plain = Inspector.load("plain", models)
-    assert plain.mode == "image-image" and plain.model is not None and plain.model.image_text is not None
+    assert plain.mode == "image-image" and plain.model is not None and plain.model.image_text is None
     assert plain.post_processor is not None and plain.post_processor.kind_book is not None
     assert plain.post_processor.kind_book.find("dark spot") is not None  # the folder's kind, taught after the fit
 
@@ -109,13 +109,10 @@ def test_kinds_add_errors_are_one_line(fused_cli, tmp_path: Path):
     assert no_profile.exit_code == 2 and "no profile" in no_profile.stderr
 
 
-def test_eval_kind_shots_on_a_profile_without_image_text_says_how_to_get_kinds(tmp_path: Path):
-    factory = ImageFactory(tmp_path, seed=5)
-    category = tmp_path / "widget"
-    factory.folder("widget/train/good", 8, size=64)
-    factory.folder("widget/test/good", 2, size=64)
-    for i in range(2):
-        factory.write(category / "test" / "dent" / f"{i}.png", paste_blob(factory.good(64), 30, 30, radius=8))
-    result = CliRunner().invoke(app, ["eval", str(category), "--mode", "image-image", "--image-size", "64",
-                                      "--kind-shots", "1"])
-    assert result.exit_code == 2 and "--mode fused" in result.stderr
+def test_fit_with_kinds_in_a_mode_without_a_memory_bank_is_refused_before_the_fit(fused_cli):
+    root, models = fused_cli
+    good = ImageFactory(root, seed=6).folder("good_texty", 4, size=64)
+    result = CliRunner().invoke(app, ["fit", str(good), "--product", "texty", "--image-size", "64", "--mode",
+                                      "image-text", "--kinds", str(root / "kinds"), "--models-dir", str(models)])
+    assert result.exit_code == 2 and "--mode image-image" in result.stderr
+    assert not (models / "texty").exists()

@@ -147,6 +147,24 @@ class ImageImageDecoder(nn.Module):
         """Nearest-neighbour distance of every aggregated patch: levels -> [B, H, W]."""
         return self.patch_scores(aggregate_patches(levels, self.kernel))
 
+    def kind_features(self, levels: list[torch.Tensor], needed: torch.Tensor | None = None) -> torch.Tensor:
+        """What a patch's defect looks like, for naming its kind (``post_processing.kinds``) [B, 2C, H, W]:
+        the aggregated patch standardised by the memory bank's statistics, then its difference from
+        its nearest good patch. The difference needs a search, so it is computed only on ``needed``
+        patches [B, H, W] (all when None) and is zero elsewhere. Measured better for few-shot kinds than
+        the image-text space on bottle and magnetic tile (benchmarks/NOTEBOOK.md, 2026-12-06)."""
+        patches = aggregate_patches(levels, self.kernel)
+        b, c, h, w = patches.shape
+        flat = self.flatten(patches)
+        mean, std = self.memory_bank.mean(0), self.memory_bank.std(0).clamp_min(1e-6)
+        rows = torch.arange(flat.shape[0]) if needed is None else needed.reshape(-1).nonzero().squeeze(1)
+        difference = torch.zeros_like(flat)
+        if len(rows):
+            d = torch.addmm(self.bank_sq.unsqueeze(0), flat[rows], self.memory_bank.T, alpha=-2.0)
+            difference[rows] = flat[rows] - self.memory_bank[d.argmin(1)]
+        both = torch.cat([(flat - mean) / std, difference], dim=1)
+        return both.view(b, h, w, 2 * c).permute(0, 3, 1, 2)
+
     def patch_scores(self, patches: torch.Tensor) -> torch.Tensor:
         """Nearest-neighbour distance per aggregated patch: [B, C, H, W] -> [B, H, W]."""
         if not len(self.memory_bank):

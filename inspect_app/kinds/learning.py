@@ -2,9 +2,9 @@
 
 A labelled part is an image with the kind's name and where the defect is: its mask, a box drawn on
 it, or, when neither is given, the region the product's own anomaly map finds. The region's
-descriptor in the image-text space joins the kind's prototype (``post_processing.kinds``); a new
-kind name starts from the text embedding of prompts built from the name. Thresholds never move:
-labelled defects name kinds, the good images alone place the threshold.
+descriptor (what differs there from the memory of good patches) joins the kind's prototype
+(``post_processing.kinds``); a new kind name is created with it. Thresholds never move: labelled
+defects name kinds, the good images alone place the threshold.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ import numpy as np
 
 from inspect_app.data.images import ImageInput, list_images, load_image
 from inspect_app.errors import InspectAppError, ProfileError
-from inspect_app.inspector import Inspector, next_profile_version
+from inspect_app.inspector import Inspector, kinds_need_a_memory_bank, next_profile_version
 from inspect_app.post_processing.kinds import (
+    Kind,
     KindBook,
     background_patches,
     grid_weights_from_box,
     grid_weights_from_mask,
     region_descriptor,
 )
-from inspect_app.vocabulary import DEFECT_VOCABULARY, NORMAL_KIND, sanitize_product
+from inspect_app.vocabulary import NORMAL_KIND, sanitize_product
 
 MASK_SUFFIX = "_mask"  # <stem>_mask.png beside an image in a kinds folder is its defect mask
 TOP_SHARE = 0.02  # without a region or a label, the strongest 2 % of patches stand for the defect
@@ -61,35 +62,9 @@ def clean_kind_name(name: str) -> str:
 def require_kinds(inspector: Inspector) -> KindBook:
     """The product's kind book; ``ProfileError`` with the way to get one when it has none."""
     book = inspector.post_processor.kind_book if inspector.post_processor is not None else None
-    if book is None or inspector.model is None or inspector.model.image_text is None:
-        raise ProfileError(f"product {inspector.product!r} was fitted without an image-text part "
-                           f"({inspector.config.mode} mode), which defect kinds need: refit it with "
-                           f"`inspect-app fit FOLDER --product {inspector.product} --kinds KINDS_FOLDER` "
-                           "(or --mode fused)")
+    if book is None or inspector.model is None or inspector.model.image_image is None:
+        raise ProfileError(kinds_need_a_memory_bank(inspector.product, inspector.config.mode))
     return book
-
-
-def kind_text(inspector: Inspector, name: str) -> np.ndarray:
-    """The text direction [D] of a kind name, away from the normal state, in the frame the
-    image-text decoder scores in: the decoder's own for a built-in kind, else the prompt ensemble
-    of the name ("<product> with <name>" in every template) centred as the decoder's states are
-    (on the built-in states, whose embeddings the fit left in the prompt cache)."""
-    from inspect_app.text.encoders import PromptCache
-    from inspect_app.text.prompts import build_prompts
-    from inspect_app.training import text_encoder_for
-
-    model = inspector.model
-    assert model is not None and model.image_text is not None
-    decoder = model.image_text
-    text = decoder.text.numpy()
-    if name in decoder.kinds:
-        return text[1 + decoder.kinds.index(name)] - text[0]
-    product = inspector.product or "part"
-    encoder = text_encoder_for(inspector.config, model.encoder)
-    _, built_in = PromptCache().get_or_encode(encoder, product, build_prompts(product, DEFECT_VOCABULARY))
-    own = encoder.encode(build_prompts(product, {name: [name, f"{name} defect"]})[name]).float().mean(0)
-    centred = (own / own.norm() - built_in.float().mean(0)).numpy()
-    return centred / max(float(np.linalg.norm(centred)), 1e-8) - text[0]
 
 
 def _mask_weights(part: LabelledPart, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
@@ -126,35 +101,31 @@ def describe_parts(inspector: Inspector, parts: Sequence[LabelledPart]) -> np.nd
     for start in range(0, len(parts), inspector.batch_size):
         batch = list(parts[start:start + inspector.batch_size])
         images = [load_image(p.image, name=p.name) for p in batch]
-        embeddings = inspector.kind_embeddings(images)
+        features = inspector.kind_features(images)
         unmasked = [i for i, p in enumerate(batch) if p.mask is None]
         predicted = dict(zip(unmasked, inspector.predict([images[i] for i in unmasked]), strict=True)) \
             if unmasked else {}
-        for i, (part, image, emb) in enumerate(zip(batch, images, embeddings, strict=True)):
-            grid = (int(emb.shape[1]), int(emb.shape[2]))
+        for i, (part, image, feats) in enumerate(zip(batch, images, features, strict=True)):
+            grid = (int(feats.shape[1]), int(feats.shape[2]))
             if part.mask is not None:
                 weights = _mask_weights(part, image, grid)
-                out.append(region_descriptor(emb, weights, weights <= 0))
+                out.append(region_descriptor(feats, weights, weights <= 0))
                 continue
             result = predicted[i]
             assert result.anomaly_map is not None
             box = part.box or (result.regions[0].bbox if result.regions else None)
             weights = _map_weights(part.name, image, result.anomaly_map, box, grid)
-            out.append(region_descriptor(emb, weights, background_patches(result.anomaly_map, grid, exclude=weights)))
+            out.append(region_descriptor(feats, weights, background_patches(result.anomaly_map, grid, exclude=weights)))
     return np.stack(out)
 
 
 def add_kind(inspector: Inspector, name: str, parts: Sequence[LabelledPart]) -> KindBook:
-    """Teach ``name`` from labelled parts (none: the name's text alone). The profile gets a new
-    version; ``inspector.save`` writes it."""
+    """Teach ``name`` from labelled parts (none: a name regions can be labelled with later). The
+    profile gets a new version; ``inspector.save`` writes it."""
     book = require_kinds(inspector)
     kind = clean_kind_name(name)
-    descriptors = describe_parts(inspector, parts) if parts else None
-    existing = book.find(kind)
-    text = None if existing is not None else kind_text(inspector, kind)
-    dim = (existing.text if existing is not None else text).shape[0]  # type: ignore[union-attr]
-    new_book = book.with_examples(kind, text, descriptors if descriptors is not None else np.zeros((0, dim)),
-                                  [p.name for p in parts])
+    descriptors = describe_parts(inspector, parts) if parts else np.zeros((0, 0), np.float32)
+    new_book = book.with_examples(kind, descriptors, [p.name for p in parts])
     _set_book(inspector, new_book, {"added": kind, "examples": len(parts)})
     return new_book
 
@@ -173,13 +144,10 @@ def remove_kind(inspector: Inspector, name: str) -> KindBook:
 def set_kinds(inspector: Inspector, names: Sequence[str]) -> KindBook:
     """Make ``names`` the product's whole vocabulary (labelled regions of kept kinds stay)."""
     book = require_kinds(inspector)
-    kept = KindBook([k for k in book.kinds if k.name in names])
-    for name in names:
-        if kept.find(name) is None:
-            kept = kept.with_examples(name, kind_text(inspector, name), np.zeros((0, book.kinds[0].text.shape[0])), [])
-    new_book = kept.calibrated()
-    _set_book(inspector, new_book, {"vocabulary": list(names)})
-    return new_book
+    kept = KindBook([k for k in book.kinds if k.name in names] +
+                    [Kind(name) for name in names if book.find(name) is None]).calibrated()
+    _set_book(inspector, kept, {"vocabulary": list(names)})
+    return kept
 
 
 def _set_book(inspector: Inspector, book: KindBook, change: dict) -> None:

@@ -55,7 +55,7 @@ def measure(samples: Sequence[TestSample], results: Sequence[InspectionResult], 
 
     Defective images without a localised mask (e.g. some magnetic-tile "uneven") count for image
     metrics only: their pixels would otherwise be scored as normal. ``with_kinds``: whether the
-    profile names regions with defect kinds (it has an image-text part); ``kind_shots``: how many
+    profile names regions with defect kinds (it has a memory bank); ``kind_shots``: how many
     images per defect folder were taught as kinds (``kinds.evaluation``).
     """
     errors = [r for r in results if r.verdict == Verdict.ERROR]
@@ -139,7 +139,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
     after one warm-up, on the first ``latency_samples`` (at least 1).
     """
     samples = category.test_samples()
-    if kind_shots:  # a profile without an image-text part says how to get kinds
+    if kind_shots:  # a profile without a memory bank says how to get kinds
         samples = teach_shots(inspector, samples, kind_shots, inspector.config.seed)
     predictor = accelerate(inspector, runtime)
     paths = [s.path for s in samples]

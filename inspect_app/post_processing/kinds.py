@@ -1,17 +1,22 @@
 """Defect kinds a region may be named with, and the rule that names one only when it is likely right.
 
-Each kind is a prototype in the image-text space (patch features projected the way the image-text
-decoder projects them): it starts from the kind's text embedding and moves towards the features of
-the regions an engineer labelled with it (``KindBook.with_examples``; no refit). A region is
-described by its patches' mean embedding minus the mean of the same image's patches below the
-threshold, which takes out what the product's good surface leans towards (the kind prior from good
-images) and leaves what is different about the defect. The kind's confidence is a softmax over the
-cosine similarities to every prototype; it is shown only when it clears the book's bar, which is
-calibrated by leave-one-out on the labelled regions themselves (real defects of this product); while
-no kind has labelled regions nothing is named (text alone was wrong more often than right). A
-region less similar to its nearest kind than that kind's labelled regions were is unlike anything
-labelled and stays unnamed too. Unnamed regions get neutral words in explanations. Numpy only: an exported model
-names kinds without torch.
+A region is described by what differs from good parts there (``ImageImageDecoder.kind_features``):
+its patches' mean appearance (standardised by the memory of good patches) minus the same image's
+patches below the threshold, beside its patches' mean difference from their nearest good patch;
+each half is unit, the whole is unit. Each kind's prototype is the mean of the regions an engineer
+labelled with it (``KindBook.with_examples``; no refit). This space names real defects from a few
+labelled ones far better than the image-text space it replaced (K = 3 labelled parts per folder,
+kinds named right under the bar below: bottle 0.10 -> 0.61, magnetic tile 0.28 -> 0.41; NOTEBOOK
+2026-12-06), and needs only the memory bank, so kinds work in every mode with one (image-image, the
+default, and fused). A kind's text does not take part: names from text alone were wrong more often
+than right on real defects (RESULTS.md, "Defect kinds"), so a kind without labelled regions is only
+a name regions can be labelled with.
+
+The kind's confidence is a softmax over the cosine similarities to the labelled kinds' prototypes;
+it is shown only when it clears the book's bar, which is calibrated by leave-one-out on the labelled
+regions themselves (real defects of this product). A region less similar to its nearest kind than
+that kind's labelled regions were is unlike anything labelled and stays unnamed too. Unnamed regions
+get neutral words in explanations. Numpy only: an exported model could name kinds without torch.
 """
 
 from __future__ import annotations
@@ -25,22 +30,22 @@ import numpy as np
 from inspect_app.errors import ProfileError
 from inspect_app.results import THRESHOLD, Region
 
-KINDS_FORMAT = 1  # the profile's "kinds" section; bumped when its layout or meaning changes
-TEXT_WEIGHT = 1.0  # a kind's text embedding counts as this many labelled regions in its prototype
+KINDS_FORMAT = 2  # the profile's "kinds" section; bumped when its layout or meaning changes
 TEMPERATURE = 0.05  # of the softmax over cosine similarities
 TARGET_PRECISION = 0.9  # named kinds should be right at least this often
 MIN_NAMED = 3  # leave-one-out hits needed before any bar is trusted
 FLOOR = 0.5  # a kind is never named when another is as likely
 NEVER = 1.01  # the bar of a book whose labelled regions do not support naming
 NO_SIMILARITY_FLOOR = -1.0  # cosine similarity's minimum: profiles saved before the floor existed
-# Without labelled regions, kinds come from text alone, and those names were measured wrong far more
-# often than right on real defects: the previous rule (decoder posteriors, always named) was right on
-# 0-35 % of them (issue 26), and a strict 0.98 bar on the text prototypes named 1.6 % of bottle's
-# flagged parts right and none of magnetic tile's or cookie's, while naming 6.7 % and 15.6 % of
-# theirs wrong (benchmarks/RESULTS.md, "Defect kinds"). So a book without labelled regions names
-# nothing; its kinds are still the vocabulary that labelled regions are given to.
+# Kinds from text alone were measured wrong far more often than right on real defects: the image-text
+# decoder's posteriors, always named, were right on 0-35 % of them (issue 26), and a strict 0.98 bar
+# on text prototypes named 1.6 % of bottle's flagged parts right and none of magnetic tile's or
+# cookie's, while naming 6.7 % and 15.6 % of theirs wrong (benchmarks/RESULTS.md, "Defect kinds").
+# So a book without labelled regions names nothing; its kinds are the vocabulary labels are given to.
 TEXT_ONLY_BASIS = ("no labelled regions yet: kinds from their names alone were wrong more often than right on "
                    "real defects, so none is named until a few parts per kind are labelled")
+OLD_FORMAT_BASIS = ("the labelled regions were described in an earlier way that no longer applies ({sources}): "
+                    "label them again (inspect-app kinds add); until then no kind is named")
 
 
 def _unit(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -78,15 +83,26 @@ def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int,
     return weights
 
 
-def region_descriptor(embeddings: np.ndarray, weights: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A region's unit descriptor [D] from patch embeddings [D, h, w]: the ``weights``-weighted mean
-    minus the mean over ``background`` patches (the image's good surface; all patches when none)."""
-    flat = embeddings.reshape(embeddings.shape[0], -1).astype(np.float32)
+def region_descriptor(features: np.ndarray, weights: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """A region's unit descriptor [2C] from ``ImageImageDecoder.kind_features`` [2C, h, w]: the
+    ``weights``-weighted mean appearance minus the mean over ``background`` patches (the image's good
+    surface; all patches when none), beside the weighted mean difference from the nearest good
+    patches (zero, so not searched, outside the region); each half unit."""
+    flat = features.reshape(features.shape[0], -1).astype(np.float32)
+    half = flat.shape[0] // 2
     w = weights.reshape(-1).astype(np.float32)
     region = flat @ w / max(float(w.sum()), 1e-8)
     bg = background.reshape(-1)
-    good = flat[:, bg].mean(axis=1) if bg.any() else flat.mean(axis=1)
-    return _unit(region - good)
+    good = flat[:half, bg].mean(axis=1) if bg.any() else flat[:half].mean(axis=1)
+    return _unit(np.concatenate([_unit(region[:half] - good), _unit(region[half:])]))
+
+
+def region_patches(regions: list[Region], image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
+    """The patches [h, w] inside any region's box: where ``region_descriptor`` reads differences."""
+    needed = np.zeros(grid, bool)
+    for region in regions:
+        needed |= grid_weights_from_box(region.bbox, image_size, grid) > 0
+    return needed
 
 
 def background_patches(cal_map: np.ndarray, grid: tuple[int, int], exclude: np.ndarray | None = None) -> np.ndarray:
@@ -103,10 +119,9 @@ def confidence_words(confidence: float) -> str:
 
 @dataclass
 class Kind:
-    """One defect kind of a product: its name, text direction [D] and labelled region descriptors."""
+    """One defect kind of a product: its name and labelled region descriptors [N, D] (none yet: N = 0)."""
 
     name: str
-    text: np.ndarray  # unit [D]
     examples: np.ndarray = field(default_factory=lambda: np.zeros((0, 0), np.float32))  # [N, D] unit
     sources: list[str] = field(default_factory=list)  # where each example came from (file names)
 
@@ -114,10 +129,10 @@ class Kind:
     def n_examples(self) -> int:
         return int(self.examples.shape[0])
 
-    def prototype(self, leave_out: int | None = None) -> np.ndarray:
+    def prototype(self, leave_out: int | None = None) -> np.ndarray | None:
+        """The unit mean of the labelled regions (without example ``leave_out``); None without any."""
         examples = self.examples if leave_out is None else np.delete(self.examples, leave_out, axis=0)
-        total = TEXT_WEIGHT * self.text + (examples.sum(axis=0) if examples.size else 0.0)
-        return _unit(total)
+        return _unit(examples.sum(axis=0)) if len(examples) else None
 
 
 @dataclass(frozen=True)
@@ -151,54 +166,59 @@ class KindBook:
         key = name.strip().lower()
         return next((k for k in self.kinds if k.name.lower() == key), None)
 
-    def prototypes(self) -> np.ndarray:
-        return np.stack([k.prototype() for k in self.kinds])
+    @property
+    def can_name(self) -> bool:
+        """Whether any region can be named (else describing regions is wasted work)."""
+        return self.bar.value <= 1 and any(k.n_examples for k in self.kinds)
 
-    def probabilities(self, descriptor: np.ndarray, prototypes: np.ndarray | None = None) -> np.ndarray:
-        protos = prototypes if prototypes is not None else self.prototypes()
-        logits = protos @ descriptor / TEMPERATURE
-        logits = logits - logits.max()
-        p = np.exp(logits)
+    def prototypes(self) -> tuple[list[int], np.ndarray]:
+        """The labelled kinds' indices and their prototypes [L, D]."""
+        pairs = [(i, p) for i, k in enumerate(self.kinds) if (p := k.prototype()) is not None]
+        return [i for i, _ in pairs], np.stack([p for _, p in pairs]) if pairs else np.zeros((0, 0), np.float32)
+
+    @staticmethod
+    def probabilities(descriptor: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
+        logits = prototypes @ descriptor / TEMPERATURE
+        p = np.exp(logits - logits.max())
         return p / p.sum()
 
     def name_descriptor(self, descriptor: np.ndarray) -> tuple[str | None, float]:
         """(kind, confidence) when the confidence clears the bar and the region is as similar to
         the kind as its labelled regions were, else (None, confidence)."""
-        if not self.kinds:
+        indices, protos = self.prototypes()
+        if not indices:
             return None, 0.0
-        protos = self.prototypes()
         p = self.probabilities(descriptor, protos)
         best = int(p.argmax())
         confidence = float(p[best])
         similar = float(protos[best] @ descriptor) >= self.bar.min_similarity
-        return (self.kinds[best].name if confidence > self.bar.value and similar else None), confidence
+        return (self.kinds[indices[best]].name if confidence > self.bar.value and similar else None), confidence
 
-    def name_regions(self, regions: list[Region], cal_map: np.ndarray, embeddings: np.ndarray,
+    def name_regions(self, regions: list[Region], cal_map: np.ndarray, features: np.ndarray,
                      image_size: tuple[int, int]) -> None:
-        """Set ``defect_type``/``defect_probability`` of each region whose kind clears the bar."""
-        grid = (int(embeddings.shape[1]), int(embeddings.shape[2]))
+        """Set ``defect_type``/``defect_probability`` of each region whose kind clears the bar, from
+        the image's ``ImageImageDecoder.kind_features`` [2C, h, w]."""
+        grid = (int(features.shape[1]), int(features.shape[2]))
         background = background_patches(cal_map, grid)
         for region in regions:
             weights = grid_weights_from_box(region.bbox, image_size, grid, cal_map)
-            kind, confidence = self.name_descriptor(region_descriptor(embeddings, weights, background))
+            kind, confidence = self.name_descriptor(region_descriptor(features, weights, background))
             region.defect_type = kind
             region.defect_probability = None if kind is None else round(confidence, 4)
 
-    def with_examples(self, name: str, text: np.ndarray | None, descriptors: np.ndarray,
-                      sources: list[str]) -> KindBook:
-        """A new book where ``name`` (a new kind needs ``text``) has these labelled regions too,
-        with its bar calibrated again."""
+    def with_examples(self, name: str, descriptors: np.ndarray, sources: list[str]) -> KindBook:
+        """A new book where ``name`` (created when new) has these labelled regions [N, D] too, with
+        its bar calibrated again."""
         kinds = list(self.kinds)
         existing = self.find(name)
         if existing is None:
-            if text is None:
-                raise ValueError(f"kind {name!r} is new: its text embedding is needed")
-            existing = Kind(name.strip(), _unit(np.asarray(text, np.float32)),
-                            np.zeros((0, len(text)), np.float32), [])
+            existing = Kind(name.strip())
             kinds.append(existing)
-        merged = np.concatenate([existing.examples.reshape(-1, existing.text.shape[0]),
-                                 np.asarray(descriptors, np.float32).reshape(-1, existing.text.shape[0])])
-        kinds[kinds.index(existing)] = replace(existing, examples=merged, sources=existing.sources + list(sources))
+        descriptors = np.asarray(descriptors, np.float32)
+        if len(descriptors):
+            merged = np.concatenate([existing.examples.reshape(-1, descriptors.shape[1]),
+                                     descriptors.reshape(-1, descriptors.shape[1])])
+            kinds[kinds.index(existing)] = replace(existing, examples=merged, sources=existing.sources + list(sources))
         return KindBook(kinds).calibrated()
 
     def without(self, name: str) -> KindBook:
@@ -207,19 +227,26 @@ class KindBook:
             raise KeyError(name)
         return KindBook([k for k in self.kinds if k is not kind]).calibrated()
 
-    def leave_one_out(self) -> list[tuple[float, bool, float]]:
+    def leave_one_out(self) -> list[tuple[float, bool, float | None]]:
         """(confidence, right, similarity to its own kind) of every labelled region, named by the
-        book without it."""
-        if not self.kinds:
-            return []
-        full = self.prototypes()
-        out = []
-        for i, kind in enumerate(self.kinds):
+        book without it (a kind left without labelled regions cannot be named: wrong, no similarity)."""
+        indices, full = self.prototypes()
+        out: list[tuple[float, bool, float | None]] = []
+        for row, i in enumerate(indices):
+            kind = self.kinds[i]
             for j in range(kind.n_examples):
-                protos = full.copy()
-                protos[i] = kind.prototype(leave_out=j)
+                own = kind.prototype(leave_out=j)
+                keep = [r for r in range(len(indices)) if r != row or own is not None]
+                protos = full[keep].copy()
+                if own is not None:
+                    protos[keep.index(row)] = own
+                if not keep:
+                    out.append((0.0, False, None))
+                    continue
                 p = self.probabilities(kind.examples[j], protos)
-                out.append((float(p.max()), int(p.argmax()) == i, float(protos[i] @ kind.examples[j])))
+                best = int(p.argmax())
+                out.append((float(p[best]), keep[best] == row,
+                            None if own is None else float(own @ kind.examples[j])))
         return out
 
     def calibrated(self) -> KindBook:
@@ -246,32 +273,37 @@ class KindBook:
         bar = max(FLOOR, trials[kept][0] if kept < len(trials) else 0.0)
         basis = (f"leave-one-out on {len(trials)} labelled regions of {labelled} kinds: {hits} of the {kept} "
                  f"held-out regions named with at least this confidence were named right")
-        floor = min(similarity for _, _, similarity in trials)
+        floor = min((sim for _, _, sim in trials if sim is not None), default=NO_SIMILARITY_FLOOR)
         basis += f"; a region less similar to its kind than {floor:.2f} (the least similar labelled one) stays unnamed"
         return KindBook(self.kinds, Bar(round(bar, 6), basis, round(floor, 6)))
 
     def to_dict(self) -> dict[str, Any]:
         return {"format": KINDS_FORMAT, "bar": self.bar.value, "bar_basis": self.bar.basis,
                 "min_similarity": self.bar.min_similarity,
-                "kinds": [{"name": k.name, "text": np.round(k.text, 6).tolist(),
-                           "examples": np.round(k.examples, 6).tolist(), "sources": list(k.sources)}
+                "kinds": [{"name": k.name, "examples": np.round(k.examples, 6).tolist(), "sources": list(k.sources)}
                           for k in self.kinds]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> KindBook:
+        """The profile's kinds. Format 1 (labelled regions in the image-text space) keeps its names
+        and drops its regions, saying which files to label again: a profile must load on a station."""
+        if data.get("format") == 1:
+            sources = [s for k in data["kinds"] for s in k.get("sources", [])]
+            listed = ", ".join(sources[:5]) + (f" and {len(sources) - 5} more" if len(sources) > 5 else "")
+            basis = OLD_FORMAT_BASIS.format(sources=listed) if sources else TEXT_ONLY_BASIS
+            return cls([Kind(str(k["name"])) for k in data["kinds"]], Bar(NEVER, basis))
         if data.get("format") != KINDS_FORMAT:
             raise ProfileError(f"the profile's defect kinds have format {data.get('format')}, this installation "
                                f"reads format {KINDS_FORMAT}: remove and add them again (inspect-app kinds)")
         kinds = []
         for k in data["kinds"]:
-            text = np.asarray(k["text"], np.float32)
-            examples = np.asarray(k["examples"], np.float32).reshape(-1, text.shape[0])
-            kinds.append(Kind(str(k["name"]), text, examples, [str(s) for s in k.get("sources", [])]))
+            examples = np.asarray(k["examples"], np.float32)
+            kinds.append(Kind(str(k["name"]), examples.reshape(len(examples), -1) if len(examples) else
+                              np.zeros((0, 0), np.float32), [str(s) for s in k.get("sources", [])]))
         floor = float(data.get("min_similarity", NO_SIMILARITY_FLOOR))
         return cls(kinds, Bar(float(data["bar"]), str(data["bar_basis"]), floor))
 
     @classmethod
-    def from_text(cls, names: list[str], texts: np.ndarray) -> KindBook:
-        """The default book: every kind from its text direction alone [K, D]."""
-        return cls([Kind(n, _unit(np.asarray(t, np.float32)), np.zeros((0, len(t)), np.float32), [])
-                    for n, t in zip(names, texts, strict=True)])
+    def from_names(cls, names: list[str]) -> KindBook:
+        """The default book: the vocabulary's kinds, none labelled yet."""
+        return cls([Kind(n) for n in names])

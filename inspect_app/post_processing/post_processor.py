@@ -56,12 +56,12 @@ class PostProcessor:
         return InspectionResult(file=None, verdict=verdict, score=score, raw_score=raw_score, regions=regions,
                                 anomaly_map=cal_map, image_size=(w, h), part_box=part_box, mode=mode)
 
-    def name_kinds(self, result: InspectionResult, kind_embeddings: np.ndarray) -> None:
-        """Name the result's regions from its patch embeddings [D, h, w] in the image-text space,
-        where a kind clears the book's bar (``post_processing.kinds``)."""
+    def name_kinds(self, result: InspectionResult, kind_features: np.ndarray) -> None:
+        """Name the result's regions from its ``ImageImageDecoder.kind_features`` [2C, h, w], where a
+        kind clears the book's bar (``post_processing.kinds``)."""
         if self.kind_book is not None and result.regions and result.anomaly_map is not None \
                 and result.image_size is not None:
-            self.kind_book.name_regions(result.regions, result.anomaly_map, kind_embeddings, result.image_size)
+            self.kind_book.name_regions(result.regions, result.anomaly_map, kind_features, result.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
