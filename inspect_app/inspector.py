@@ -175,8 +175,12 @@ class Inspector(PredictsOneOrMany):
         if named and book is not None and book.can_name and model.image_image is not None:
             t1 = time.perf_counter()
             grid = (int(features.levels[0].shape[-2]), int(features.levels[0].shape[-1]))
-            needed = torch.from_numpy(np.stack([region_patches(out[b].regions, out[b].image_size or (1, 1), grid)
-                                                for b in named]))
+            patches = []
+            for b in named:
+                result = out[b]
+                assert result.anomaly_map is not None and result.image_size is not None
+                patches.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
+            needed = torch.from_numpy(np.stack(patches))
             with torch.inference_mode():
                 spaces = model.image_image.kind_features([level[named] for level in features.levels], needed).numpy()
             for space, b in zip(spaces, named, strict=True):

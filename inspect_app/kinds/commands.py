@@ -27,7 +27,8 @@ def _print_book(book: KindBook, product: str) -> None:
     table.add_column("labelled regions", justify="right")
     table.add_column("from")
     for kind in book.kinds:
-        table.add_row(escape(kind.name), str(kind.n_examples), "examples and name" if kind.n_examples else "name only")
+        table.add_row(escape(kind.name), str(kind.n_examples), "labelled regions" if kind.n_examples else
+                      "name only (not named until labelled)")
     out.print(table)
     shown = "never (no bar is reached yet)" if book.bar.value > 1 else f"confidence at least {book.bar.value:.2f}"
     out.print(f"a kind is named when its {shown}; the bar comes from {escape(book.bar.basis)}")
@@ -57,8 +58,8 @@ def register(app: typer.Typer) -> None:
 
     @kinds_app.command("add")
     @user_errors
-    def add(images: list[Path] = typer.Argument(None, help="Defective images of this kind (none: the name's "
-                                                 "text alone, protected by the naming bar)."),
+    def add(images: list[Path] = typer.Argument(None, help="Defective images of this kind (none: a "
+                                                 "name to label regions with later; never named before)."),
             product: str = typer.Option(..., "--product"),
             kind: str = typer.Option(..., "--kind", help="The kind's name, in the factory's own words."),
             masks: list[Path] = typer.Option(None, "--mask", help="A mask per image, in the same order "

@@ -97,11 +97,16 @@ def region_descriptor(features: np.ndarray, weights: np.ndarray, background: np.
     return _unit(np.concatenate([_unit(region[:half] - good), _unit(region[half:])]))
 
 
-def region_patches(regions: list[Region], image_size: tuple[int, int], grid: tuple[int, int]) -> np.ndarray:
-    """The patches [h, w] inside any region's box: where ``region_descriptor`` reads differences."""
+def region_patches(regions: list[Region], cal_map: np.ndarray, image_size: tuple[int, int],
+                   grid: tuple[int, int]) -> np.ndarray:
+    """The patches [h, w] of any region's box where the calibrated map is above the threshold: the
+    only ones whose difference from good patches ``region_descriptor`` reads with a weight that
+    counts (the rest of a box weighs 1e-3), so the nearest-patch search is limited to them."""
     needed = np.zeros(grid, bool)
     for region in regions:
-        needed |= grid_weights_from_box(region.bbox, image_size, grid) > 0
+        weights = grid_weights_from_box(region.bbox, image_size, grid, cal_map)
+        above = weights > 1e-3
+        needed |= above if above.any() else weights > 0  # a region too small for the grid: its whole box
     return needed
 
 
