@@ -133,14 +133,23 @@ ENTRIES = [
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
     Entry("kinds_bottle", "Defect kinds", _script(
-        "kinds", "--mode", "fused", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "1",
+        "kinds", "--mode", "image-image", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "3",
         "--json", "benchmarks/results/kinds_bottle.json")),
     Entry("kinds_cookie", "Defect kinds", _script(
-        "kinds", "--mode", "fused", "--categories", "cookie", "--shots", "0", "--seeds", "1",
+        "kinds", "--mode", "image-image", "--categories", "cookie", "--shots", "0", "--seeds", "1",
         "--json", "benchmarks/results/kinds_cookie.json")),
     Entry("kinds_tile", "Defect kinds", _script(
-        "kinds", "--mode", "fused", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "1",
+        "kinds", "--mode", "image-image", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "3",
         "--json", "benchmarks/results/kinds_tile.json")),
+    Entry("kinds_latency_bottle", "Defect kinds", _script(
+        "kinds", "--mode", "image-image", "--categories", "bottle", "--shots", "0,3,0,3,0,3", "--seeds", "1",
+        "--latency-samples", "40", "--wording", "0", "--json", "benchmarks/results/kinds_latency_bottle.json")),
+    Entry("kinds_bottle_fused", "Defect kinds", _script(
+        "kinds", "--mode", "fused", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "1",
+        "--json", "benchmarks/results/kinds_bottle_fused.json")),
+    Entry("kinds_tile_fused", "Defect kinds", _script(
+        "kinds", "--mode", "fused", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "1",
+        "--json", "benchmarks/results/kinds_tile_fused.json")),
     Entry("ui_feedback", "Station UI: learning from a false reject, and the run screen's refresh", _script(
         "ui_feedback", "--mode", "image-image", "--category", "bottle", "--k-shot", "20", "--rounds", "2",
         "--threads", "2",
