@@ -156,9 +156,11 @@ class Inspector(PredictsOneOrMany):
                evidence: EvidenceFor) -> list[InspectionResult]:
         model, post_processor = self._require_fitted(mode)
         t0 = time.perf_counter()
+        book = post_processor.kind_book
+        name_kinds = book is not None and book.can_name and model.image_image is not None
         with torch.inference_mode():
             features = model.encode(model.prepare(arrays))
-            maps = model.decoder_maps(features.levels, MODE_DECODERS[mode])
+            maps = model.decoder_maps(features.levels, MODE_DECODERS[mode], keep_nearest=name_kinds)
             raw_maps = model.mode_map(maps, mode).numpy()
         kinds = maps.kinds.numpy() if maps.kinds is not None else None
         embeddings = features.embedding.numpy()
@@ -168,11 +170,11 @@ class Inspector(PredictsOneOrMany):
             t1 = time.perf_counter()
             out.append(post_processor.process(arr, raw_maps[b], mode))
             post_ms.append((time.perf_counter() - t1) * 1000)
-        # Kinds are named for failed parts only, and only once some kind can be named (a pass costs
-        # nothing more; a fail one nearest-patch search over its regions' patches).
+        # Kinds are named for failed parts only, and only once some kind can be named: a pass costs
+        # nothing more, a fail its regions' descriptors from the nearest rows scoring found.
         named = [b for b, r in enumerate(out) if r.regions]
-        book = post_processor.kind_book
-        if named and book is not None and book.can_name and model.image_image is not None:
+        if named and name_kinds:
+            assert model.image_image is not None
             t1 = time.perf_counter()
             grid = (int(features.levels[0].shape[-2]), int(features.levels[0].shape[-1]))
             patches = []
@@ -180,9 +182,10 @@ class Inspector(PredictsOneOrMany):
                 result = out[b]
                 assert result.anomaly_map is not None and result.image_size is not None
                 patches.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
-            needed = torch.from_numpy(np.stack(patches))
             with torch.inference_mode():
-                spaces = model.image_image.kind_features([level[named] for level in features.levels], needed).numpy()
+                nearest = maps.nearest.select(named) if maps.nearest is not None else \
+                    model.image_image.scores_and_nearest([level[named] for level in features.levels])[1]
+                spaces = model.image_image.kind_features(nearest, torch.from_numpy(np.stack(patches))).numpy()
             for space, b in zip(spaces, named, strict=True):
                 post_processor.name_kinds(out[b], space)
             for b in named:
@@ -203,7 +206,7 @@ class Inspector(PredictsOneOrMany):
             raise ProfileError(kinds_need_a_memory_bank(self.product, self.config.mode))
         with torch.inference_mode():
             levels = model.encode(model.prepare([load_image(im) for im in images])).levels
-            return model.image_image.kind_features(levels).numpy()
+            return model.image_image.kind_features(model.image_image.scores_and_nearest(levels)[1]).numpy()
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out

@@ -19,7 +19,7 @@ from torch import nn
 from inspect_app.backbones import Backbone
 from inspect_app.config import MODE_DECODERS, Decoder, Mode
 from inspect_app.decoders.fusion import Fusion
-from inspect_app.decoders.image_image import ImageImageDecoder, smooth_upsample
+from inspect_app.decoders.image_image import ImageImageDecoder, NearestPatches, smooth_upsample
 from inspect_app.decoders.image_text import ImageTextDecoder, anomaly_odds
 
 
@@ -39,6 +39,7 @@ class DecoderMaps:
     image_image: torch.Tensor | None = None  # nearest-neighbour distances, smoothed
     image_text: torch.Tensor | None = None  # anomaly probabilities, smoothed
     kinds: torch.Tensor | None = None  # defect-kind posteriors [B, K, h, w] on the patch grid
+    nearest: NearestPatches | None = None  # the image-image search's patches and rows, when asked for
 
 
 @dataclass
@@ -88,11 +89,17 @@ class InspectionModel(nn.Module):
         return smooth_upsample(maps, self.input_shape, self.blur_sigma)
 
     @torch.inference_mode()
-    def decoder_maps(self, levels: list[torch.Tensor], decoders: tuple[Decoder, ...]) -> DecoderMaps:
+    def decoder_maps(self, levels: list[torch.Tensor], decoders: tuple[Decoder, ...],
+                     keep_nearest: bool = False) -> DecoderMaps:
+        """``keep_nearest``: also keep the image-image search's nearest rows (for naming kinds)."""
         out = DecoderMaps()
         if "image-image" in decoders:
             assert self.image_image is not None
-            out.image_image = self.smooth(self.image_image(levels))
+            if keep_nearest:
+                scores, out.nearest = self.image_image.scores_and_nearest(levels)
+            else:
+                scores = self.image_image(levels)
+            out.image_image = self.smooth(scores)
         if "image-text" in decoders:
             assert self.image_text is not None
             anomaly, out.kinds = self.image_text.maps(levels)

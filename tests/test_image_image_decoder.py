@@ -181,3 +181,19 @@ def test_smooth_upsample_without_blur_is_bilinear_upsampling():
     maps = torch.randn(2, 8, 8)
     expected = F.interpolate(maps.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False).squeeze(1)
     torch.testing.assert_close(smooth_upsample(maps, (32, 32), 0.0), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_scoring_keeps_the_nearest_rows_it_found_and_the_scores_stay_the_same():
+    """Naming kinds reads the rows scoring found instead of searching again: the scores are those of
+    ``forward``, and each row is the bank row nearest its patch."""
+    torch.manual_seed(0)
+    levels = [torch.randn(2, 4, 6, 6), torch.randn(2, 3, 3, 3)]
+    decoder = ImageImageDecoder(7, coreset_ratio=0.5)
+    decoder.fit(aggregate_patches([torch.randn(3, 4, 6, 6), torch.randn(3, 3, 3, 3)]), 3)
+    scores, nearest = decoder.scores_and_nearest(levels)
+    assert torch.allclose(scores, decoder(levels))
+    flat = decoder.flatten(nearest.patches)
+    assert torch.equal(nearest.rows.reshape(-1), torch.cdist(flat, decoder.memory_bank).argmin(1))
+    features = decoder.kind_features(nearest.select([1]), torch.ones(1, 6, 6, dtype=torch.bool))
+    assert features.shape == (1, 14, 6, 6)
+    assert torch.allclose(features[0, 7:, 2, 3], flat[36 + 2 * 6 + 3] - decoder.memory_bank[nearest.rows[1, 2, 3]])
