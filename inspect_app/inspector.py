@@ -160,7 +160,7 @@ class Inspector(PredictsOneOrMany):
         name_kinds = book is not None and book.can_name and model.image_image is not None
         with torch.inference_mode():
             features = model.encode(model.prepare(arrays))
-            maps = model.decoder_maps(features.levels, MODE_DECODERS[mode], keep_nearest=name_kinds)
+            maps = model.decoder_maps(features.levels, MODE_DECODERS[mode], keep_patches=name_kinds)
             raw_maps = model.mode_map(maps, mode).numpy()
         kinds = maps.kinds.numpy() if maps.kinds is not None else None
         embeddings = features.embedding.numpy()
@@ -171,7 +171,7 @@ class Inspector(PredictsOneOrMany):
             out.append(post_processor.process(arr, raw_maps[b], mode))
             post_ms.append((time.perf_counter() - t1) * 1000)
         # Kinds are named for failed parts only, and only once some kind can be named: a pass costs
-        # nothing more, a fail its regions' descriptors from the nearest rows scoring found.
+        # nothing more, a fail a nearest-patch search over its regions' patches above the threshold.
         named = [b for b, r in enumerate(out) if r.regions]
         if named and name_kinds:
             assert model.image_image is not None
@@ -183,9 +183,9 @@ class Inspector(PredictsOneOrMany):
                 assert result.anomaly_map is not None and result.image_size is not None
                 patches.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
             with torch.inference_mode():
-                nearest = maps.nearest.select(named) if maps.nearest is not None else \
-                    model.image_image.scores_and_nearest([level[named] for level in features.levels])[1]
-                spaces = model.image_image.kind_features(nearest, torch.from_numpy(np.stack(patches))).numpy()
+                aggregated = maps.patches[named] if maps.patches is not None else \
+                    aggregate_patches([level[named] for level in features.levels], model.image_image.kernel)
+                spaces = model.image_image.kind_features(aggregated, torch.from_numpy(np.stack(patches))).numpy()
             for space, b in zip(spaces, named, strict=True):
                 post_processor.name_kinds(out[b], space)
             for b in named:
@@ -206,7 +206,7 @@ class Inspector(PredictsOneOrMany):
             raise ProfileError(kinds_need_a_memory_bank(self.product, self.config.mode))
         with torch.inference_mode():
             levels = model.encode(model.prepare([load_image(im) for im in images])).levels
-            return model.image_image.kind_features(model.image_image.scores_and_nearest(levels)[1]).numpy()
+            return model.image_image.kind_features(aggregate_patches(levels, model.image_image.kernel)).numpy()
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out

@@ -19,7 +19,7 @@ from torch import nn
 from inspect_app.backbones import Backbone
 from inspect_app.config import MODE_DECODERS, Decoder, Mode
 from inspect_app.decoders.fusion import Fusion
-from inspect_app.decoders.image_image import ImageImageDecoder, NearestPatches, smooth_upsample
+from inspect_app.decoders.image_image import ImageImageDecoder, smooth_upsample
 from inspect_app.decoders.image_text import ImageTextDecoder, anomaly_odds
 
 
@@ -39,7 +39,7 @@ class DecoderMaps:
     image_image: torch.Tensor | None = None  # nearest-neighbour distances, smoothed
     image_text: torch.Tensor | None = None  # anomaly probabilities, smoothed
     kinds: torch.Tensor | None = None  # defect-kind posteriors [B, K, h, w] on the patch grid
-    nearest: NearestPatches | None = None  # the image-image search's patches and rows, when asked for
+    patches: torch.Tensor | None = None  # the image-image part's aggregated patches, when asked for
 
 
 @dataclass
@@ -90,13 +90,13 @@ class InspectionModel(nn.Module):
 
     @torch.inference_mode()
     def decoder_maps(self, levels: list[torch.Tensor], decoders: tuple[Decoder, ...],
-                     keep_nearest: bool = False) -> DecoderMaps:
-        """``keep_nearest``: also keep the image-image search's nearest rows (for naming kinds)."""
+                     keep_patches: bool = False) -> DecoderMaps:
+        """``keep_patches``: also keep the image-image part's aggregated patches (for naming kinds)."""
         out = DecoderMaps()
         if "image-image" in decoders:
             assert self.image_image is not None
-            if keep_nearest:
-                scores, out.nearest = self.image_image.scores_and_nearest(levels)
+            if keep_patches:
+                scores, out.patches = self.image_image.scores_and_patches(levels)
             else:
                 scores = self.image_image(levels)
             out.image_image = self.smooth(scores)

@@ -183,17 +183,21 @@ def test_smooth_upsample_without_blur_is_bilinear_upsampling():
     torch.testing.assert_close(smooth_upsample(maps, (32, 32), 0.0), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_scoring_keeps_the_nearest_rows_it_found_and_the_scores_stay_the_same():
-    """Naming kinds reads the rows scoring found instead of searching again: the scores are those of
-    ``forward``, and each row is the bank row nearest its patch."""
+
+def test_kind_features_search_only_the_needed_patches_and_scoring_keeps_its_patches():
+    """Scoring hands its aggregated patches to kind naming with unchanged scores; the difference half
+    is each needed patch minus its nearest bank row, and zero where no search was asked for."""
     torch.manual_seed(0)
     levels = [torch.randn(2, 4, 6, 6), torch.randn(2, 3, 3, 3)]
     decoder = ImageImageDecoder(7, coreset_ratio=0.5)
     decoder.fit(aggregate_patches([torch.randn(3, 4, 6, 6), torch.randn(3, 3, 3, 3)]), 3)
-    scores, nearest = decoder.scores_and_nearest(levels)
-    assert torch.allclose(scores, decoder(levels))
-    flat = decoder.flatten(nearest.patches)
-    assert torch.equal(nearest.rows.reshape(-1), torch.cdist(flat, decoder.memory_bank).argmin(1))
-    features = decoder.kind_features(nearest.select([1]), torch.ones(1, 6, 6, dtype=torch.bool))
+    scores, patches = decoder.scores_and_patches(levels)
+    assert torch.allclose(scores, decoder(levels)) and torch.equal(patches, aggregate_patches(levels))
+    needed = torch.zeros(1, 6, 6, dtype=torch.bool)
+    needed[0, 2, 3] = True
+    features = decoder.kind_features(patches[1:], needed)
     assert features.shape == (1, 14, 6, 6)
-    assert torch.allclose(features[0, 7:, 2, 3], flat[36 + 2 * 6 + 3] - decoder.memory_bank[nearest.rows[1, 2, 3]])
+    patch = patches[1, :, 2, 3]
+    nearest = decoder.memory_bank[torch.cdist(patch[None], decoder.memory_bank).argmin()]
+    assert torch.allclose(features[0, 7:, 2, 3], patch - nearest, atol=1e-5)
+    assert features[0, 7:].abs().sum() == features[0, 7:, 2, 3].abs().sum()  # nothing else searched
