@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -116,3 +117,26 @@ def test_fit_with_kinds_in_a_mode_without_a_memory_bank_is_refused_before_the_fi
                                       "image-text", "--kinds", str(root / "kinds"), "--models-dir", str(models)])
     assert result.exit_code == 2 and "--mode image-image" in result.stderr
     assert not (models / "texty").exists()
+
+
+def test_eval_kind_shots_in_the_default_mode_reports_the_kind_figures(tmp_path: Path):
+    """Kinds need only the memory bank: ``eval --kind-shots`` on an image-image fit teaches masked
+    parts and reports the three kind figures (masks mark the blobs, so regions can be judged)."""
+    factory = ImageFactory(tmp_path, seed=5)
+    category = tmp_path / "widget"
+    factory.folder("widget/train/good", 8, size=64)
+    factory.folder("widget/test/good", 2, size=64)
+    for i in range(3):
+        factory.write(category / "test" / "dent" / f"{i}.png", paste_blob(factory.good(64), 20 + 8 * i, 30, radius=8))
+        mask = np.zeros((64, 64), np.uint8)
+        mask[22:38, 12 + 8 * i:28 + 8 * i] = 255
+        (category / "ground_truth" / "dent").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(mask).save(category / "ground_truth" / "dent" / f"{i}_mask.png")
+    out = tmp_path / "eval.json"
+    result = CliRunner().invoke(app, ["eval", str(category), "--mode", "image-image", "--image-size", "64",
+                                      "--kind-shots", "1", "--json", str(out)])
+    assert result.exit_code == 0, result.stderr
+    summary = json.loads(out.read_text())
+    assert summary["mode"] == "image-image" and summary["kind_shots"] == 1
+    for key in ("defect_type_accuracy", "wrong_kind_rate", "kind_coverage"):
+        assert isinstance(summary[key], float) and 0 <= summary[key] <= 1, key
