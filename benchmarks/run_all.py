@@ -44,6 +44,11 @@ def _script(name: str, *options: str) -> tuple[str, ...]:
     return (f"benchmarks/{name}.py", *options)
 
 
+def _kinds(mode: str, category: str, shots: str, seeds: str, json_name: str, *options: str) -> tuple[str, ...]:
+    return _script("kinds", "--mode", mode, "--categories", category, "--shots", shots, "--seeds", seeds, *options,
+                   "--json", f"benchmarks/results/{json_name}.json")
+
+
 def _explain_eval(category: str, json_name: str, *options: str) -> tuple[str, ...]:
     return _script("explain_eval", "--category", category, "--mode", "fused", *options,
                    "--json", f"benchmarks/results/{json_name}.json")
@@ -132,24 +137,14 @@ ENTRIES = [
         "explain_throughput", "--mode", "fused", "--input", "fixed", "--category", "bottle", "--frames", "240",
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
-    Entry("kinds_bottle", "Defect kinds", _script(
-        "kinds", "--mode", "image-image", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "3",
-        "--json", "benchmarks/results/kinds_bottle.json")),
-    Entry("kinds_cookie", "Defect kinds", _script(
-        "kinds", "--mode", "image-image", "--categories", "cookie", "--shots", "0", "--seeds", "1",
-        "--json", "benchmarks/results/kinds_cookie.json")),
-    Entry("kinds_tile", "Defect kinds", _script(
-        "kinds", "--mode", "image-image", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "3",
-        "--json", "benchmarks/results/kinds_tile.json")),
-    Entry("kinds_latency_bottle", "Defect kinds", _script(
-        "kinds", "--mode", "image-image", "--categories", "bottle", "--shots", "0,3,0,3,0,3", "--seeds", "1",
-        "--latency-samples", "40", "--wording", "0", "--json", "benchmarks/results/kinds_latency_bottle.json")),
-    Entry("kinds_bottle_fused", "Defect kinds", _script(
-        "kinds", "--mode", "fused", "--categories", "bottle", "--shots", "0,1,3,5", "--seeds", "1",
-        "--json", "benchmarks/results/kinds_bottle_fused.json")),
-    Entry("kinds_tile_fused", "Defect kinds", _script(
-        "kinds", "--mode", "fused", "--categories", "tile", "--shots", "0,1,3,5", "--seeds", "1",
-        "--json", "benchmarks/results/kinds_tile_fused.json")),
+    Entry("kinds_bottle", "Defect kinds", _kinds("image-image", "bottle", "0,1,3,5", "3", "kinds_bottle")),
+    Entry("kinds_cookie", "Defect kinds", _kinds("image-image", "cookie", "0", "1", "kinds_cookie")),
+    Entry("kinds_tile", "Defect kinds", _kinds("image-image", "tile", "0,1,3,5", "3", "kinds_tile")),
+    Entry("kinds_latency_bottle", "Defect kinds", _kinds("image-image", "bottle", "0,3,0,3,0,3", "1",
+                                                         "kinds_latency_bottle", "--latency-samples", "40",
+                                                         "--wording", "0")),
+    Entry("kinds_bottle_fused", "Defect kinds", _kinds("fused", "bottle", "0,1,3,5", "1", "kinds_bottle_fused")),
+    Entry("kinds_tile_fused", "Defect kinds", _kinds("fused", "tile", "0,1,3,5", "1", "kinds_tile_fused")),
     Entry("ui_feedback", "Station UI: learning from a false reject, and the run screen's refresh", _script(
         "ui_feedback", "--mode", "image-image", "--category", "bottle", "--k-shot", "20", "--rounds", "2",
         "--threads", "2",

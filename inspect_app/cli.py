@@ -91,13 +91,14 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
     if skipped:
         console.print(f"[yellow]skipped {len(skipped)} non-image file(s):[/] "
                       f"{escape(', '.join(p.name for p in skipped[:5]))}")
+    fit_mode = parse_mode(mode)
     kind_parts = kinds_commands.check_folder(kinds) if kinds is not None else None
-    if kind_parts is not None and "image-image" not in MODE_DECODERS[parse_mode(mode)]:
-        raise ProfileError(kinds_need_a_memory_bank(product, mode))
+    if kind_parts is not None and "image-image" not in MODE_DECODERS[fit_mode]:
+        raise ProfileError(kinds_need_a_memory_bank(product, fit_mode))
     backbone = BackboneConfig() if image_size is None else \
         BackboneConfig(image_size=image_size, keep_aspect=keep_aspect, choose_input=False)
     config = InspectorConfig(backbone=backbone, k_shot=k_shot, seed=seed,
-                             calibration=CalibrationConfig(target_frr=target_frr), mode=parse_mode(mode))
+                             calibration=CalibrationConfig(target_frr=target_frr), mode=fit_mode)
     inspector = Inspector(config, product=product)
     defect_images = list_images(defects)[0] if defects else None
     with progress_bar() as progress:

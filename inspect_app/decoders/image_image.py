@@ -45,7 +45,6 @@ def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.
     return out
 
 
-
 def smooth_upsample(maps: torch.Tensor, shape: tuple[int, int], sigma: float) -> torch.Tensor:
     """Bilinear upsampling of [B, h, w] patch maps to [B, height, width] (``shape``), then a Gaussian
     blur with reflect padding, as one matrix product per axis.

@@ -242,12 +242,12 @@ class KindBook:
             for j in range(kind.n_examples):
                 own = kind.prototype(leave_out=j)
                 keep = [r for r in range(len(indices)) if r != row or own is not None]
-                protos = full[keep].copy()
-                if own is not None:
-                    protos[keep.index(row)] = own
                 if not keep:
                     out.append((0.0, False, None))
                     continue
+                protos = full[keep].copy()
+                if own is not None:
+                    protos[keep.index(row)] = own
                 p = self.probabilities(kind.examples[j], protos)
                 best = int(p.argmax())
                 out.append((float(p[best]), keep[best] == row,
