@@ -27,6 +27,7 @@ from inspect_app.post_processing.kinds import (
     grid_weights_from_mask,
     region_descriptor,
 )
+from inspect_app.results import THRESHOLD
 from inspect_app.vocabulary import NORMAL_KIND, sanitize_product
 
 MASK_SUFFIX = "_mask"  # <stem>_mask.png beside an image in a kinds folder is its defect mask
@@ -67,16 +68,19 @@ def require_kinds(inspector: Inspector) -> KindBook:
     return book
 
 
-def _mask_weights(part: LabelledPart, image: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+def _mask_weights(part: LabelledPart, image: np.ndarray, cal_map: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """The mask's patches weighted as a prediction's region is (by how far the calibrated map is
+    above the threshold there), so labelled regions are described as the regions they will name."""
     assert part.mask is not None
     height, width = image.shape[:2]
     if part.mask.shape[:2] != (height, width):
         raise KindError(f"{part.name}: the mask is {part.mask.shape[1]}x{part.mask.shape[0]}, "
                         f"the image {width}x{height}")
-    weights = grid_weights_from_mask(part.mask > 0, grid)
-    if weights.sum() <= 0:
+    share = grid_weights_from_mask(part.mask > 0, grid)
+    if share.sum() <= 0:
         raise KindError(f"{part.name}: the mask marks no defect")
-    return weights
+    small = cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    return share * np.clip(small - THRESHOLD, 1e-3, None)
 
 
 def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[int, int, int, int] | None,
@@ -94,27 +98,24 @@ def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[i
 
 
 def describe_parts(inspector: Inspector, parts: Sequence[LabelledPart]) -> np.ndarray:
-    """Unit descriptors [N, D] of the labelled regions. A masked part needs one encoder pass; a box
-    or the map's own region needs the part's anomaly map too (a prediction)."""
+    """Unit descriptors [N, D] of the labelled regions. Every part is predicted: its anomaly map
+    weights the mask or box (or gives the region) as it weights a FAIL's region when kinds are named.
+    Masks weighted this way named bottle's K = 3 held-out parts right 0.753 of the time against 0.667
+    with the mask's patches weighed evenly (NOTEBOOK 2026-12-07)."""
     require_kinds(inspector)
     out = []
     for start in range(0, len(parts), inspector.batch_size):
         batch = list(parts[start:start + inspector.batch_size])
         images = [load_image(p.image, name=p.name) for p in batch]
         features = inspector.kind_features(images)
-        unmasked = [i for i, p in enumerate(batch) if p.mask is None]
-        predicted = dict(zip(unmasked, inspector.predict([images[i] for i in unmasked]), strict=True)) \
-            if unmasked else {}
-        for i, (part, image, feats) in enumerate(zip(batch, images, features, strict=True)):
+        for part, image, feats, result in zip(batch, images, features, inspector.predict(images), strict=True):
             grid = (int(feats.shape[1]), int(feats.shape[2]))
-            if part.mask is not None:
-                weights = _mask_weights(part, image, grid)
-                out.append(region_descriptor(feats, weights, weights <= 0))
-                continue
-            result = predicted[i]
             assert result.anomaly_map is not None
-            box = part.box or (result.regions[0].bbox if result.regions else None)
-            weights = _map_weights(part.name, image, result.anomaly_map, box, grid)
+            if part.mask is not None:
+                weights = _mask_weights(part, image, result.anomaly_map, grid)
+            else:
+                box = part.box or (result.regions[0].bbox if result.regions else None)
+                weights = _map_weights(part.name, image, result.anomaly_map, box, grid)
             out.append(region_descriptor(feats, weights, background_patches(result.anomaly_map, grid, exclude=weights)))
     return np.stack(out)
 
