@@ -108,7 +108,7 @@ def describe_parts(inspector: Inspector, parts: Sequence[LabelledPart]) -> np.nd
         batch = list(parts[start:start + inspector.batch_size])
         images = [load_image(p.image, name=p.name) for p in batch]
         features = inspector.kind_features(images)
-        for part, image, feats, result in zip(batch, images, features, inspector.predict(images), strict=True):
+        for part, image, feats, result in zip(batch, images, features, inspector.predict_batch(images), strict=True):
             grid = (int(feats.shape[1]), int(feats.shape[2]))
             assert result.anomaly_map is not None
             if part.mask is not None:
