@@ -138,7 +138,7 @@ ENTRIES = [
         "--defect-share", "0.1", "--rounds", "5", "--k-shot", "40", "--threads", "2",
         "--json", "benchmarks/results/explain_throughput.json")),
     Entry("kinds_bottle", "Defect kinds", _kinds("image-image", "bottle", "0,1,3,5", "3", "kinds_bottle")),
-    Entry("kinds_cookie", "Defect kinds", _kinds("image-image", "cookie", "0", "1", "kinds_cookie")),
+    Entry("kinds_cookie", "Defect kinds", _kinds("image-image", "cookie", "0,3", "1", "kinds_cookie")),
     Entry("kinds_tile", "Defect kinds", _kinds("image-image", "tile", "0,1,3,5", "3", "kinds_tile")),
     Entry("kinds_latency_bottle", "Defect kinds", _kinds("image-image", "bottle", "0,3,0,3,0,3", "1",
                                                          "kinds_latency_bottle", "--latency-samples", "40",
