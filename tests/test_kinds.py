@@ -12,11 +12,12 @@ import pytest
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
-from inspect_app.kinds.learning import KindError, LabelledPart, _mask_weights, add_kind, clean_kind_name, remove_kind
+from inspect_app.kinds.learning import KindError, LabelledPart, add_kind, clean_kind_name, remove_kind
 from inspect_app.post_processing.kinds import (
     Kind,
     KindBook,
     grid_weights_from_box,
+    grid_weights_from_mask,
     region_descriptor,
 )
 from inspect_app.results import Region
@@ -217,19 +218,21 @@ def test_taught_kinds_name_held_out_parts_like_their_labelled_ones(default_mode_
     assert any(named.values()), book.bar.basis  # at least one held-out part is named at all
 
 
-def test_a_labelled_mask_is_weighted_by_the_parts_anomaly_map():
+def test_a_labelled_mask_is_weighted_by_the_parts_anomaly_map(default_mode_product):
     """A loosely drawn mask weighs its patches as an inspected region is weighed (by how far the
     calibrated map is above the threshold), so the defect, not the mask's margin, describes the kind."""
     mask = np.zeros((64, 64), np.uint8)
     mask[:, :32] = 1
     cal_map = np.full((64, 64), 0.2, np.float32)
     cal_map[:16, :16] = 0.9
-    weights = _mask_weights(LabelledPart(np.zeros((64, 64, 3), np.uint8), "part.png", mask),
-                            np.zeros((64, 64, 3), np.uint8), cal_map, (4, 4))
+    weights = grid_weights_from_mask(mask, (4, 4), cal_map)
     assert weights[:, 2:].sum() == 0  # outside the mask
     assert weights[0, 0] == pytest.approx(0.4, abs=1e-5) and weights[1:, :2].max() == pytest.approx(1e-3)
+    assert grid_weights_from_mask(mask, (4, 4))[:, :2].min() == 1  # without a map: the share covered
+    image = ImageFactory(seed=40).good()
     with pytest.raises(KindError, match="marks no defect"):
-        _mask_weights(LabelledPart(mask, "empty.png", np.zeros_like(mask)), mask, cal_map, (4, 4))
+        add_kind(copy.deepcopy(default_mode_product), "scratch",
+                 [LabelledPart(image, "empty.png", np.zeros(image.shape[:2], np.uint8))])
 
 
 def test_a_profile_without_a_memory_bank_says_how_to_get_kinds(tmp_path):

@@ -25,9 +25,9 @@ from inspect_app.post_processing.kinds import (
     background_patches,
     grid_weights_from_box,
     grid_weights_from_mask,
+    map_on_grid,
     region_descriptor,
 )
-from inspect_app.results import THRESHOLD
 from inspect_app.vocabulary import NORMAL_KIND, sanitize_product
 
 MASK_SUFFIX = "_mask"  # <stem>_mask.png beside an image in a kinds folder is its defect mask
@@ -69,18 +69,17 @@ def require_kinds(inspector: Inspector) -> KindBook:
 
 
 def _mask_weights(part: LabelledPart, image: np.ndarray, cal_map: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """The mask's patches weighted as a prediction's region is (by how far the calibrated map is
-    above the threshold there), so labelled regions are described as the regions they will name."""
+    """The mask's patches weighted as an inspected region's are (``grid_weights_from_mask`` with the
+    part's calibrated map), so labelled regions are described as the regions they will name."""
     assert part.mask is not None
     height, width = image.shape[:2]
     if part.mask.shape[:2] != (height, width):
         raise KindError(f"{part.name}: the mask is {part.mask.shape[1]}x{part.mask.shape[0]}, "
                         f"the image {width}x{height}")
-    share = grid_weights_from_mask(part.mask > 0, grid)
-    if share.sum() <= 0:
+    weights = grid_weights_from_mask(part.mask > 0, grid, cal_map)
+    if weights.sum() <= 0:
         raise KindError(f"{part.name}: the mask marks no defect")
-    small = cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
-    return share * np.clip(small - THRESHOLD, 1e-3, None)
+    return weights
 
 
 def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[int, int, int, int] | None,
@@ -93,7 +92,7 @@ def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[i
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise KindError(f"{name}: the box {box} is not inside the {width}x{height} image")
         return grid_weights_from_box(box, (width, height), grid, cal_map)
-    small = cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    small = map_on_grid(cal_map, grid)
     return (small >= np.quantile(small, 1 - TOP_SHARE)).astype(np.float32)
 
 

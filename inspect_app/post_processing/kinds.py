@@ -59,9 +59,22 @@ def kind_prior(normal_posteriors: np.ndarray) -> np.ndarray:
     return (prior / prior.sum()).astype(np.float32)
 
 
-def grid_weights_from_mask(mask: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
-    """A binary mask (any size) as the share of each patch [h, w] it covers."""
-    return cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+def map_on_grid(cal_map: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """The calibrated map averaged onto the patch grid [h, w]."""
+    return cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+
+
+def excess_on_grid(cal_map: np.ndarray, grid: tuple[int, int]) -> np.ndarray:
+    """How far each patch [h, w] is above the threshold, at least 1e-3: the weight of a region's
+    patches, so a loose box or mask centres on the defect and its patches below it still count a little."""
+    return np.clip(map_on_grid(cal_map, grid) - THRESHOLD, 1e-3, None)
+
+
+def grid_weights_from_mask(mask: np.ndarray, grid: tuple[int, int], cal_map: np.ndarray | None = None) -> np.ndarray:
+    """A binary mask (any size) as the share of each patch [h, w] it covers; weighted by
+    ``excess_on_grid`` when a calibrated map is given, as a box's patches are."""
+    share = cv2.resize(mask.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
+    return share if cal_map is None else share * excess_on_grid(cal_map, grid)
 
 
 def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int, int],
@@ -78,8 +91,7 @@ def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int,
     if cal_map is None:
         weights[gy0:gy1, gx0:gx1] = 1.0
     else:
-        small = cv2.resize(cal_map.astype(np.float32), (grid_w, grid_h), interpolation=cv2.INTER_AREA)
-        weights[gy0:gy1, gx0:gx1] = np.clip(small[gy0:gy1, gx0:gx1] - THRESHOLD, 1e-3, None)
+        weights[gy0:gy1, gx0:gx1] = excess_on_grid(cal_map, grid)[gy0:gy1, gx0:gx1]
     return weights
 
 
@@ -112,8 +124,7 @@ def region_patches(regions: list[Region], cal_map: np.ndarray, image_size: tuple
 
 def background_patches(cal_map: np.ndarray, grid: tuple[int, int], exclude: np.ndarray | None = None) -> np.ndarray:
     """Patches [h, w] below the threshold (and outside ``exclude`` weights) that stand for good surface."""
-    small = cv2.resize(cal_map.astype(np.float32), (grid[1], grid[0]), interpolation=cv2.INTER_AREA)
-    good = small < THRESHOLD
+    good = map_on_grid(cal_map, grid) < THRESHOLD
     return good & (exclude <= 0) if exclude is not None else good
 
 
