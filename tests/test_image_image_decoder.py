@@ -183,7 +183,6 @@ def test_smooth_upsample_without_blur_is_bilinear_upsampling():
     torch.testing.assert_close(smooth_upsample(maps, (32, 32), 0.0), expected, rtol=1e-5, atol=1e-6)
 
 
-
 def test_kind_features_search_only_the_needed_patches_and_scoring_keeps_its_patches():
     """Scoring hands its aggregated patches to kind naming with unchanged scores; the difference half
     is each needed patch minus its nearest bank row, and zero where no search was asked for."""
