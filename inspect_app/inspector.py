@@ -35,7 +35,7 @@ from inspect_app.decoders.image_text import ImageTextDecoder
 from inspect_app.errors import ProfileError
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import image_scores
-from inspect_app.post_processing.kinds import KindBook, region_patches
+from inspect_app.post_processing.kinds import BankStatistics, KindBook, kind_features
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.profile import check_product_name, load_profile, models_dir, save_profile
 from inspect_app.progress import ProgressCallback
@@ -75,6 +75,7 @@ class Inspector(PredictsOneOrMany):
         self.model: InspectionModel | None = None
         self.post_processor: PostProcessor | None = None
         self.meta: dict[str, Any] = {}
+        self._bank_statistics = BankStatistics()  # of the memory bank, for naming kinds
         keep_numpy_blas_on_one_thread()
 
     @property
@@ -156,8 +157,7 @@ class Inspector(PredictsOneOrMany):
                evidence: EvidenceFor) -> list[InspectionResult]:
         model, post_processor = self._require_fitted(mode)
         t0 = time.perf_counter()
-        book = post_processor.kind_book
-        name_kinds = book is not None and book.can_name and model.image_image is not None
+        name_kinds = post_processor.names_kinds and model.image_image is not None
         with torch.inference_mode():
             features = model.encode(model.prepare(arrays))
             maps = model.decoder_maps(features.levels, MODE_DECODERS[mode], keep_patches=name_kinds)
@@ -176,18 +176,11 @@ class Inspector(PredictsOneOrMany):
         if named and name_kinds:
             assert model.image_image is not None
             t1 = time.perf_counter()
-            grid = (int(features.levels[0].shape[-2]), int(features.levels[0].shape[-1]))
-            patches = []
-            for b in named:
-                result = out[b]
-                assert result.anomaly_map is not None and result.image_size is not None
-                patches.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
             with torch.inference_mode():
                 aggregated = maps.patches[named] if maps.patches is not None else \
                     aggregate_patches([level[named] for level in features.levels], model.image_image.kernel)
-                spaces = model.image_image.kind_features(aggregated, torch.from_numpy(np.stack(patches))).numpy()
-            for space, b in zip(spaces, named, strict=True):
-                post_processor.name_kinds(out[b], space)
+            post_processor.name_kinds([out[b] for b in named], aggregated.numpy(),
+                                      model.image_image.memory_bank.numpy(), self._bank_statistics)
             for b in named:
                 post_ms[b] += (time.perf_counter() - t1) * 1000 / len(named)
         for b, result in enumerate(out):
@@ -199,14 +192,15 @@ class Inspector(PredictsOneOrMany):
         return out
 
     def kind_features(self, images: Sequence[ImageInput]) -> np.ndarray:
-        """``ImageImageDecoder.kind_features`` [B, 2C, h, w] of images on every patch, which labelled
-        regions are described with (``post_processing.kinds``); ``ProfileError`` without a memory bank."""
+        """``post_processing.kinds.kind_features`` [B, 2C, h, w] of images on every patch, which
+        labelled regions are described with; ``ProfileError`` without a memory bank."""
         model, _ = self._require_fitted(self.mode)
         if model.image_image is None:
             raise ProfileError(kinds_need_a_memory_bank(self.product, self.config.mode))
         with torch.inference_mode():
             levels = model.encode(model.prepare([load_image(im) for im in images])).levels
-            return model.image_image.kind_features(aggregate_patches(levels, model.image_image.kernel)).numpy()
+            patches = aggregate_patches(levels, model.image_image.kernel).numpy()
+        return kind_features(patches, model.image_image.memory_bank.numpy(), self._bank_statistics)
 
     def set_target_frr(self, target_frr: float, mode: Mode | None = None) -> Calibration:
         """Move a fitted mode's threshold to another false-reject target, re-using its held-out

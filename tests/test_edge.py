@@ -3,6 +3,7 @@ without a refit (learn_good, a new threshold) reaches them."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from inspect_app.edge.manifest import MANIFEST_FILE, EdgeManifest, GraphFormat
 from inspect_app.edge.sessions import Runtime
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
+from inspect_app.kinds.learning import LabelledPart, add_kind
 from inspect_app.results import EvidenceFor, Verdict
 
-from conftest import ImageFactory
+from conftest import ImageFactory, paste_blob
 
 
 def _test_images(seed: int = 21) -> list[np.ndarray]:
@@ -75,6 +77,31 @@ def test_fused_graph_with_kinds_answers_as_torch(tmp_path, monkeypatch):
     assert any(r.regions for r in reference)
     export_inspector(inspector, tmp_path / "edge", GraphFormat.ONNX)  # the IR conversion is tested above
     assert_same_answers(reference, EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO).predict(images))
+
+
+def test_labelled_kinds_are_named_by_exported_and_accelerated_models(fitted_inspector, tmp_path):
+    """Kinds taught after the fit name the same regions on an exported model (the kind book travels
+    in its settings) and on the accelerated path (the live book), as on torch; some are named."""
+    inspector = copy.deepcopy(fitted_inspector)
+    factory = ImageFactory(seed=30)
+
+    def dark_spot(i: int) -> np.ndarray:
+        return paste_blob(factory.good(), 40 + 12 * i, 50, radius=12, value=5)
+
+    def scratch(i: int) -> np.ndarray:
+        return cv2.line(factory.good(), (20, 30 + 10 * i), (110, 40 + 10 * i), (250, 250, 250), 3)
+
+    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
+        add_kind(inspector, name, [LabelledPart(make(i), f"{name}_{i}.png") for i in range(3)])
+    images = [make(i) for make in (dark_spot, scratch) for i in (4, 5)]
+    reference = inspector.predict(images)
+    assert any(r.defect_type for result in reference for r in result.regions), \
+        inspector.post_processor.kind_book.bar.basis
+    export_inspector(inspector, tmp_path / "edge", GraphFormat.ONNX)
+    assert_same_answers(reference, EdgeInspector.load(tmp_path / "edge", Runtime.ONNX).predict(images))
+    accelerated = accelerate(inspector, Runtime.OPENVINO)
+    assert isinstance(accelerated, AcceleratedInspector)
+    assert_same_answers(reference, accelerated.predict(images))
 
 
 def test_non_square_input_shape_is_exported(tmp_path):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from inspect_app.decoders.coreset import greedy_coreset
 from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, nearest_distances, smooth_upsample
+from inspect_app.post_processing.kinds import BankStatistics, kind_features
 
 
 def _blobs(n_per: int = 200, dim: int = 32, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,18 +187,25 @@ def test_smooth_upsample_without_blur_is_bilinear_upsampling():
 
 def test_kind_features_search_only_the_needed_patches_and_scoring_keeps_its_patches():
     """Scoring hands its aggregated patches to kind naming with unchanged scores; the difference half
-    is each needed patch minus its nearest bank row, and zero where no search was asked for."""
+    is each needed patch minus its nearest bank row, and zero where no search was asked for; the
+    bank's statistics are computed once per bank."""
     torch.manual_seed(0)
     levels = [torch.randn(2, 4, 6, 6), torch.randn(2, 3, 3, 3)]
     decoder = ImageImageDecoder(7, coreset_ratio=0.5)
     decoder.fit(aggregate_patches([torch.randn(3, 4, 6, 6), torch.randn(3, 3, 3, 3)]), 3)
     scores, patches = decoder.scores_and_patches(levels)
     assert torch.allclose(scores, decoder(levels)) and torch.equal(patches, aggregate_patches(levels))
-    needed = torch.zeros(1, 6, 6, dtype=torch.bool)
+    needed = np.zeros((1, 6, 6), bool)
     needed[0, 2, 3] = True
-    features = decoder.kind_features(patches[1:], needed)
+    bank, statistics = decoder.memory_bank.numpy(), BankStatistics()
+    features = kind_features(patches[1:].numpy(), bank, statistics, needed)
     assert features.shape == (1, 14, 6, 6)
     patch = patches[1, :, 2, 3]
     nearest = decoder.memory_bank[torch.cdist(patch[None], decoder.memory_bank).argmin()]
-    assert torch.allclose(features[0, 7:, 2, 3], patch - nearest, atol=1e-5)
-    assert features[0, 7:].abs().sum() == features[0, 7:, 2, 3].abs().sum()  # nothing else searched
+    assert np.allclose(features[0, 7:, 2, 3], (patch - nearest).numpy(), atol=1e-5)
+    assert np.abs(features[0, 7:]).sum() == np.abs(features[0, 7:, 2, 3]).sum()  # nothing else searched
+    standardised = (patch - decoder.memory_bank.mean(0)) / decoder.memory_bank.std(0)
+    assert np.allclose(features[0, :7, 2, 3], standardised.numpy(), atol=1e-5)
+    assert statistics(bank)[0] is statistics(decoder.memory_bank.numpy())[0]  # the same bank: cached
+    decoder.set_bank(decoder.memory_bank[:-1])
+    assert statistics(decoder.memory_bank.numpy())[2].shape == (len(bank) - 1,)  # a new bank: computed again

@@ -91,7 +91,6 @@ class ImageImageDecoder(nn.Module):
         self.kernel, self.coreset_ratio, self.projection_dim, self.seed = kernel, coreset_ratio, projection_dim, seed
         self.register_buffer("memory_bank", torch.empty(0, channels))
         self.register_buffer("bank_sq", torch.empty(0), persistent=False)
-        self._statistics_of: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # bank, mean, std
 
     @staticmethod
     def flatten(patches: torch.Tensor) -> torch.Tensor:
@@ -150,36 +149,10 @@ class ImageImageDecoder(nn.Module):
 
     def scores_and_patches(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward``'s patch scores [B, H, W], and the aggregated patches [B, C, H, W] they came
-        from (kept for naming kinds, which then need not aggregate again)."""
+        from (kept for naming kinds, ``post_processing.kinds.kind_features``, which then need not
+        aggregate again)."""
         patches = aggregate_patches(levels, self.kernel)
         return self.patch_scores(patches), patches
-
-    def kind_features(self, patches: torch.Tensor, needed: torch.Tensor | None = None) -> torch.Tensor:
-        """What a patch's defect looks like, for naming its kind (``post_processing.kinds``) [B, 2C, H, W]:
-        the aggregated patch [B, C, H, W] standardised by the memory bank's statistics, then its
-        difference from its nearest good patch. The difference needs a search, so it is computed
-        only on ``needed`` patches [B, H, W] (all when None) and is zero elsewhere: scoring could
-        keep every patch's nearest row instead, but that made every PASS 0.4 ms slower. Measured
-        better for few-shot kinds than the image-text space on bottle and magnetic tile
-        (benchmarks/NOTEBOOK.md, 2026-12-06)."""
-        b, c, h, w = patches.shape
-        flat = self.flatten(patches)
-        mean, std = self._bank_statistics()
-        rows = torch.arange(flat.shape[0]) if needed is None else needed.reshape(-1).nonzero().squeeze(1)
-        difference = torch.zeros_like(flat)
-        if len(rows):
-            d = torch.addmm(self.bank_sq.unsqueeze(0), flat[rows], self.memory_bank.T, alpha=-2.0)
-            difference[rows] = flat[rows] - self.memory_bank[d.argmin(1)]
-        both = torch.cat([(flat - mean) / std, difference], dim=1)
-        return both.view(b, h, w, 2 * c).permute(0, 3, 1, 2)
-
-    def _bank_statistics(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The bank's per-channel mean and std, kept until the bank is replaced (2-7 ms to compute on
-        bottle's bank; not a buffer, so the exported graph does not compute them on every call)."""
-        if self._statistics_of is None or self._statistics_of[0] is not self.memory_bank:
-            bank = self.memory_bank
-            self._statistics_of = (bank, bank.mean(0), bank.std(0).clamp_min(1e-6))
-        return self._statistics_of[1], self._statistics_of[2]
 
     def patch_scores(self, patches: torch.Tensor) -> torch.Tensor:
         """Nearest-neighbour distance per aggregated patch: [B, C, H, W] -> [B, H, W]."""

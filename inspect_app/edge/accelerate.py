@@ -25,6 +25,7 @@ import torch
 from inspect_app import __version__
 from inspect_app.config import MODE_DECODERS
 from inspect_app.edge.export import export_inspector
+from inspect_app.edge.graph import GRAPH_VERSION
 from inspect_app.edge.inspector import EdgeInspector
 from inspect_app.edge.manifest import ANOMALY_MAP, EdgeManifest, GraphFormat
 from inspect_app.edge.sessions import Runtime, open_session
@@ -71,7 +72,7 @@ def _cached_graph(inspector: Inspector, root: Path, graph_format: GraphFormat) -
 
 def graph_key(inspector: Inspector, graph_format: GraphFormat) -> str:
     """Changes whenever a graph constant would: every fitted tensor but the memory bank (a graph
-    input), the encoder, mode, input shape and the versions that write the graph."""
+    input), the encoder, mode, input shape, the graph's version and the versions that write it."""
     assert inspector.model is not None
     digest = hashlib.sha256()
     for name, tensor in sorted(inspector.model.fitted_state().items()):
@@ -79,7 +80,8 @@ def graph_key(inspector: Inspector, graph_format: GraphFormat) -> str:
             digest.update(name.encode())
             digest.update(tensor.numpy().tobytes())
     digest.update(repr((inspector.model.encoder.fingerprint, inspector.mode, inspector.model.input_shape,
-                        inspector.model.blur_sigma, str(graph_format), __version__, torch.__version__)).encode())
+                        inspector.model.blur_sigma, str(graph_format), GRAPH_VERSION, __version__,
+                        torch.__version__)).encode())
     return digest.hexdigest()[:24]
 
 

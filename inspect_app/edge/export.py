@@ -2,11 +2,13 @@
 
 The folder holds the graph (``graph.InspectionGraph``: OpenVINO IR, or ONNX), the memory bank
 the graph is fed (``memory_bank.npy``), the post-processing settings (``post_processing.json``:
-``PostProcessor.to_dict()``, with thresholds, part frame, kind names and prior) and the manifest
+``PostProcessor.to_dict()``, with thresholds, part frame, kind names and prior, and the labelled
+kinds under ``KIND_BOOK``) and the manifest
 (product, profile version, mode, input shape, normalisation, checksums). It is written to a
 temporary sibling and renamed into place, so a station never reads a half-written model.
-A profile changed without a refit (``learn_good``, a new threshold) reaches a station by exporting
-it again: the graph's weights do not change, only the bank and the settings beside it.
+A profile changed without a refit (``learn_good``, a new threshold, a labelled kind) reaches a
+station by exporting it again: the graph's weights do not change, only the bank and the settings
+beside it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,15 @@ import numpy as np
 from inspect_app import __version__
 from inspect_app.config import Mode
 from inspect_app.edge.graph import export_onnx
-from inspect_app.edge.manifest import BANK, BANK_FILE, GRAPH_FILES, POST_PROCESSING_FILE, EdgeManifest, GraphFormat
+from inspect_app.edge.manifest import (
+    BANK,
+    BANK_FILE,
+    GRAPH_FILES,
+    KIND_BOOK,
+    POST_PROCESSING_FILE,
+    EdgeManifest,
+    GraphFormat,
+)
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 
@@ -52,7 +62,10 @@ def export_inspector(inspector: Inspector, out: str | Path, graph_format: GraphF
         if BANK in inputs:
             assert inspector.model.image_image is not None
             np.save(tmp / BANK_FILE, inspector.model.image_image.memory_bank.numpy())
-        (tmp / POST_PROCESSING_FILE).write_text(json.dumps(inspector.post_processor.to_dict(), indent=2))
+        settings = inspector.post_processor.to_dict()
+        if inspector.post_processor.kind_book is not None:
+            settings[KIND_BOOK] = inspector.post_processor.kind_book.to_dict()
+        (tmp / POST_PROCESSING_FILE).write_text(json.dumps(settings, indent=2))
         encoder = inspector.model.encoder
         manifest = EdgeManifest(
             product=inspector.product or "product", profile_version=inspector.profile_version, mode=mode,

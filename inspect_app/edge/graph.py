@@ -4,9 +4,10 @@
 The graph is ``torch_model.InspectionModel.forward`` itself, so it computes what the torch path
 computes. The memory bank is a graph input, not a constant: ``Inspector.learn_good`` grows the
 bank without a refit, and a graph that reads the bank it is given answers with the learnt parts
-without being exported again. Everything
-else a profile changes without a refit (thresholds, the part frame, kind names and the kind
-prior) is post-processing, which stays in numpy (``post_processing.PostProcessor``).
+without being exported again. Graphs with a bank also return the aggregated patches, from which
+the numpy post-processing names defect kinds as the torch path does. Everything else a profile
+changes without a refit (thresholds, the part frame, labelled kinds and the kind prior) is
+post-processing, which stays in numpy (``post_processing.PostProcessor``).
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import torch
 from torch import nn
 
 from inspect_app.config import MODE_DECODERS, Mode
-from inspect_app.edge.manifest import ANOMALY_MAP, BANK, EMBEDDING, KINDS, PIXELS
+from inspect_app.edge.manifest import ANOMALY_MAP, BANK, EMBEDDING, KINDS, PATCHES, PIXELS
 from inspect_app.torch_model import InspectionModel
 
 OPSET = 17
+GRAPH_VERSION = 2  # bumped when the graph's inputs or outputs change (2: the aggregated patches)
 
 
 class InspectionGraph(nn.Module):
     """pixels [B, 3, H, W] (+ memory bank [N, C]) -> raw map of ``mode`` [B, H, W], kind
-    posteriors [B, K, h, w] (when the model gives them) and the embedding [B, D]: the model's own
-    ``forward``, with the bank it is given."""
+    posteriors [B, K, h, w] (when the model gives them), the embedding [B, D] and, with a bank, the
+    aggregated patches [B, C, h, w]: the model's own ``forward``, with the bank it is given."""
 
     def __init__(self, model: InspectionModel, mode: Mode):
         super().__init__()
@@ -44,16 +46,16 @@ class InspectionGraph(nn.Module):
 
     @property
     def output_names(self) -> list[str]:
-        return [ANOMALY_MAP, KINDS, EMBEDDING] if self.has_kinds else [ANOMALY_MAP, EMBEDDING]
+        return [ANOMALY_MAP] + ([KINDS] if self.has_kinds else []) + [EMBEDDING] + ([PATCHES] if self.uses_bank else [])
 
     def forward(self, pixels: torch.Tensor, memory_bank: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         if memory_bank is not None:
             assert self.model.image_image is not None
             self.model.image_image.set_bank(memory_bank)
-        out = self.model(pixels, self.mode)
-        if out.kinds is not None:
-            return out.anomaly_map, out.kinds, out.embedding
-        return out.anomaly_map, out.embedding
+        out = self.model(pixels, self.mode, keep_patches=self.uses_bank)
+        kinds = [out.kinds] if out.kinds is not None else []
+        patches = [out.patches] if out.patches is not None else []
+        return (out.anomaly_map, *kinds, out.embedding, *patches)
 
 
 def export_onnx(model: InspectionModel, mode: Mode, path: Path) -> tuple[list[str], list[str]]:
@@ -71,6 +73,8 @@ def export_onnx(model: InspectionModel, mode: Mode, path: Path) -> tuple[list[st
         axes[BANK] = {0: "bank_rows"}
     if graph.has_kinds:
         axes[KINDS] = {0: "batch"}
+    if graph.uses_bank:
+        axes[PATCHES] = {0: "batch"}
     try:
         with warnings.catch_warnings():
             # The tracer warns about shape-dependent Python branches (level sizes, an empty bank):

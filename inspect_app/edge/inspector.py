@@ -2,9 +2,9 @@
 
 The same numpy stages as ``inspector.Inspector`` around a compiled graph: ``pre_processing``
 resizes and normalises, the graph (OpenVINO or ONNX Runtime) computes the raw anomaly map, the
-kind posteriors and the embedding, and ``post_processing.PostProcessor`` turns them into the
-result, so verdicts, scores and regions follow the same rules as the torch path. Bad images
-become ``ERROR`` results and never stop a batch.
+kind posteriors, the embedding and the aggregated patches, and ``post_processing.PostProcessor``
+turns them into the result, so verdicts, scores, regions and the defect kinds they are named with
+follow the same rules as the torch path. Bad images become ``ERROR`` results and never stop a batch.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from inspect_app.edge.manifest import (
     BANK,
     BANK_FILE,
     EMBEDDING,
+    KIND_BOOK,
     KINDS,
+    PATCHES,
     PIXELS,
     POST_PROCESSING_FILE,
     EdgeManifest,
@@ -40,6 +42,7 @@ from inspect_app.edge.manifest import (
 from inspect_app.edge.sessions import GraphSession, Runtime, fastest_installed, open_session
 from inspect_app.errors import ProfileError
 from inspect_app.post_processing.calibration import Calibration
+from inspect_app.post_processing.kinds import BankStatistics, KindBook
 from inspect_app.post_processing.post_processor import PostProcessor
 from inspect_app.pre_processing import prepare_pixels
 from inspect_app.progress import ProgressCallback
@@ -54,6 +57,7 @@ class EdgeInspector(PredictsOneOrMany):
         self.manifest, self.session, self.post_processor = manifest, session, post_processor
         self.runtime, self.batch_size = runtime, batch_size
         self._memory_bank = memory_bank
+        self._bank_statistics = BankStatistics()  # for naming kinds
         keep_numpy_blas_on_one_thread()
 
     @classmethod
@@ -62,7 +66,10 @@ class EdgeInspector(PredictsOneOrMany):
         folder = Path(folder)
         manifest = EdgeManifest.read(folder)
         try:
-            post_processor = PostProcessor.from_dict(json.loads((folder / POST_PROCESSING_FILE).read_text()))
+            settings = json.loads((folder / POST_PROCESSING_FILE).read_text())
+            post_processor = PostProcessor.from_dict(settings)
+            if KIND_BOOK in settings:
+                post_processor.kind_book = KindBook.from_dict(settings[KIND_BOOK])
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise ProfileError(f"{folder / POST_PROCESSING_FILE} is missing or corrupt ({exc}); "
                                "export the product again") from None
@@ -145,7 +152,7 @@ class EdgeInspector(PredictsOneOrMany):
         def post_process(b: int) -> InspectionResult:
             t1 = time.perf_counter()
             kind_maps = kinds[b] if kinds is not None else None
-            result = self.post_processor.process(arrays[b], raw_maps[b], self.mode)  # kinds unnamed on the edge
+            result = self.post_processor.process(arrays[b], raw_maps[b], self.mode)
             post_ms = (time.perf_counter() - t1) * 1000
             result.product, result.profile_version = self.product, self.profile_version
             result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms,
@@ -154,4 +161,21 @@ class EdgeInspector(PredictsOneOrMany):
                 result.evidence = ExplanationEvidence(kind_maps, outputs[EMBEDDING][b])
             return result
 
-        return list(pool.map(post_process, range(len(arrays)))) if len(arrays) > 1 else [post_process(0)]
+        results = list(pool.map(post_process, range(len(arrays)))) if len(arrays) > 1 else [post_process(0)]
+        self._name_kinds(results, outputs.get(PATCHES))
+        return results
+
+    def _name_kinds(self, results: list[InspectionResult], patches: np.ndarray | None) -> None:
+        """Name the failed parts' regions as the torch path does (``PostProcessor.name_kinds``). A
+        graph exported before it returned its patches (graph version 1) names none."""
+        bank = self.memory_bank()
+        named = [b for b, r in enumerate(results) if r.regions]
+        if not named or patches is None or bank is None or not self.post_processor.names_kinds:
+            return
+        t0 = time.perf_counter()
+        self.post_processor.name_kinds([results[b] for b in named], patches[named], bank, self._bank_statistics)
+        per_part = (time.perf_counter() - t0) * 1000 / len(named)
+        for b in named:
+            timings = results[b].timings_ms
+            timings["post"] += per_part
+            timings["total"] += per_part

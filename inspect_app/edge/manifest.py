@@ -15,9 +15,11 @@ from inspect_app.errors import ProfileError
 EDGE_FORMAT = 1
 MANIFEST_FILE = "manifest.json"
 POST_PROCESSING_FILE = "post_processing.json"
+KIND_BOOK = "kind_book"  # the labelled kinds (``KindBook.to_dict``) in the post-processing settings
 BANK_FILE = "memory_bank.npy"
 PIXELS, BANK = "pixels", "memory_bank"  # the graph's inputs (the bank only where the mode uses it)
 ANOMALY_MAP, KINDS, EMBEDDING = "anomaly_map", "kinds", "embedding"  # its outputs (kinds with image-text)
+PATCHES = "patches"  # and the aggregated patches kinds are named from (graphs with a bank, since graph version 2)
 
 
 class GraphFormat(StrEnum):

@@ -1,9 +1,9 @@
 """Defect kinds a region may be named with, and the rule that names one only when it is likely right.
 
-A region is described by what differs from good parts there (``ImageImageDecoder.kind_features``):
-its patches' mean appearance (standardised by the memory of good patches) minus the same image's
-patches below the threshold, beside its patches' mean difference from their nearest good patch;
-each half is unit, the whole is unit. Each kind's prototype is the mean of the regions an engineer
+A region is described by what differs from good parts there (``kind_features``): its patches' mean
+appearance (standardised by the memory of good patches) minus the same image's patches below the
+threshold, beside its patches' mean difference from their nearest good patch; each half is unit,
+the whole is unit. Each kind's prototype is the mean of the regions an engineer
 labelled with it (``KindBook.with_examples``; no refit). This space names real defects from a few
 labelled ones far better than the image-text space it replaced (K = 3 labelled parts per folder,
 kinds named right under the bar below: bottle 0.10 -> 0.61, magnetic tile 0.28 -> 0.41; NOTEBOOK
@@ -16,7 +16,7 @@ The kind's confidence is a softmax over the cosine similarities to the labelled 
 it is shown only when it clears the book's bar, which is calibrated by leave-one-out on the labelled
 regions themselves (real defects of this product). A region less similar to its nearest kind than
 that kind's labelled regions were is unlike anything labelled and stays unnamed too. Unnamed regions
-get neutral words in explanations. Numpy only: an exported model could name kinds without torch.
+get neutral words in explanations. Numpy only: an exported model names kinds with the same code.
 """
 
 from __future__ import annotations
@@ -95,8 +95,51 @@ def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int,
     return weights
 
 
+Statistics = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+class BankStatistics:
+    """The memory bank's per-channel mean and std and its rows' squared norms, kept until the bank
+    changes: computing them took 2-7 ms on bottle's bank, too long for every failed part. The bank
+    it describes is held, so no other array can take its memory (the cache key) meanwhile."""
+
+    def __init__(self) -> None:
+        self._of: tuple[tuple[int, tuple[int, ...]], np.ndarray, Statistics] | None = None
+
+    def __call__(self, bank: np.ndarray) -> Statistics:
+        """(mean [C], std [C], squared norms [N]) of ``bank`` [N, C]."""
+        key = (bank.__array_interface__["data"][0], bank.shape)
+        if self._of is None or self._of[0] != key:
+            bank64 = bank.astype(np.float64)
+            stats = (bank64.mean(0).astype(np.float32), np.maximum(bank64.std(0, ddof=1), 1e-6).astype(np.float32),
+                     (bank * bank).sum(1))
+            self._of = (key, bank, stats)
+        return self._of[2]
+
+
+def kind_features(patches: np.ndarray, bank: np.ndarray, statistics: BankStatistics,
+                  needed: np.ndarray | None = None) -> np.ndarray:
+    """What each patch's defect looks like, for naming its kind [B, 2C, h, w], from the image-image
+    decoder's aggregated patches [B, C, h, w] and its memory bank [N, C]: each patch standardised by
+    the bank's statistics, beside its difference from its nearest bank row. The difference needs a
+    search, so it is computed only on ``needed`` patches [B, h, w] (all when None) and is zero
+    elsewhere. Numpy, so the torch path and an exported model name kinds with the same code.
+    Measured better for few-shot kinds than the image-text space on bottle and magnetic tile
+    (benchmarks/NOTEBOOK.md, 2026-12-06)."""
+    b, c, h, w = patches.shape
+    flat = np.ascontiguousarray(patches.transpose(0, 2, 3, 1).reshape(-1, c), dtype=np.float32)
+    mean, std, bank_sq = statistics(bank)
+    rows = np.arange(len(flat)) if needed is None else np.flatnonzero(needed.reshape(-1))
+    difference = np.zeros_like(flat)
+    if len(rows):
+        distances = bank_sq[None, :] - 2.0 * (flat[rows] @ bank.T)
+        difference[rows] = flat[rows] - bank[distances.argmin(1)]
+    both = np.concatenate([(flat - mean) / std, difference], axis=1)
+    return both.reshape(b, h, w, 2 * c).transpose(0, 3, 1, 2)
+
+
 def region_descriptor(features: np.ndarray, weights: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """A region's unit descriptor [2C] from ``ImageImageDecoder.kind_features`` [2C, h, w]: the
+    """A region's unit descriptor [2C] from ``kind_features`` [2C, h, w] of its image: the
     ``weights``-weighted mean appearance minus the mean over ``background`` patches (the image's good
     surface; all patches when none), beside the weighted mean difference from the nearest good
     patches (zero, so not searched, outside the region); each half unit."""
@@ -213,7 +256,7 @@ class KindBook:
     def name_regions(self, regions: list[Region], cal_map: np.ndarray, features: np.ndarray,
                      image_size: tuple[int, int]) -> None:
         """Set ``defect_type``/``defect_probability`` of each region whose kind clears the bar, from
-        the image's ``ImageImageDecoder.kind_features`` [2C, h, w]."""
+        the image's ``kind_features`` [2C, h, w]."""
         grid = (int(features.shape[1]), int(features.shape[2]))
         background = background_patches(cal_map, grid)
         for region in regions:

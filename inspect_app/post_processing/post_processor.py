@@ -18,7 +18,7 @@ from inspect_app.config import Mode
 from inspect_app.imaging.foreground import estimate_part_box
 from inspect_app.post_processing.calibration import Calibration
 from inspect_app.post_processing.image_score import apply_ignore_mask, decode_mask, encode_mask
-from inspect_app.post_processing.kinds import KindBook
+from inspect_app.post_processing.kinds import BankStatistics, KindBook, kind_features, region_patches
 from inspect_app.post_processing.regions import extract_regions
 from inspect_app.results import THRESHOLD, InspectionResult, Verdict
 
@@ -56,12 +56,28 @@ class PostProcessor:
         return InspectionResult(file=None, verdict=verdict, score=score, raw_score=raw_score, regions=regions,
                                 anomaly_map=cal_map, image_size=(w, h), part_box=part_box, mode=mode)
 
-    def name_kinds(self, result: InspectionResult, kind_features: np.ndarray) -> None:
-        """Name the result's regions from its ``ImageImageDecoder.kind_features`` [2C, h, w], where a
-        kind clears the book's bar (``post_processing.kinds``)."""
-        if self.kind_book is not None and result.regions and result.anomaly_map is not None \
-                and result.image_size is not None:
-            self.kind_book.name_regions(result.regions, result.anomaly_map, kind_features, result.image_size)
+    @property
+    def names_kinds(self) -> bool:
+        """Whether any region can be named (else describing regions is wasted work)."""
+        return self.kind_book is not None and self.kind_book.can_name
+
+    def name_kinds(self, results: list[InspectionResult], patches: np.ndarray, bank: np.ndarray,
+                   statistics: BankStatistics) -> None:
+        """Name the regions of ``results`` where a kind clears the book's bar (``post_processing.kinds``),
+        from the image-image decoder's aggregated patches [B, C, h, w] of the same images and its
+        memory bank [N, C]; the nearest-patch search runs only on the regions' patches above the
+        threshold. The torch path and an exported model both name kinds here."""
+        if self.kind_book is None or not results:
+            return
+        grid = (int(patches.shape[-2]), int(patches.shape[-1]))
+        needed = []
+        for result in results:
+            assert result.anomaly_map is not None and result.image_size is not None
+            needed.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
+        spaces = kind_features(patches, bank, statistics, np.stack(needed))
+        for result, space in zip(results, spaces, strict=True):
+            assert result.anomaly_map is not None and result.image_size is not None
+            self.kind_book.name_regions(result.regions, result.anomaly_map, space, result.image_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
