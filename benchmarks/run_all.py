@@ -49,6 +49,14 @@ def _kinds(mode: str, category: str, shots: str, seeds: str, json_name: str, *op
                    "--json", f"benchmarks/results/{json_name}.json")
 
 
+def _encoder(variant: str, levels: str, size: str) -> Entry:
+    """The matrix at a fixed input with one encoder choice (the encoder's table on all five categories)."""
+    name = f"encoder_{variant}_{size}_{levels.replace(',', '')}"
+    return Entry(name, "Encoder variant on all five shared categories (issue 25)", _script(
+        "matrix", "--input", "fixed", "--modes", "image-image", "--variant", variant, "--levels", levels,
+        "--image-size", size, "--threads", "2", "--json", f"benchmarks/results/matrix_{name}.json"))
+
+
 def _explain_eval(category: str, json_name: str, *options: str) -> tuple[str, ...]:
     return _script("explain_eval", "--category", category, "--mode", "fused", *options,
                    "--json", f"benchmarks/results/{json_name}.json")
@@ -79,6 +87,11 @@ ENTRIES = [
     Entry("backbone_choice", "Encoder variant, input size and stages", _script(
         "backbone_choice", "--mode", "image-image", "--categories", "bottle,cookie", "--seed", "0",
         "--latency-samples", "10", "--threads", "2", "--json", "benchmarks/results/backbone_choice.json")),
+    _encoder("lite0", "3,5", "256"),
+    _encoder("lite2", "3,5", "256"),
+    _encoder("lite1", "3,5", "256"),
+    _encoder("lite0", "3,4", "256"),
+    _encoder("lite0", "3,5", "320"),
     Entry("matrix", "Every shared category in the default mode (issue 25)", _script(
         "matrix", "--input", "auto", "--modes", "image-image", "--categories", "cookie,tile,ball_screw",
         "--json", "benchmarks/results/matrix_auto.json")),

@@ -11,6 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from inspect_app.cli import app
+from inspect_app.edge.sessions import fastest_installed
 
 from conftest import ImageFactory, paste_blob
 
@@ -138,5 +139,6 @@ def test_eval_kind_shots_in_the_default_mode_reports_the_kind_figures(tmp_path: 
     assert result.exit_code == 0, result.stderr
     summary = json.loads(out.read_text())
     assert summary["mode"] == "image-image" and summary["kind_shots"] == 1
+    assert summary["runtime"] == fastest_installed()  # the default: the exported graph, which names kinds too
     for key in ("defect_type_accuracy", "wrong_kind_rate", "kind_coverage"):
         assert isinstance(summary[key], float) and 0 <= summary[key] <= 1, key

@@ -19,7 +19,7 @@ import numpy as np
 
 from inspect_app.config import InspectorConfig, Mode
 from inspect_app.data.mvtec import MVTecCategory, TestSample
-from inspect_app.edge.accelerate import accelerate
+from inspect_app.edge.accelerate import AcceleratedInspector, accelerate
 from inspect_app.edge.sessions import Runtime
 from inspect_app.inspector import Inspector
 from inspect_app.kinds.evaluation import measure_kinds, teach_shots
@@ -112,6 +112,7 @@ class EvaluationRun:
     wrong_kind_rate: float | None = None
     kind_coverage: float | None = None
     kind_shots: int = 0
+    runtime: str = Runtime.TORCH  # what predicted (torch when the exported graph disagreed)
 
 
 def evaluate_run(category_dir: str | Path, config: InspectorConfig, seed: int = 0,
@@ -164,6 +165,7 @@ def evaluate_fitted(inspector: Inspector, category: MVTecCategory, mode: Mode, f
         detection_by_type=quality.detection_by_type, threshold_method=inspector.calibrations[mode].method,
         mode=mode, defect_type_accuracy=quality.defect_type_accuracy, wrong_kind_rate=quality.wrong_kind_rate,
         kind_coverage=quality.kind_coverage, kind_shots=kind_shots,
+        runtime=str(predictor.runtime if isinstance(predictor, AcceleratedInspector) else Runtime.TORCH),
     )
 
 
@@ -179,7 +181,7 @@ def evaluate(category_dir: str | Path, config: InspectorConfig, seeds: int = 1,
         if values:
             summary[key] = round(statistics.fmean(values), 4)
     summary.update(category=runs[0].category, k_shot=runs[0].k_shot, kind_shots=kind_shots, seeds=seeds,
-                   mode=runs[0].mode,
+                   mode=runs[0].mode, runtime=runs[0].runtime,
                    n_train=runs[0].n_train, n_test_good=runs[0].n_test_good,
                    n_test_defective=runs[0].n_test_defective, runs=[asdict(r) for r in runs])
     return summary
