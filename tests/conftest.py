@@ -59,6 +59,14 @@ class ImageFactory:
     def defective(self, cx: int, cy: int, radius: int = 8, size: int = SIZE) -> np.ndarray:
         return paste_blob(self.good(size), cx, cy, radius)
 
+    def dark_spot(self, i: int) -> np.ndarray:
+        """A large dark disc, further right with ``i``: one of the two defect kinds of ``teach_two_kinds``."""
+        return paste_blob(self.good(), 40 + 12 * i, 50, radius=12, value=5)
+
+    def scratch(self, i: int) -> np.ndarray:
+        """A bright line, further down with ``i``: the other kind of ``teach_two_kinds``."""
+        return cv2.line(self.good(), (20, 30 + 10 * i), (110, 40 + 10 * i), (250, 250, 250), 3)
+
     def write(self, path: Path, image: np.ndarray) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(path)
@@ -72,6 +80,15 @@ class ImageFactory:
         for i in range(n):
             self.write(folder / f"good_{i:03d}.{ext}", self.good(size))
         return folder
+
+
+def teach_two_kinds(inspector, factory: ImageFactory) -> None:
+    """Teach "dark spot" and "scratch", three labelled parts each (regions from the map, as from
+    the UI's history)."""
+    from inspect_app.kinds.learning import LabelledPart, add_kind
+
+    for name, make in (("dark spot", factory.dark_spot), ("scratch", factory.scratch)):
+        add_kind(inspector, name, [LabelledPart(make(i), f"{name}_{i}.png") for i in range(3)])
 
 
 def tiny_config(image_size: int = SIZE, **overrides):

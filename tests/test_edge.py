@@ -20,10 +20,9 @@ from inspect_app.edge.manifest import MANIFEST_FILE, EdgeManifest, GraphFormat
 from inspect_app.edge.sessions import Runtime
 from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
-from inspect_app.kinds.learning import LabelledPart, add_kind
 from inspect_app.results import EvidenceFor, Verdict
 
-from conftest import ImageFactory, paste_blob
+from conftest import ImageFactory, teach_two_kinds
 
 
 def _test_images(seed: int = 21) -> list[np.ndarray]:
@@ -84,16 +83,8 @@ def test_labelled_kinds_are_named_by_exported_and_accelerated_models(fitted_insp
     in its settings) and on the accelerated path (the live book), as on torch; some are named."""
     inspector = copy.deepcopy(fitted_inspector)
     factory = ImageFactory(seed=30)
-
-    def dark_spot(i: int) -> np.ndarray:
-        return paste_blob(factory.good(), 40 + 12 * i, 50, radius=12, value=5)
-
-    def scratch(i: int) -> np.ndarray:
-        return cv2.line(factory.good(), (20, 30 + 10 * i), (110, 40 + 10 * i), (250, 250, 250), 3)
-
-    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
-        add_kind(inspector, name, [LabelledPart(make(i), f"{name}_{i}.png") for i in range(3)])
-    images = [make(i) for make in (dark_spot, scratch) for i in (4, 5)]
+    teach_two_kinds(inspector, factory)
+    images = [make(i) for make in (factory.dark_spot, factory.scratch) for i in (4, 5)]
     reference = inspector.predict(images)
     assert any(r.defect_type for result in reference for r in result.regions), \
         inspector.post_processor.kind_book.bar.basis

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import time
 
-import cv2
 import numpy as np
 import pytest
 
@@ -22,7 +21,7 @@ from inspect_app.post_processing.kinds import (
 )
 from inspect_app.results import Region
 
-from conftest import ImageFactory, paste_blob
+from conftest import ImageFactory, paste_blob, teach_two_kinds
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -198,19 +197,11 @@ def test_taught_kinds_name_held_out_parts_like_their_labelled_ones(default_mode_
     other's, and at least one is named."""
     inspector = copy.deepcopy(default_mode_product)
     factory = ImageFactory(seed=30)
-
-    def dark_spot(i: int) -> np.ndarray:
-        return paste_blob(factory.good(), 40 + 12 * i, 50, radius=12, value=5)
-
-    def scratch(i: int) -> np.ndarray:
-        return cv2.line(factory.good(), (20, 30 + 10 * i), (110, 40 + 10 * i), (250, 250, 250), 3)
-
-    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
-        add_kind(inspector, name, [LabelledPart(make(i), f"{name}_{i}.png") for i in range(3)])
+    teach_two_kinds(inspector, factory)
     book = inspector.post_processor.kind_book
     assert book.find("dark spot").n_examples == 3 and book.find("scratch").n_examples == 3
     named = {}
-    for name, make in (("dark spot", dark_spot), ("scratch", scratch)):
+    for name, make in (("dark spot", factory.dark_spot), ("scratch", factory.scratch)):
         result = inspector.predict(make(4))
         assert result.verdict == "FAIL"
         named[name] = {r.defect_type for r in result.regions} - {None}
