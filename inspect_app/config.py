@@ -61,7 +61,7 @@ MODE_DECODERS: dict[Mode, tuple[Decoder, ...]] = {
 
 
 class InspectorConfig(BaseModel):
-    mode: Mode = "image-image"  # fused did not earn the default on the matrix (RESULTS "Modes on every category")
+    mode: Mode = "image-image"  # fused did not earn the default on the matrix (RESULTS "The default mode")
     backbone: BackboneConfig = BackboneConfig()
     image_image: ImageImageConfig = ImageImageConfig()
     image_text: ImageTextConfig = ImageTextConfig()
