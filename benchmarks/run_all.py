@@ -143,6 +143,10 @@ ENTRIES = [
     Entry("edge_agreement", "Exported model without torch: the same answers", _script(
         "edge_agreement", "--mode", "image-image", "--categories", ALL_CATEGORIES, "--image-size", "256",
         "--runtime", "openvino", "--threads", "2", "--json", "benchmarks/results/edge_agreement.json")),
+    Entry("edge_agreement_kinds", "Exported model without torch: the same answers", _script(
+        "edge_agreement", "--mode", "image-image", "--categories", "bottle,tile", "--image-size", "256",
+        "--kind-shots", "3", "--runtime", "openvino", "--threads", "2",
+        "--json", "benchmarks/results/edge_agreement_kinds.json")),
     Entry("edge_venv_check", "Exported model without torch: the edge venv", _script(
         "edge_venv_check", "--mode", "image-image", "--edge-python", ".venv-edge/bin/python",
         "--json", "benchmarks/results/edge_venv_check.json")),
