@@ -7,11 +7,12 @@ import struct
 import zlib
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from inspect_app.data.images import MAX_PIXELS, list_images, load_image
+from inspect_app.data.images import MAX_PIXELS, _decode_plain_png, list_images, load_image
 from inspect_app.errors import ImageLoadError, NotEnoughImagesError
 
 
@@ -173,6 +174,17 @@ def test_zero_byte_file(tmp_path: Path):
 
 def test_missing_file(tmp_path: Path):
     _assert_refused(tmp_path / "nope.png", "no such file")
+
+
+@pytest.mark.parametrize(("shape", "dtype"), [((40, 56, 3), np.uint8), ((40, 56), np.uint8), ((40, 56, 3), np.uint16)])
+def test_plain_pngs_take_opencvs_decoder_and_get_pillows_pixels(shape: tuple[int, ...], dtype: type):
+    """RGB and grey PNGs are decoded by OpenCV (faster); the pixels are those of Pillow's path."""
+    pixels = np.random.default_rng(3).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
+    data = cv2.imencode(".png", pixels)[1].tobytes()
+    fast = _decode_plain_png(data, Image.open(io.BytesIO(data)))
+    assert fast is not None and fast.shape == (40, 56, 3) and fast.dtype == np.uint8
+    assert np.array_equal(load_image(data), load_image(Image.open(io.BytesIO(data))))  # a PIL image: Pillow's path
+    assert np.array_equal(load_image(data), fast)
 
 
 def test_text_file_renamed_png(tmp_path: Path):
