@@ -2,15 +2,15 @@
 
 A region is described by what differs from good parts there (``kind_features``): its patches' mean
 appearance (standardised by the memory of good patches) minus the same image's patches below the
-threshold, beside its patches' mean difference from their nearest good patch; each half is unit,
-the whole is unit. Each kind's prototype is the mean of the regions an engineer
-labelled with it (``KindBook.with_examples``; no refit). This space names real defects from a few
-labelled ones far better than the image-text space it replaced (K = 3 labelled parts per folder,
-kinds named right under the bar below: bottle 0.10 -> 0.61, magnetic tile 0.28 -> 0.41; NOTEBOOK
-2026-12-06), and needs only the memory bank, so kinds work in every mode with one (image-image, the
-default, and fused). A kind's text does not take part: names from text alone were wrong more often
-than right on real defects (RESULTS.md, "Defect kinds"), so a kind without labelled regions is only
-a name regions can be labelled with.
+threshold, beside its patches' mean difference from their nearest good patch; each half is unit, the
+whole is unit. Each kind's prototype is the mean of the regions an engineer labelled with it
+(``KindBook.with_examples``; no refit). This space names real defects from a few labelled ones far
+better than the image-text space it replaced (K = 3 labelled parts per folder, kinds named right
+under the bar below: bottle 0.10 -> 0.61, magnetic tile 0.28 -> 0.41; NOTEBOOK 2026-12-06), and
+needs only the memory bank, so kinds work in every mode with one (image-image, the default, and
+fused). A kind's text does not take part: names from text alone were wrong more often than right on
+real defects (RESULTS.md, "Defect kinds"), so a kind without labelled regions is only a name regions
+can be labelled with.
 
 The kind's confidence is a softmax over the cosine similarities to the labelled kinds' prototypes;
 it is shown only when it clears the book's bar, which is calibrated by leave-one-out on the labelled
