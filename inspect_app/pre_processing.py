@@ -32,14 +32,18 @@ def prepare_pixels(images: Sequence[np.ndarray], shape: tuple[int, int], mean: S
     normalised per channel.
 
     Shrinking uses area averaging (no aliasing of fine texture), enlarging bilinear interpolation.
+    The bytes are put channel-first before they become floats, and normalising is one multiply
+    and one add per value: 0.1 ms for a 256 x 256 image instead of 1.2 ms for float division on
+    a transposed array (NOTEBOOK 2026-12-07).
     """
     height, width = shape
-    batch = np.empty((len(images), height, width, 3), dtype=np.uint8)
+    batch = np.empty((len(images), 3, height, width), dtype=np.uint8)
     for i, image in enumerate(images):
         h, w = image.shape[:2]
         interp = cv2.INTER_AREA if (h > height or w > width) else cv2.INTER_LINEAR
-        batch[i] = cv2.resize(image, (width, height), interpolation=interp)
-    pixels = batch.astype(np.float32).transpose(0, 3, 1, 2) / 255.0
-    pixels -= np.asarray(mean, np.float32).reshape(1, 3, 1, 1)
-    pixels /= np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+        batch[i] = cv2.resize(image, (width, height), interpolation=interp).transpose(2, 0, 1)
+    mean_, std_ = np.asarray(mean, np.float32).reshape(1, 3, 1, 1), np.asarray(std, np.float32).reshape(1, 3, 1, 1)
+    pixels = batch.astype(np.float32)
+    pixels *= 1.0 / (255.0 * std_)
+    pixels -= mean_ / std_
     return pixels

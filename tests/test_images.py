@@ -177,8 +177,8 @@ def test_missing_file(tmp_path: Path):
 
 
 @pytest.mark.parametrize(("shape", "dtype"), [((40, 56, 3), np.uint8), ((40, 56), np.uint8), ((40, 56, 3), np.uint16)])
-def test_plain_pngs_take_opencvs_decoder_and_get_pillows_pixels(shape: tuple[int, ...], dtype: type):
-    """RGB and grey PNGs are decoded by OpenCV (faster); the pixels are those of Pillow's path."""
+def test_plain_pngs_take_libpngs_decoder_and_get_pillows_pixels(shape: tuple[int, ...], dtype: type):
+    """RGB and grey PNGs are decoded by imagecodecs' libpng (faster); the pixels are those of Pillow's path."""
     pixels = np.random.default_rng(3).integers(0, np.iinfo(dtype).max + 1, shape, dtype=dtype)
     data = cv2.imencode(".png", pixels)[1].tobytes()
     fast = _decode_plain_png(data, Image.open(io.BytesIO(data)))

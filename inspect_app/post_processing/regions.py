@@ -39,13 +39,14 @@ def extract_regions(score_map: np.ndarray, image_size: tuple[int, int],
     part_area = max((box[2] - box[0]) * (box[3] - box[1]), 1)
     regions = []
     for label in range(1, n):
-        comp = labels == label
+        x, y, w, h, area = st[label]
+        comp = labels[y:y + h, x:x + w] == label  # the region's own box: a small map, not the whole one
         ys, xs = np.nonzero(comp)
-        values = score_map[ys, xs]
+        values = score_map[y:y + h, x:x + w][ys, xs]
+        ys, xs = ys + y, xs + x
         peak = float(values.max())
         excess = values - threshold  # > 0 on every pixel of a region
-        x, y, w, h, area = st[label]
-        moments = cv2.moments(comp.astype(np.uint8), binaryImage=True)
+        moments = cv2.moments(comp.view(np.uint8), binaryImage=True)  # central: the box's origin does not matter
         mu20, mu02, mu11 = moments["mu20"], moments["mu02"], moments["mu11"]
         common = np.sqrt(4 * mu11**2 + (mu20 - mu02) ** 2)
         lam1, lam2 = (mu20 + mu02 + common) / 2, max((mu20 + mu02 - common) / 2, 1e-9)
