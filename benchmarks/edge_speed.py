@@ -5,7 +5,8 @@ export``) and times both paths on the category's test images: single-image predi
 (p50/p95, ABBA order so the VM's drift hits both alike) with each stage's median (load, inference,
 post-processing), batched throughput, and, in fresh processes, startup (import + load + first
 prediction) and peak RSS. The answers are compared on every test image too (verdicts, raw
-scores, regions). Run it on a quiet machine.
+scores, regions), batched and, for the latency sample, one image at a time (OpenVINO runs a single
+image on a graph compiled for its shapes). Run it on a quiet machine.
 
     .venv/bin/python benchmarks/edge_speed.py --mode image-image --category bottle --json OUT
 """
@@ -132,6 +133,7 @@ def main() -> None:
         "startup": {name: starts[name]["startup_s"] for name in paths},
         "memory": {name: starts[name]["peak_rss_mb"] for name in paths},
         "agreement": agreement(batched["torch"], batched["edge"]),
+        "agreement_single_images": agreement(singles["torch"], singles["edge"]),
     }
     figures["p50_ratio_edge_to_torch"] = round(figures["p50_ms_edge"] / figures["p50_ms_torch"], 3)
     figures["throughput_ratio_edge_to_torch"] = round(rates["edge"] / rates["torch"], 2)
