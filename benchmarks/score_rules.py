@@ -36,7 +36,7 @@ from inspect_app.config import BackboneConfig, InspectorConfig
 from inspect_app.data.images import load_image
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.decoders.coreset import greedy_coreset
-from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, query_offsets, smooth_upsample
+from inspect_app.decoders.image_image import ImageImageDecoder, aggregate_patches, smooth_upsample
 from inspect_app.metrics.curves import aupro, auroc
 from inspect_app.post_processing.calibration import LogNormalTail
 from inspect_app.pre_processing import input_shape
@@ -110,7 +110,7 @@ def maps_of(category: MVTecCategory, config: InspectorConfig, folds: int) -> dic
     in_bank = np.empty((n, *shape), np.float32)
     for i in range(n):
         queries = flat[i * per_image:(i + 1) * per_image]
-        d = query_offsets(queries, full.bank_operand)
+        d = torch.addmm(full.bank_sq.unsqueeze(0), queries, full.memory_bank.T, alpha=-2.0)
         d[:, source == i] = float("inf")
         nearest = (d.amin(1) + (queries * queries).sum(1)).clamp_min(0).sqrt()
         in_bank[i] = smooth(nearest.view(1, *patches.shape[2:]))[0]

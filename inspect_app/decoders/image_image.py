@@ -31,30 +31,16 @@ def aggregate_patches(levels: list[torch.Tensor], kernel: int = 3) -> torch.Tens
     return torch.cat(out, dim=1)
 
 
-def search_operand(bank: torch.Tensor) -> torch.Tensor:
-    """The bank [N, C] as the right side of one matrix product, [C + 1, N] = [-2 b | |b|^2]^T, so
-    that ``query_offsets`` is that one product. With ``torch.addmm`` instead, an exported graph ran
-    the broadcast add of |b|^2 as its own pass over the [M, N] matrix: 0.6 ms of bottle's 10 ms
-    OpenVINO graph (NOTEBOOK 2026-12-07)."""
-    return torch.cat([bank * -2.0, (bank * bank).sum(1, keepdim=True)], dim=1).T.contiguous()
-
-
-def query_offsets(queries: torch.Tensor, operand: torch.Tensor) -> torch.Tensor:
-    """|b|^2 - 2 q.b for every query row [M, C] and bank row (``search_operand``) -> [M, N]: the
-    squared distance without the query's own |q|^2, which does not change the nearest row."""
-    return torch.cat([queries, torch.ones_like(queries[:, :1])], dim=1) @ operand
-
-
-def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, operand: torch.Tensor | None = None,
+def nearest_distances(queries: torch.Tensor, bank: torch.Tensor, bank_sq: torch.Tensor | None = None,
                       chunk: int = 16384) -> torch.Tensor:
-    """Euclidean distance from each query row [M, C] to its nearest bank row [N, C] (``operand``:
-    the bank's ``search_operand``, when cached)."""
-    if operand is None:
-        operand = search_operand(bank)
+    """Euclidean distance from each query row [M, C] to its nearest bank row [N, C]."""
+    if bank_sq is None:
+        bank_sq = (bank * bank).sum(1)
     out = torch.empty(queries.shape[0])
     for start in range(0, queries.shape[0], chunk):
         q = queries[start:start + chunk]
-        d = query_offsets(q, operand).amin(1) + (q * q).sum(1)
+        d = torch.addmm(bank_sq.unsqueeze(0), q, bank.T, alpha=-2.0)
+        d = d.amin(1) + (q * q).sum(1)
         out[start:start + chunk] = d.clamp_min_(0).sqrt_()
     return out
 
@@ -97,14 +83,14 @@ class ImageImageDecoder(nn.Module):
     """
 
     memory_bank: torch.Tensor
-    bank_operand: torch.Tensor
+    bank_sq: torch.Tensor
 
     def __init__(self, channels: int, kernel: int = 3, coreset_ratio: float = 0.01, projection_dim: int = 64,
                  seed: int = 0):
         super().__init__()
         self.kernel, self.coreset_ratio, self.projection_dim, self.seed = kernel, coreset_ratio, projection_dim, seed
         self.register_buffer("memory_bank", torch.empty(0, channels))
-        self.register_buffer("bank_operand", search_operand(self.memory_bank), persistent=False)
+        self.register_buffer("bank_sq", torch.empty(0), persistent=False)
 
     @staticmethod
     def flatten(patches: torch.Tensor) -> torch.Tensor:
@@ -112,9 +98,9 @@ class ImageImageDecoder(nn.Module):
         return patches.permute(0, 2, 3, 1).reshape(-1, patches.shape[1]).contiguous()
 
     def set_bank(self, bank: torch.Tensor) -> None:
-        """Replace the bank (any number of rows) and its cached search operand."""
+        """Replace the bank (any number of rows) and its cached squared norms."""
         self.memory_bank = bank.float().contiguous()
-        self.bank_operand = search_operand(self.memory_bank)
+        self.bank_sq = (self.memory_bank * self.memory_bank).sum(1)
 
     def fit(self, patches: torch.Tensor, n_images: int) -> torch.Tensor:
         """Build the bank from aggregated patches [B, C, H, W] of ``n_images`` normal images;
@@ -142,7 +128,7 @@ class ImageImageDecoder(nn.Module):
         out = torch.empty(b, h * w)
         for i in range(b):
             queries = self.flatten(patches[i:i + 1])
-            d = query_offsets(queries, self.bank_operand)
+            d = torch.addmm(self.bank_sq.unsqueeze(0), queries, self.memory_bank.T, alpha=-2.0)
             d[:, bank_source == (i if excluded is None else excluded[i])] = float("inf")
             out[i] = (d.amin(1) + (queries * queries).sum(1)).clamp_min_(0).sqrt_()
         return out.view(b, h, w)
@@ -173,4 +159,4 @@ class ImageImageDecoder(nn.Module):
         if not len(self.memory_bank):
             raise RuntimeError("ImageImageDecoder used before fit")
         b, _, h, w = patches.shape
-        return nearest_distances(self.flatten(patches), self.memory_bank, self.bank_operand).view(b, h, w)
+        return nearest_distances(self.flatten(patches), self.memory_bank, self.bank_sq).view(b, h, w)

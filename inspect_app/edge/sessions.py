@@ -77,7 +77,7 @@ class OpenVinoSession:
         self._core = ov.Core()
         self._model = self._core.read_model(str(path))
         self._names = [out.get_any_name() for out in self._model.outputs]
-        self._compiled: dict[str, tuple[dict[str, tuple[int, ...]], Any]] = {}  # hint -> (one image's shapes, model)
+        self._compiled: dict[str, tuple[dict[str, tuple[int, ...]], Any]] = {}  # hint -> (one image's shapes, runner)
         self._lock = threading.Lock()
 
     def _compiled_for(self, hint: str, shapes: dict[str, tuple[int, ...]]) -> Any:
