@@ -23,6 +23,7 @@ from inspect_app.post_processing.kinds import (
     Kind,
     KindBook,
     background_patches,
+    excess_on_grid,
     grid_weights_from_box,
     grid_weights_from_mask,
     map_on_grid,
@@ -91,7 +92,7 @@ def _map_weights(name: str, image: np.ndarray, cal_map: np.ndarray, box: tuple[i
         x0, y0, x1, y1 = box
         if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
             raise KindError(f"{name}: the box {box} is not inside the {width}x{height} image")
-        return grid_weights_from_box(box, (width, height), grid, cal_map)
+        return grid_weights_from_box(box, (width, height), grid, excess_on_grid(cal_map, grid))
     small = map_on_grid(cal_map, grid)
     return (small >= np.quantile(small, 1 - TOP_SHARE)).astype(np.float32)
 

@@ -78,9 +78,10 @@ def grid_weights_from_mask(mask: np.ndarray, grid: tuple[int, int], cal_map: np.
 
 
 def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int, int],
-                          grid: tuple[int, int], cal_map: np.ndarray | None = None) -> np.ndarray:
+                          grid: tuple[int, int], excess: np.ndarray | None = None) -> np.ndarray:
     """The patches of a box (x0, y0, x1, y1 in image pixels), weighted by how far the calibrated map
-    is above the threshold there when one is given (so a loose box still centres on the defect)."""
+    is above the threshold there (``excess``: its ``excess_on_grid``, computed once per image by
+    callers with several boxes) when one is given, so a loose box still centres on the defect."""
     width, height = image_size
     grid_h, grid_w = grid
     x0, y0, x1, y1 = box
@@ -88,10 +89,7 @@ def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int,
     gx1 = min(max(int(np.ceil(x1 / width * grid_w)), gx0 + 1), grid_w)
     gy1 = min(max(int(np.ceil(y1 / height * grid_h)), gy0 + 1), grid_h)
     weights = np.zeros(grid, np.float32)
-    if cal_map is None:
-        weights[gy0:gy1, gx0:gx1] = 1.0
-    else:
-        weights[gy0:gy1, gx0:gx1] = excess_on_grid(cal_map, grid)[gy0:gy1, gx0:gx1]
+    weights[gy0:gy1, gx0:gx1] = 1.0 if excess is None else excess[gy0:gy1, gx0:gx1]
     return weights
 
 
@@ -158,8 +156,9 @@ def region_patches(regions: list[Region], cal_map: np.ndarray, image_size: tuple
     only ones whose difference from good patches ``region_descriptor`` reads with a weight that
     counts (the rest of a box weighs 1e-3), so the nearest-patch search is limited to them."""
     needed = np.zeros(grid, bool)
+    excess = excess_on_grid(cal_map, grid)
     for region in regions:
-        weights = grid_weights_from_box(region.bbox, image_size, grid, cal_map)
+        weights = grid_weights_from_box(region.bbox, image_size, grid, excess)
         above = weights > 1e-3
         needed |= above if above.any() else weights > 0  # a region too small for the grid: its whole box
     return needed
@@ -259,8 +258,9 @@ class KindBook:
         the image's ``kind_features`` [2C, h, w]."""
         grid = (int(features.shape[1]), int(features.shape[2]))
         background = background_patches(cal_map, grid)
+        excess = excess_on_grid(cal_map, grid)
         for region in regions:
-            weights = grid_weights_from_box(region.bbox, image_size, grid, cal_map)
+            weights = grid_weights_from_box(region.bbox, image_size, grid, excess)
             kind, confidence = self.name_descriptor(region_descriptor(features, weights, background))
             region.defect_type = kind
             region.defect_probability = None if kind is None else round(confidence, 4)
