@@ -93,24 +93,25 @@ def grid_weights_from_box(box: tuple[int, int, int, int], image_size: tuple[int,
     return weights
 
 
-Statistics = tuple[np.ndarray, np.ndarray, np.ndarray]
+Statistics = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
 class BankStatistics:
-    """The memory bank's per-channel mean and std and its rows' squared norms, kept until the bank
-    changes: computing them took 2-7 ms on bottle's bank, too long for every failed part. The bank
-    it describes is held, so no other array can take its memory (the cache key) meanwhile."""
+    """The memory bank's per-channel mean and std, its rows' squared norms and its transpose laid out
+    for the search's matrix product, kept until the bank changes: computing them took 2-7 ms on
+    bottle's bank, too long for every failed part. The bank it describes is held, so no other array
+    can take its memory (the cache key) meanwhile."""
 
     def __init__(self) -> None:
         self._of: tuple[tuple[int, tuple[int, ...]], np.ndarray, Statistics] | None = None
 
     def __call__(self, bank: np.ndarray) -> Statistics:
-        """(mean [C], std [C], squared norms [N]) of ``bank`` [N, C]."""
+        """(mean [C], std [C], squared norms [N], contiguous transpose [C, N]) of ``bank`` [N, C]."""
         key = (bank.__array_interface__["data"][0], bank.shape)
         if self._of is None or self._of[0] != key:
             bank64 = bank.astype(np.float64)
             stats = (bank64.mean(0).astype(np.float32), np.maximum(bank64.std(0, ddof=1), 1e-6).astype(np.float32),
-                     (bank * bank).sum(1))
+                     (bank * bank).sum(1), np.ascontiguousarray(bank.T, dtype=np.float32))
             self._of = (key, bank, stats)
         return self._of[2]
 
@@ -121,19 +122,23 @@ def kind_features(patches: np.ndarray, bank: np.ndarray, statistics: BankStatist
     decoder's aggregated patches [B, C, h, w] and its memory bank [N, C]: each patch standardised by
     the bank's statistics, beside its difference from its nearest bank row. The difference needs a
     search, so it is computed only on ``needed`` patches [B, h, w] (all when None) and is zero
-    elsewhere. Numpy, so the torch path and an exported model name kinds with the same code.
-    Measured better for few-shot kinds than the image-text space on bottle and magnetic tile
-    (benchmarks/NOTEBOOK.md, 2026-12-06)."""
+    elsewhere; only those patches are gathered, channel-first layout kept (a FAIL's naming 2.4 ->
+    1.2 ms on bottle against transposing every patch; NOTEBOOK 2026-12-07). Numpy, so the torch
+    path and an exported model name kinds with the same code. Measured better for few-shot kinds
+    than the image-text space on bottle and magnetic tile (benchmarks/NOTEBOOK.md, 2026-12-06)."""
     b, c, h, w = patches.shape
-    flat = np.ascontiguousarray(patches.transpose(0, 2, 3, 1).reshape(-1, c), dtype=np.float32)
-    mean, std, bank_sq = statistics(bank)
-    rows = np.arange(len(flat)) if needed is None else np.flatnonzero(needed.reshape(-1))
-    difference = np.zeros_like(flat)
-    if len(rows):
-        distances = bank_sq[None, :] - 2.0 * (flat[rows] @ bank.T)
-        difference[rows] = flat[rows] - bank[distances.argmin(1)]
-    both = np.concatenate([(flat - mean) / std, difference], axis=1)
-    return both.reshape(b, h, w, 2 * c).transpose(0, 3, 1, 2)
+    mean, std, bank_sq, bank_t = statistics(bank)
+    features = np.empty((b, 2 * c, h * w), np.float32)
+    by_patch = patches.reshape(b, c, h * w)
+    np.subtract(by_patch, mean[:, None], out=features[:, :c])
+    features[:, :c] /= std[:, None]
+    features[:, c:] = 0.0
+    images, positions = np.nonzero(np.ones((b, h * w), bool) if needed is None else needed.reshape(b, h * w))
+    if len(images):
+        rows = np.asarray(by_patch[images, :, positions], np.float32)  # [n, C]
+        distances = bank_sq[None, :] - 2.0 * (rows @ bank_t)
+        features[images, c:, positions] = rows - bank[distances.argmin(1)]
+    return features.reshape(b, 2 * c, h, w)
 
 
 def region_descriptor(features: np.ndarray, weights: np.ndarray, background: np.ndarray) -> np.ndarray:
@@ -141,13 +146,16 @@ def region_descriptor(features: np.ndarray, weights: np.ndarray, background: np.
     ``weights``-weighted mean appearance minus the mean over ``background`` patches (the image's good
     surface; all patches when none), beside the weighted mean difference from the nearest good
     patches (zero, so not searched, outside the region); each half unit."""
-    flat = features.reshape(features.shape[0], -1).astype(np.float32)
+    flat = features.reshape(features.shape[0], -1)
     half = flat.shape[0] // 2
     w = weights.reshape(-1).astype(np.float32)
-    region = flat @ w / max(float(w.sum()), 1e-8)
-    bg = background.reshape(-1)
-    good = flat[:half, bg].mean(axis=1) if bg.any() else flat[:half].mean(axis=1)
-    return _unit(np.concatenate([_unit(region[:half] - good), _unit(region[half:])]))
+    good = background.reshape(-1).astype(np.float32)
+    if not good.any():
+        good[:] = 1.0
+    # Both means as one product with a two-column matrix: a boolean selection of the background's
+    # columns took 0.5 ms of a FAIL's naming.
+    means = flat @ np.stack([w / max(float(w.sum()), 1e-8), good / good.sum()], axis=1)
+    return _unit(np.concatenate([_unit(means[:half, 0] - means[:half, 1]), _unit(means[half:, 0])]))
 
 
 def region_patches(regions: list[Region], cal_map: np.ndarray, image_size: tuple[int, int],

@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 
+from inspect_app.imaging.foreground import fill_holes
 from inspect_app.synthesis.part import Part
 from inspect_app.synthesis.shapes import draw_polyline, fractal_noise, perlin, random_walk, smoothstep, soft_blob
 
@@ -398,7 +398,7 @@ def deformed(image: np.ndarray, part: Part, rng: np.random.Generator, donor: np.
     changed = np.abs(roi - src.astype(np.float32)).max(axis=2) >= 8
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (max(3, int(sigma / 2) | 1),) * 2)
     mask = cv2.morphologyEx((moved & changed).astype(np.uint8), cv2.MORPH_CLOSE, kernel)
-    mask = binary_fill_holes(mask)
+    mask = fill_holes(mask)
     return *_finish(image, window, roi, mask, part.grey), "elastic-warp"
 
 
