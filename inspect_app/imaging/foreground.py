@@ -29,7 +29,7 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     broken part is exactly the one whose outline is not).
     """
     sides = [small[0], small[-1], small[:, 0], small[:, -1]]
-    medians = np.array([np.median(side, axis=0) for side in sides])
+    medians = np.array([_column_median(side) for side in sides])
     agree = [i for i in range(4) if sum(np.abs(medians[i] - medians[j]).sum() < 100 for j in range(4)) >= 3]
     if len(agree) < 3:
         return None
@@ -50,7 +50,7 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     if explained < 0.7:
         return None
     # Parts are lighter or darker than their background; shadows and strips are the other way.
-    lighter = small.mean(2) > bg.mean()
+    lighter = (small[..., 0] + small[..., 1] + small[..., 2]) / 3 > bg.mean()  # mean(2), without the stride
     best: np.ndarray | None = None
     best_area = 0
     for candidates in (fg & lighter, fg & ~lighter):
@@ -71,6 +71,14 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     if (mask[0].any() and mask[-1].any()) or (mask[:, 0].any() and mask[:, -1].any()):  # spans the frame
         return None
     return mask, bg.astype(np.float32), noise
+
+
+def _column_median(values: np.ndarray) -> np.ndarray:
+    """``np.median(values, axis=0)`` of a short [n, 3] strip by one sort: numpy's general median
+    took 70 us per border side, a fifth of the part finder's time."""
+    ordered = np.sort(values, axis=0)
+    n = len(ordered)
+    return (ordered[(n - 1) // 2] + ordered[n // 2]) / 2
 
 
 def fill_holes(mask: np.ndarray) -> np.ndarray:
