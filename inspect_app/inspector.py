@@ -165,30 +165,26 @@ class Inspector(PredictsOneOrMany):
         kinds = maps.kinds.numpy() if maps.kinds is not None else None
         embeddings = features.embedding.numpy()
         infer_ms = (time.perf_counter() - t0) * 1000 / len(arrays)
-        out, post_ms = [], []
+        out = []
         for b, arr in enumerate(arrays):
             t1 = time.perf_counter()
-            out.append(post_processor.process(arr, raw_maps[b], mode))
-            post_ms.append((time.perf_counter() - t1) * 1000)
-        # Kinds are named for failed parts only, and only once some kind can be named: a pass costs
-        # nothing more, a fail a nearest-patch search over its regions' patches above the threshold.
-        named = [b for b, r in enumerate(out) if r.regions]
-        if named and name_kinds:
-            assert model.image_image is not None
-            t1 = time.perf_counter()
-            with torch.inference_mode():
-                aggregated = maps.patches[named] if maps.patches is not None else \
-                    aggregate_patches([level[named] for level in features.levels], model.image_image.kernel)
-            post_processor.name_kinds([out[b] for b in named], aggregated.numpy(),
-                                      model.image_image.memory_bank.numpy(), self._bank_statistics)
-            for b in named:
-                post_ms[b] += (time.perf_counter() - t1) * 1000 / len(named)
-        for b, result in enumerate(out):
+            result = post_processor.process(arr, raw_maps[b], mode)
+            post_ms = (time.perf_counter() - t1) * 1000
             result.product, result.profile_version = self.product, self.profile_version
-            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms[b],
-                                 "total": load_ms + infer_ms + post_ms[b]}
+            result.timings_ms = {"load": load_ms, "inference": infer_ms, "post": post_ms,
+                                 "total": load_ms + infer_ms + post_ms}
             if evidence == EvidenceFor.ALL or (evidence == EvidenceFor.FAILS and result.verdict == Verdict.FAIL):
                 result.evidence = ExplanationEvidence(kinds[b] if kinds is not None else None, embeddings[b])
+            out.append(result)
+        # Kinds are named for failed parts only, and only once some kind can be named: a pass costs
+        # nothing more, a fail a nearest-patch search over its regions' patches above the threshold.
+        if name_kinds and any(result.regions for result in out):
+            assert model.image_image is not None
+            with torch.inference_mode():
+                patches = maps.patches if maps.patches is not None else \
+                    aggregate_patches(features.levels, model.image_image.kernel)
+            post_processor.name_kinds(out, patches.numpy(), model.image_image.memory_bank.numpy(),
+                                      self._bank_statistics)
         return out
 
     def kind_features(self, images: Sequence[ImageInput]) -> np.ndarray:

@@ -209,6 +209,27 @@ def test_taught_kinds_name_held_out_parts_like_their_labelled_ones(default_mode_
     assert any(named.values()), book.bar.basis  # at least one held-out part is named at all
 
 
+def test_naming_a_failed_parts_kinds_counts_in_its_post_processing_time(default_mode_product, monkeypatch):
+    """The time spent naming kinds is shared among the failed parts of a batch and added to their
+    "post" and "total" timings; a passed part is not named and pays nothing."""
+    inspector = copy.deepcopy(default_mode_product)
+    factory = ImageFactory(seed=31)
+    teach_two_kinds(inspector, factory)
+    name_regions = KindBook.name_regions
+
+    def slow_name_regions(self, *args):
+        time.sleep(0.1)
+        name_regions(self, *args)
+
+    monkeypatch.setattr(KindBook, "name_regions", slow_name_regions)
+    passed, failed = inspector.predict([factory.good(), factory.dark_spot(5)])
+    assert (passed.verdict, failed.verdict) == ("PASS", "FAIL")
+    assert failed.timings_ms["post"] >= 100 > passed.timings_ms["post"]
+    for result in (passed, failed):
+        timings = result.timings_ms
+        assert timings["total"] == pytest.approx(timings["load"] + timings["inference"] + timings["post"])
+
+
 def test_a_labelled_mask_is_weighted_by_the_parts_anomaly_map(default_mode_product):
     """A loosely drawn mask weighs its patches as an inspected region is weighed (by how far the
     calibrated map is above the threshold), so the defect, not the mask's margin, describes the kind."""

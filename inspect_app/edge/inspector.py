@@ -169,13 +169,5 @@ class EdgeInspector(PredictsOneOrMany):
         """Name the failed parts' regions as the torch path does (``PostProcessor.name_kinds``). A
         graph exported before it returned its patches (graph version 1) names none."""
         bank = self.memory_bank()
-        named = [b for b, r in enumerate(results) if r.regions]
-        if not named or patches is None or bank is None or not self.post_processor.names_kinds:
-            return
-        t0 = time.perf_counter()
-        self.post_processor.name_kinds([results[b] for b in named], patches[named], bank, self._bank_statistics)
-        per_part = (time.perf_counter() - t0) * 1000 / len(named)
-        for b in named:
-            timings = results[b].timings_ms
-            timings["post"] += per_part
-            timings["total"] += per_part
+        if patches is not None and bank is not None and self.post_processor.names_kinds:
+            self.post_processor.name_kinds(results, patches, bank, self._bank_statistics)

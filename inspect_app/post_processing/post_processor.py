@@ -8,6 +8,7 @@ plain data saved in the profile's settings.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -63,21 +64,32 @@ class PostProcessor:
 
     def name_kinds(self, results: list[InspectionResult], patches: np.ndarray, bank: np.ndarray,
                    statistics: BankStatistics) -> None:
-        """Name the regions of ``results`` where a kind clears the book's bar (``post_processing.kinds``),
-        from the image-image decoder's aggregated patches [B, C, h, w] of the same images and its
-        memory bank [N, C]; the nearest-patch search runs only on the regions' patches above the
-        threshold. The torch path and an exported model both name kinds here."""
-        if self.kind_book is None or not results:
+        """Name the regions of the failed parts among ``results`` where a kind clears the book's bar
+        (``post_processing.kinds``), from the image-image decoder's aggregated patches [B, C, h, w]
+        of the same images and its memory bank [N, C]; the nearest-patch search runs only on the
+        regions' patches above the threshold. The time it takes is shared among the named parts'
+        "post" and "total" timings. The torch path and an exported model both name kinds here."""
+        named = [b for b, result in enumerate(results) if result.regions]
+        if self.kind_book is None or not named:
             return
+        t0 = time.perf_counter()
         grid = (int(patches.shape[-2]), int(patches.shape[-1]))
         needed = []
-        for result in results:
+        for b in named:
+            result = results[b]
             assert result.anomaly_map is not None and result.image_size is not None
             needed.append(region_patches(result.regions, result.anomaly_map, result.image_size, grid))
-        spaces = kind_features(patches, bank, statistics, np.stack(needed))
-        for result, space in zip(results, spaces, strict=True):
+        spaces = kind_features(patches[named], bank, statistics, np.stack(needed))
+        for b, space in zip(named, spaces, strict=True):
+            result = results[b]
             assert result.anomaly_map is not None and result.image_size is not None
             self.kind_book.name_regions(result.regions, result.anomaly_map, space, result.image_size)
+        per_part = (time.perf_counter() - t0) * 1000 / len(named)
+        for b in named:
+            timings = results[b].timings_ms
+            if timings:
+                timings["post"] = timings.get("post", 0.0) + per_part
+                timings["total"] = timings.get("total", 0.0) + per_part
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
