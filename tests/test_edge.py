@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from edge_support import assert_same_answers
 
 from inspect_app.config import BackboneConfig, ImageTextConfig, InspectorConfig
@@ -125,6 +126,22 @@ def test_learn_good_and_threshold_reach_the_accelerated_path_without_export(fitt
     assert accelerated.calibration == inspector.calibration
     assert_same_answers(inspector.predict(images), accelerated.predict(images))
     assert accelerated.profile_version == inspector.profile_version
+
+
+def test_openvino_compiles_again_for_a_new_bank_of_the_same_size(fitted_inspector, tmp_path):
+    """OpenVINO folds the memory bank into its compiled graph: a different bank of the same shape
+    (as a profile reload could bring) must give that bank's answers, single images and batches."""
+    export_inspector(fitted_inspector, tmp_path / "edge", GraphFormat.OPENVINO)
+    edge = EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO)
+    images = _test_images()
+    before = [edge.predict(image).raw_score for image in images]
+    edge._memory_bank = edge.memory_bank() + 0.5  # a new array, same shape
+    reference = copy.deepcopy(fitted_inspector)  # the session's fixture stays as it is
+    reference.model.image_image.set_bank(torch.from_numpy(edge.memory_bank()))
+    expected = reference.predict(images)
+    assert [r.raw_score for r in expected] != pytest.approx(before)
+    assert_same_answers(expected, edge.predict(images))
+    assert_same_answers(expected, [edge.predict(image) for image in images])
 
 
 def test_re_export_carries_learnt_parts_and_thresholds(fitted_inspector, models_dir, tmp_path):
