@@ -128,9 +128,9 @@ def test_learn_good_and_threshold_reach_the_accelerated_path_without_export(fitt
     assert accelerated.profile_version == inspector.profile_version
 
 
-def test_openvino_compiles_again_for_a_new_bank_of_the_same_size(fitted_inspector, tmp_path):
-    """OpenVINO folds the memory bank into its compiled graph: a different bank of the same shape
-    (as a profile reload could bring) must give that bank's answers, single images and batches."""
+def test_a_new_bank_of_the_same_size_reaches_the_openvino_graph(fitted_inspector, tmp_path):
+    """The memory bank is fed to the compiled graph, not baked into it: a different bank of the same
+    shape (as a profile reload could bring) gives that bank's answers, single images and batches."""
     export_inspector(fitted_inspector, tmp_path / "edge", GraphFormat.OPENVINO)
     edge = EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO)
     images = _test_images()

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from inspect_app.edge.manifest import BANK, PIXELS
+from inspect_app.edge.manifest import PIXELS
 from inspect_app.errors import InspectAppError
 
 
@@ -67,11 +67,8 @@ class OpenVinoSession:
     image against 11.8 in a dynamic batch of 8 (NOTEBOOK 2026-12-07). A single image, what a line
     station sends, runs on a copy with the latency hint (every thread on the one image); a batch
     runs its images on a copy with the throughput hint, one stream per CPU, several images at once,
-    which also held up better with other work on the CPU. The bank is folded into each copy as a
-    constant, so its search runs as a prepacked matrix product (bottle's graph 10.60 -> 10.18 ms);
-    each copy is compiled when first needed (about 0.1 s) and again when the bank changes: the
-    session holds the bank it folded, so a new bank is a different array (``set_bank`` replaces the
-    decoder's tensor, never writes into it)."""
+    which also held up better with other work on the CPU. Each copy is compiled when first needed
+    (about 0.1 s) and again when the memory bank changes size."""
 
     def __init__(self, path: Path):
         import openvino as ov
@@ -80,36 +77,29 @@ class OpenVinoSession:
         self._core = ov.Core()
         self._model = self._core.read_model(str(path))
         self._names = [out.get_any_name() for out in self._model.outputs]
-        self._compiled: dict[str, tuple[tuple[Any, ...], np.ndarray | None, Any]] = {}  # hint -> (key, bank, runner)
+        self._compiled: dict[str, tuple[dict[str, tuple[int, ...]], Any]] = {}  # hint -> (one image's shapes, runner)
         self._lock = threading.Lock()
 
-    def _compiled_for(self, hint: str, pixels_shape: tuple[int, ...], bank: np.ndarray | None) -> Any:
-        key = (pixels_shape, None if bank is None else (bank.__array_interface__["data"][0], bank.shape))
-        if hint not in self._compiled or self._compiled[hint][0] != key:
+    def _compiled_for(self, hint: str, shapes: dict[str, tuple[int, ...]]) -> Any:
+        if hint not in self._compiled or self._compiled[hint][0] != shapes:
             model = self._model.clone()
-            model.reshape({PIXELS: list(pixels_shape), **({} if bank is None else {BANK: list(bank.shape)})})
-            if bank is not None:
-                parameter = next(p for p in model.get_parameters() if BANK in p.output(0).get_names())
-                parameter.output(0).replace(self._ov.op.Constant(np.ascontiguousarray(bank, np.float32)).output(0))
-                model.remove_parameter(parameter)
-                model.validate_nodes_and_infer_types()
+            model.reshape({name: list(shape) for name, shape in shapes.items()})
             compiled = self._core.compile_model(model, "CPU", {"PERFORMANCE_HINT": hint,
                                                                "INFERENCE_PRECISION_HINT": "f32",
                                                                "INFERENCE_NUM_THREADS": threads()})
             runner = (compiled.create_infer_request() if hint == "LATENCY" else
                       self._ov.AsyncInferQueue(compiled, compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-            self._compiled[hint] = (key, bank, runner)
-        return self._compiled[hint][2]
+            self._compiled[hint] = (shapes, runner)
+        return self._compiled[hint][1]
 
     def run(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         pixels = inputs[PIXELS]
-        bank = inputs.get(BANK)
+        shapes = {name: (1, *pixels.shape[1:]) if name == PIXELS else array.shape for name, array in inputs.items()}
         with self._lock:
-            if len(pixels) == 1:  # the request reads the pixels and its outputs are copied once, here
-                request = self._compiled_for("LATENCY", pixels.shape, bank)
-                result = request.infer({PIXELS: pixels}, share_inputs=True, share_outputs=True)
+            if len(pixels) == 1:  # the request reads the arrays and its outputs are copied once, here
+                result = self._compiled_for("LATENCY", shapes).infer(inputs, share_inputs=True, share_outputs=True)
                 return {name: np.array(result[i]) for i, name in enumerate(self._names)}
-            queue = self._compiled_for("THROUGHPUT", (1, *pixels.shape[1:]), bank)
+            queue = self._compiled_for("THROUGHPUT", shapes)
             outputs: list[list[np.ndarray] | None] = [None] * len(pixels)
 
             def keep(request: Any, b: int) -> None:
@@ -117,7 +107,7 @@ class OpenVinoSession:
 
             queue.set_callback(keep)
             for b in range(len(pixels)):  # the arrays outlive the requests: no copies
-                queue.start_async({PIXELS: pixels[b:b + 1]}, b, share_inputs=True)
+                queue.start_async({**inputs, PIXELS: pixels[b:b + 1]}, b, share_inputs=True)
             queue.wait_all()
         if any(out is None for out in outputs):
             raise RuntimeError("OpenVINO finished a batch without the outputs of every image")
