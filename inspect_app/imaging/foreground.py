@@ -34,12 +34,11 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     if len(agree) < 3:
         return None
     border = np.concatenate([sides[i] for i in agree])
-    bg = np.median(border, axis=0)
+    bg = _column_median(border)
     noise = float(np.median(np.abs(border - bg).sum(1)))
     if noise > 35:
         return None
-    diff = np.abs(small - bg)
-    dist = (diff[..., 0] + diff[..., 1] + diff[..., 2]) / 3  # a channel sum numpy would stride through
+    dist = _channel_mean(np.abs(small - bg))
     # Otsu on the mean channel distance; its share of explained variance says how two-level it is.
     _, fg = cv2.threshold(np.clip(dist, 0, 255).astype(np.uint8), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     fg = fg.astype(bool)
@@ -50,7 +49,7 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     if explained < 0.7:
         return None
     # Parts are lighter or darker than their background; shadows and strips are the other way.
-    lighter = (small[..., 0] + small[..., 1] + small[..., 2]) / 3 > bg.mean()  # mean(2), without the stride
+    lighter = _channel_mean(small) > bg.mean()
     best: np.ndarray | None = None
     best_area = 0
     for candidates in (fg & lighter, fg & ~lighter):
@@ -71,6 +70,12 @@ def part_silhouette(small: np.ndarray, solid: bool = False) -> tuple[np.ndarray,
     if (mask[0].any() and mask[-1].any()) or (mask[:, 0].any() and mask[:, -1].any()):  # spans the frame
         return None
     return mask, bg.astype(np.float32), noise
+
+
+def _channel_mean(image: np.ndarray) -> np.ndarray:
+    """``image.mean(2)`` of an HxWx3 float image as a sum of its planes: numpy's reduction over
+    the last axis strides through memory and took a fifth of the part finder's time."""
+    return (image[..., 0] + image[..., 1] + image[..., 2]) / 3
 
 
 def _column_median(values: np.ndarray) -> np.ndarray:

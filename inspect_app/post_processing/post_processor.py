@@ -87,9 +87,9 @@ class PostProcessor:
         per_part = (time.perf_counter() - t0) * 1000 / len(named)
         for b in named:
             timings = results[b].timings_ms
-            if timings:
-                timings["post"] = timings.get("post", 0.0) + per_part
-                timings["total"] = timings.get("total", 0.0) + per_part
+            if timings:  # both inspectors set every stage before naming
+                timings["post"] += per_part
+                timings["total"] += per_part
 
     def to_dict(self) -> dict[str, Any]:
         return {"calibrations": {mode: cal.to_dict() for mode, cal in self.calibrations.items()},
