@@ -7,10 +7,11 @@ profile is loaded afresh, K seeded images of each defect folder are taught as ki
 --kind-shots K`` reports them). Also timed: teaching a new kind from 3 images (no refit), and the
 prediction latency before and after. With ``--wording`` it records, for the first FAIL results of
 the first seed, the explanation sentence of the old rule (the image-text decoder's kind posterior,
-always named, with its probability; modes with an image-text part) beside the new one.
+always named, with its probability; modes with an image-text part) beside the new one. With
+``--bound`` it also measures, for K > 0, what naming could reach on the same parts at best (``bound``).
 
     .venv/bin/python benchmarks/kinds.py --mode fused --categories bottle,cookie,tile --shots 0,1,3,5
-        --seeds 3 [--wording 4] [--json OUT]
+        --seeds 3 [--wording 4] [--bound] [--json OUT]
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ from inspect_app.config import InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.explain.template import template_explanation
 from inspect_app.inspector import Inspector
-from inspect_app.kinds.evaluation import teach_shots
+from inspect_app.kinds.evaluation import flagged_parts, teach_shots
 from inspect_app.kinds.learning import LabelledPart, add_kind
 from inspect_app.metrics.evaluate import KIND_KEYS, evaluate_fitted
+from inspect_app.post_processing.kinds import Bar, KindBook
 from inspect_app.results import EvidenceFor, Verdict
 from inspect_app.vocabulary import DEFECT_VOCABULARY
 
@@ -87,6 +89,36 @@ def wording(inspector: Inspector, category: MVTecCategory, n: int, kind_shots: i
     return out
 
 
+BOUND_KEYS = ["always_named_accuracy", "always_named_wrong_rate", "best_bar_accuracy"]
+
+
+def bound(profile_root: Path, category: MVTecCategory, kind_shots: int, max_wrong: float) -> dict[str, float]:
+    """What naming could reach on the parts ``evaluate_fitted`` scores after the same K-shot draw:
+    every failed part's first region named with its nearest kind (``always_named_*``), and the best
+    ``defect_type_accuracy`` that any bar on the kind's confidence would give with ``wrong_kind_rate``
+    at most ``max_wrong`` (``best_bar_accuracy``). The bar is chosen with the test parts' labels, so
+    it is an upper bound for the product's bar, which only sees the labelled regions: when it stays
+    below a target, no calibration of this confidence reaches the target."""
+    inspector = Inspector.load(category.name, profile_root)
+    defective = [s for s in category.test_samples() if s.is_defective]
+    samples = teach_shots(inspector, defective, kind_shots, inspector.config.seed)
+    book = inspector.post_processor.kind_book
+    assert book is not None
+    inspector.post_processor.kind_book = KindBook(book.kinds, Bar(0.0, "every region named (bound)"))
+    parts = [p for p in flagged_parts(samples, inspector.predict_batch([s.path for s in samples]), kind_shots)
+             if p.judged]
+    on_defect, judged = max(sum(p.on_defect for p in parts), 1), max(len(parts), 1)
+    named = sorted((p for p in parts if p.confidence is not None), key=lambda p: -(p.confidence or 0.0))
+    best = right = wrong = 0
+    for i, part in enumerate(named):
+        right, wrong = right + part.right, wrong + part.wrong
+        at_a_bar = i + 1 == len(named) or named[i + 1].confidence != part.confidence  # a bar cannot split ties
+        if at_a_bar and wrong <= max_wrong * judged:
+            best = max(best, right)
+    return {"always_named_accuracy": right / on_defect, "always_named_wrong_rate": wrong / judged,
+            "best_bar_accuracy": best / on_defect}
+
+
 def time_new_kind(profile_root: Path, category: MVTecCategory) -> float:
     """Seconds to teach a new kind name from 3 masked images of the first defect folder (loaded profile)."""
     inspector = Inspector.load(category.name, profile_root)
@@ -105,6 +137,10 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--latency-samples", type=int, default=20)
     parser.add_argument("--wording", type=int, default=4, help="explanation sentences per category (0: none)")
+    parser.add_argument("--bound", action="store_true",
+                        help="for K > 0 also measure what naming could reach at best on the same parts")
+    parser.add_argument("--bound-max-wrong", type=float, default=0.10,
+                        help="the wrong_kind_rate the best bar of --bound may reach (the issue's limit)")
     parser.add_argument("--json", type=Path, default=RESULTS / "kinds.json")
     parser.add_argument("--keep-profiles", type=Path, default=None,
                         help="keep each fit's profile in DIR/seed<N>/ instead of a temporary folder")
@@ -127,6 +163,8 @@ def main() -> None:
                                           latency_samples=args.latency_samples, kind_shots=shots)
                     row = {"category": name, "seed": seed, "kind_shots": shots, "predict_ms_p50": run.predict_ms_p50,
                            "detection_rate": run.detection_rate, **{k: getattr(run, k) for k in KIND_KEYS}}
+                    if args.bound and shots:
+                        row.update(bound(Path(root), category, shots, args.bound_max_wrong))
                     rows.append(row)
                     print(row, file=sys.stderr, flush=True)
                 if seed == 0:
@@ -147,17 +185,19 @@ def summarise(args: argparse.Namespace, header: dict, rows: list[dict], add_seco
             runs = [r for r in rows if r["category"] == name and r["kind_shots"] == shots]
             if not runs:
                 continue
+            keys = [*KIND_KEYS, "predict_ms_p50", *(k for k in BOUND_KEYS if k in runs[0])]
             means = {k: None if any(r[k] is None for r in runs) else round(statistics.fmean(r[k] for r in runs), 4)
-                     for k in (*KIND_KEYS, "predict_ms_p50")}
+                     for k in keys}
             table.append({"category": name, "kind_shots": shots, "seeds": len(runs), **means})
     write_json(args.json, header, {"table": table, "runs": rows, "add_kind_seconds": add_seconds,
                                    "wording": sentences})
     if quiet:
         return
-    print("| category | K | defect_type_accuracy | wrong_kind_rate | kind_coverage | p50 ms |")
-    print("|---|---|---|---|---|---|")
+    bounds = BOUND_KEYS if args.bound else []
+    print("| category | K | " + " | ".join([*KIND_KEYS, *bounds]) + " | p50 ms |")
+    print("|---|---|" + "---|" * (len(KIND_KEYS) + len(bounds) + 1))
     for t in table:
-        cells = " | ".join("-" if t[k] is None else f"{t[k]:.3f}" for k in KIND_KEYS)
+        cells = " | ".join("-" if t.get(k) is None else f"{t[k]:.3f}" for k in (*KIND_KEYS, *bounds))
         print(f"| {t['category']} | {t['kind_shots']} | {cells} | {t['predict_ms_p50']:.1f} |")
     print("seconds to teach a new kind from 3 images:", add_seconds)
     for s in sentences:

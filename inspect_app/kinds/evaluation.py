@@ -83,28 +83,47 @@ class KindQuality:
     n_on_defect: int  # of those, with a region on the defect and a known kind
 
 
-def measure_kinds(samples: Sequence[TestSample], results: Sequence[InspectionResult],
-                  kind_shots: int) -> KindQuality:
-    """The three kind figures of the module docstring for ``results`` (one per sample, in order)."""
-    flagged = named = judged = wrong = on_defect = right = 0
+@dataclass(frozen=True)
+class FlaggedPart:
+    """What the explanation of one failed defective part said about its kind, and the truth."""
+
+    kind: str | None  # the first region's kind, None when unnamed
+    confidence: float | None  # that kind's confidence, None when unnamed
+    judged: bool  # its mask marks the defect and its kind is known
+    right: bool  # judged, a region on the defect, and the kind named is a true one
+    wrong: bool  # judged and the kind named is not a true one
+    on_defect: bool  # judged and the failed map overlaps the mask
+
+
+def flagged_parts(samples: Sequence[TestSample], results: Sequence[InspectionResult],
+                  kind_shots: int) -> list[FlaggedPart]:
+    """One ``FlaggedPart`` per failed defective sample (``results``: one per sample, in order)."""
+    parts = []
     for sample, result in zip(samples, results, strict=True):
         if not sample.is_defective or result.verdict != Verdict.FAIL:
             continue
-        flagged += 1
-        kind = result.regions[0].defect_type if result.regions else None
-        named += kind is not None
+        region = result.regions[0] if result.regions else None
+        kind = region.defect_type if region else None
         truth = true_kinds(sample.defect_type, kind_shots)
         assert result.anomaly_map is not None
         height, width = result.anomaly_map.shape
         mask = sample.mask((width, height)).astype(bool)
-        if truth is None or not mask.any():
-            continue
-        judged += 1
-        wrong += kind is not None and kind not in truth
-        if (result.anomaly_map[mask] > THRESHOLD).any():
-            on_defect += 1
-            right += kind is not None and kind in truth
-    return KindQuality(defect_type_accuracy=right / on_defect if on_defect else None,
-                       wrong_kind_rate=wrong / judged if judged else None,
-                       kind_coverage=named / flagged if flagged else None,
-                       n_flagged=flagged, n_on_defect=on_defect)
+        judged = truth is not None and bool(mask.any())
+        on_defect = judged and bool((result.anomaly_map[mask] > THRESHOLD).any())
+        named_right = truth is not None and kind is not None and kind in truth
+        parts.append(FlaggedPart(kind, region.defect_probability if kind and region else None, judged,
+                                 on_defect and named_right, judged and kind is not None and not named_right,
+                                 on_defect))
+    return parts
+
+
+def measure_kinds(samples: Sequence[TestSample], results: Sequence[InspectionResult],
+                  kind_shots: int) -> KindQuality:
+    """The three kind figures of the module docstring for ``results`` (one per sample, in order)."""
+    parts = flagged_parts(samples, results, kind_shots)
+    judged = sum(p.judged for p in parts)
+    on_defect = sum(p.on_defect for p in parts)
+    return KindQuality(defect_type_accuracy=sum(p.right for p in parts) / on_defect if on_defect else None,
+                       wrong_kind_rate=sum(p.wrong for p in parts) / judged if judged else None,
+                       kind_coverage=sum(p.kind is not None for p in parts) / len(parts) if parts else None,
+                       n_flagged=len(parts), n_on_defect=on_defect)
