@@ -53,6 +53,36 @@ def test_decoder_learns_to_separate_marked_patches():
     assert torch.allclose(posteriors.sum(1), torch.ones(n, h, w), atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [[6, 20], [40]])  # narrower than the text space, and wider
+def test_cosines_equal_those_of_the_explicit_projection(channels):
+    """The decoder scores a patch without forming its D-channel projection when C < D (the Gram
+    form): logits and every parameter's gradient must equal those of projecting, normalising and
+    taking the products with the texts directly."""
+    gen = torch.Generator().manual_seed(3)
+    text = torch.randn(4, 24, generator=gen)
+    decoder = ImageTextDecoder(channels, text, ["crack", "hole", "stain"])
+    levels = [torch.randn(5, c, 8 // (i + 1), 8 // (i + 1), generator=gen) * 2 + 1 for i, c in enumerate(channels)]
+    decoder.set_feature_stats(levels)
+    for seq in decoder.projections:  # biases away from zero, so their terms count
+        torch.nn.init.normal_(seq[1].bias, std=0.5, generator=gen)
+
+    def explicit() -> torch.Tensor:
+        total = torch.zeros(())
+        for feat, seq in zip(decoder._prepare(levels), decoder.projections, strict=True):
+            emb = torch.nn.functional.normalize(seq(feat), dim=1)
+            logits = torch.einsum("bdhw,kd->bkhw", emb, decoder.text) / decoder.log_temperature.exp()
+            total = total + torch.nn.functional.interpolate(logits, size=levels[0].shape[-2:], mode="bilinear",
+                                                            align_corners=False)
+        return total / len(channels)
+
+    params = list(decoder.parameters())
+    reference, logits = explicit(), decoder(levels)
+    assert torch.allclose(logits, reference, atol=1e-5, rtol=1e-4)
+    for want, got in zip(torch.autograd.grad(reference.sin().sum(), params),
+                         torch.autograd.grad(logits.sin().sum(), params), strict=True):
+        assert torch.allclose(got, want, atol=1e-5, rtol=1e-4)
+
+
 def test_image_text_threshold_stays_reachable_when_good_probabilities_spread_over_decades():
     """Bottle's 42 held-out good parts (a fused fit, 2026-12-02) scored 0.0005 to 0.38; a log-normal
     bound on these probabilities lies above 1 (no part could fail), on their odds below 1."""

@@ -104,14 +104,34 @@ class ImageTextDecoder(nn.Module):
             start += c
         return out
 
+    def _cosines(self, feat: torch.Tensor, projection: nn.Module) -> torch.Tensor:
+        """Cosine similarity [B, 1 + K, H, W] of each patch's projection with each state's text.
+
+        When the projection widens the patch (C < D: 40 and 112 channels into MiniLM's 384), the
+        [B, D, H, W] projection is never formed: its products with the texts come from the texts
+        mapped back through the weights, W^T t [1 + K, C], and its squared norm from the Gram
+        matrix, |W y + b|^2 = y^T (W^T W) y + 2 (W^T b) . y + b . b. The same function (float32
+        rounding apart); training the fused default's decoder on bottle-sized batches spent most
+        of its time on the element-wise work of the D-channel maps (NOTEBOOK 2026-12-07)."""
+        seq = cast(nn.Sequential, projection)
+        norm, conv = seq[0], cast(nn.Conv2d, seq[1])
+        y = norm(feat)
+        weight = conv.weight.flatten(1)  # [D, C]
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(weight[:, 0])
+        if weight.shape[0] <= weight.shape[1]:
+            return torch.einsum("bdhw,kd->bkhw", F.normalize(conv(y), dim=1), self.text)
+        dots = torch.einsum("kc,bchw->bkhw", self.text @ weight, y) + (self.text @ bias).view(1, -1, 1, 1)
+        gram_y = torch.einsum("cd,bdhw->bchw", weight.T @ weight, y)
+        squared = (y * gram_y).sum(1) + 2 * torch.einsum("c,bchw->bhw", weight.T @ bias, y) + bias @ bias
+        return dots / squared.clamp_min(1e-24).sqrt().unsqueeze(1)  # F.normalize's floor, 1e-12, on the norm
+
     def forward(self, levels: list[torch.Tensor]) -> torch.Tensor:
         """Logits [B, 1 + K, H, W] on the finest level's grid (mean over levels)."""
         size = levels[0].shape[-2:]
         total = torch.zeros(())
         scale = self.log_temperature.exp()
         for feat, proj in zip(self._prepare(levels), self.projections, strict=True):
-            emb = F.normalize(proj(feat), dim=1)
-            logits = torch.einsum("bdhw,kd->bkhw", emb, self.text) / scale
+            logits = self._cosines(feat, proj) / scale
             if logits.shape[-2:] != size:
                 logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
             total = total + logits
