@@ -111,13 +111,14 @@ class ImageTextDecoder(nn.Module):
         [B, D, H, W] projection is never formed: its products with the texts come from the texts
         mapped back through the weights, W^T t [1 + K, C], and its squared norm from the Gram
         matrix, |W y + b|^2 = y^T (W^T W) y + 2 (W^T b) . y + b . b. The same function (float32
-        rounding apart); training the fused default's decoder on bottle-sized batches spent most
+        rounding apart); training the fused mode's decoder on bottle-sized batches spent most
         of its time on the element-wise work of the D-channel maps (NOTEBOOK 2026-12-07)."""
         seq = cast(nn.Sequential, projection)
         norm, conv = seq[0], cast(nn.Conv2d, seq[1])
         y = norm(feat)
         weight = conv.weight.flatten(1)  # [D, C]
-        bias = conv.bias if conv.bias is not None else torch.zeros_like(weight[:, 0])
+        bias = conv.bias
+        assert bias is not None
         if weight.shape[0] <= weight.shape[1]:
             return torch.einsum("bdhw,kd->bkhw", F.normalize(conv(y), dim=1), self.text)
         dots = torch.einsum("kc,bchw->bkhw", self.text @ weight, y) + (self.text @ bias).view(1, -1, 1, 1)
