@@ -97,6 +97,9 @@ ENTRIES = [
         "--json", "benchmarks/results/matrix_auto.json")),
     Entry("matrix_fixed", "Every shared category in the default mode (issue 25)", _script(
         "matrix", "--input", "fixed", "--modes", "image-image", "--json", "benchmarks/results/matrix_fixed.json")),
+    Entry("matrix_modes", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "fixed", "--modes", "image-image,image-text,fused",
+        "--json", "benchmarks/results/matrix_modes.json")),
     Entry("ablation", "Modes side by side and the fusion rule", _script(
         "ablation", "--mode", "fused", "--input", "fixed", "--predict-modes", "image-image,image-text,fused",
         "--categories", ALL_CATEGORIES, "--seed", "0", "--latency-samples", "20", "--threads", "2",
