@@ -111,7 +111,7 @@ def flagged_parts(samples: Sequence[TestSample], results: Sequence[InspectionRes
         judged = truth is not None and bool(mask.any())
         on_defect = judged and bool((result.anomaly_map[mask] > THRESHOLD).any())
         named_right = truth is not None and kind is not None and kind in truth
-        parts.append(FlaggedPart(kind, region.defect_probability if kind and region else None, judged,
+        parts.append(FlaggedPart(kind, region.defect_probability if region else None, judged,
                                  on_defect and named_right, judged and kind is not None and not named_right,
                                  on_defect))
     return parts

@@ -87,7 +87,7 @@ class PostProcessor:
         per_part = (time.perf_counter() - t0) * 1000 / len(named)
         for b in named:
             timings = results[b].timings_ms
-            if timings:  # both inspectors set every stage before naming
+            if timings:  # results processed outside an inspector carry no timings to add to
                 timings["post"] += per_part
                 timings["total"] += per_part
 
