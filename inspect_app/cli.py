@@ -111,6 +111,8 @@ def fit(folder: Path = typer.Argument(..., help="Folder of good images of the pr
                           for c in report.input_choice.candidates)
         out.print(f"input {inspector.input_shape[1]}x{inspector.input_shape[0]} ({report.input_choice.chosen}; "
                   f"synthetic defects caught: {tried or 'too few images to compare'})")
+    if report.exposure_standardised:
+        out.print("grayscale good images: each image's grey levels are standardised before inspection")
     for kind, reason in report.skipped_defect_kinds.items():
         console.print(f"[yellow]defect kind {kind} not trained:[/] {escape(reason)}")
     if kind_parts is not None:

@@ -22,6 +22,9 @@ class BackboneConfig(BaseModel):
     keep_aspect: bool = False  # follow the good images' aspect ratio instead of squashing them square
     choose_input: bool = True  # the fit picks size and shape from its good images (self_config); else the two above
     input_shape: tuple[int, int] | None = None  # (height, width): written by a fit from its good images
+    # Each image's grey levels standardised before encoding: None lets the fit decide (grayscale
+    # good images: yes), which then writes its choice here.
+    standardise_exposure: bool | None = None
 
 
 class ImageImageConfig(BaseModel):

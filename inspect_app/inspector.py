@@ -306,7 +306,8 @@ def _model_from_state(product: str, config: InspectorConfig, encoder: Backbone, 
             image_text = ImageTextDecoder(list(encoder.channels), tensors["image_text.text"], kinds)
         except ValueError as exc:
             raise ProfileError(f"profile {product!r} has image-text weights that do not fit ({exc}); refit") from None
-    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma, model_input_shape(config))
+    model = InspectionModel(encoder, image_image, image_text, cfg.blur_sigma, model_input_shape(config),
+                            bool(config.backbone.standardise_exposure))
     try:
         model.load_fitted_state(tensors)
     except (RuntimeError, ValueError) as exc:

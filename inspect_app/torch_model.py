@@ -56,10 +56,12 @@ class InspectionModel(nn.Module):
     """Pixels -> raw anomaly maps, for any mode the fitted decoders support."""
 
     def __init__(self, encoder: Backbone, image_image: ImageImageDecoder | None,
-                 image_text: ImageTextDecoder | None, blur_sigma: float, input_shape: tuple[int, int]):
+                 image_text: ImageTextDecoder | None, blur_sigma: float, input_shape: tuple[int, int],
+                 standardise_exposure: bool = False):
         super().__init__()
         self.encoder = encoder
         self.input_shape = input_shape  # (height, width) every image is resized to; maps have this size
+        self.standardise_exposure = standardise_exposure  # each image's grey levels standardised first
         self.image_image = image_image
         self.image_text = image_text
         self.fusion = Fusion() if image_image is not None and image_text is not None else None
@@ -79,7 +81,7 @@ class InspectionModel(nn.Module):
 
     def prepare(self, images: list[np.ndarray]) -> torch.Tensor:
         """Decoded RGB images -> the encoder's normalised input batch."""
-        return self.encoder.prepare(images, self.input_shape)
+        return self.encoder.prepare(images, self.input_shape, self.standardise_exposure)
 
     def encode(self, pixels: torch.Tensor) -> Features:
         levels = [lvl.float().contiguous() for lvl in self.encoder.encode(pixels).levels]

@@ -32,7 +32,7 @@ from inspect_app.post_processing.calibration import Calibration, calibrate_thres
 from inspect_app.post_processing.image_score import image_scores, read_ignore_mask
 from inspect_app.post_processing.kinds import kind_prior
 from inspect_app.post_processing.post_processor import PartFrame, PostProcessor
-from inspect_app.pre_processing import input_shape
+from inspect_app.pre_processing import input_shape, is_grayscale
 from inspect_app.progress import ProgressCallback
 from inspect_app.self_config import InputChoice, choose_input
 from inspect_app.torch_model import DecoderMaps, Features, InspectionModel
@@ -56,6 +56,7 @@ class FitReport:
     training_loss: list[float] = field(default_factory=list)
     skipped_defect_kinds: dict[str, str] = field(default_factory=dict)  # kind -> why synthesis left it out
     input_choice: InputChoice | None = None  # how the input size and shape were chosen, when the fit chose
+    exposure_standardised: bool = False  # each image's grey levels standardised (grayscale good images)
 
 
 @dataclass
@@ -83,7 +84,8 @@ def new_model(config: InspectorConfig, encoder: Backbone | None = None,
         with torch.random.fork_rng():  # the projections' initial weights follow the seed, not the process
             torch.manual_seed(config.seed)
             image_text = ImageTextDecoder(list(encoder.channels), text_embeddings, list(kinds))
-    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma, model_input_shape(config))
+    return InspectionModel(encoder, image_image, image_text, config.image_image.blur_sigma, model_input_shape(config),
+                           bool(config.backbone.standardise_exposure))
 
 
 def model_input_shape(config: InspectorConfig) -> tuple[int, int]:
@@ -178,8 +180,13 @@ class Trainer:
         cfg = self.config
         good = read_good_images(images, cfg.k_shot, cfg.seed, self.progress)
         decoded, n = good.images, len(good.images)
+        exposure = cfg.backbone.standardise_exposure
+        if exposure is None:
+            exposure = all(is_grayscale(im) for im in decoded)
+        self.model.standardise_exposure = exposure
         shape, choice = self._input_shape(decoded)
-        cfg = self.config = cfg.model_copy(update={"backbone": cfg.backbone.model_copy(update={"input_shape": shape})})
+        backbone = cfg.backbone.model_copy(update={"input_shape": shape, "standardise_exposure": exposure})
+        cfg = self.config = cfg.model_copy(update={"backbone": backbone})
         self.model.input_shape = shape
         ignore = None if ignore_mask is None else read_ignore_mask(ignore_mask, shape)
         levels = self._encode(decoded).levels
@@ -217,7 +224,7 @@ class Trainer:
             self.progress(1, 1, "calibrating")
         report = FitReport(self.product, n, good.skipped, post_processor.calibrations[cfg.mode],
                            time.perf_counter() - start, list(post_processor.calibrations), history,
-                           self.skipped_defect_kinds, choice)
+                           self.skipped_defect_kinds, choice, exposure)
         return FittedProduct(self.model, post_processor, report, good.records, cfg)
 
     def _input_shape(self, decoded: list[np.ndarray]) -> tuple[tuple[int, int], InputChoice | None]:

@@ -12,6 +12,7 @@ from inspect_app.backbones import create_backbone
 from inspect_app.backbones.efficientnet_lite import _DEPTH, _STAGES, EfficientNetLiteEncoder, weights_path
 from inspect_app.config import BackboneConfig
 from inspect_app.errors import ProfileError
+from inspect_app.pre_processing import EXPOSURE_MEAN, EXPOSURE_SPREAD
 
 
 def _stage_end_blocks(variant: str) -> list[int]:
@@ -81,6 +82,21 @@ def test_prepare_resizes_and_normalises():
     assert tuple(batch.shape) == (2, 3, 64, 64)
     assert torch.allclose(batch[0], torch.full_like(batch[0], -1.0))  # (0 - 0.5) / 0.5
     assert torch.allclose(batch[1], torch.full_like(batch[1], 1.0))
+
+
+def test_standardised_exposure_evens_out_brightness_and_contrast():
+    enc = EfficientNetLiteEncoder("lite0", levels=(3,), image_size=64)
+    texture = np.random.default_rng(0).normal(110, 30, (64, 64)).clip(0, 255)
+    dim = (texture * 0.5 + 20).astype(np.uint8)  # the same part at another exposure
+    grey = [np.repeat(t.astype(np.uint8)[..., None], 3, axis=2) for t in (texture, dim)]
+    as_is, standardised = enc.prepare(grey), enc.prepare(grey, exposure=True)
+    assert (as_is[0] - as_is[1]).abs().mean() > 0.2
+    assert (standardised[0] - standardised[1]).abs().mean() < 0.03
+    pixels = standardised * 0.5 + 0.5  # back to 0..1
+    assert abs(float(pixels.mean()) - EXPOSURE_MEAN / 255) < 0.01
+    assert abs(float(pixels.std()) - EXPOSURE_SPREAD / 255) < 0.01
+    flat = enc.prepare([np.full((64, 64, 3), 7, np.uint8)], exposure=True)  # no spread to stretch
+    assert torch.allclose(flat, torch.full_like(flat, EXPOSURE_MEAN / 127.5 - 1), atol=1e-6)
 
 
 def test_fingerprint_names_variant_and_weights():

@@ -23,7 +23,7 @@ from inspect_app.errors import ProfileError
 from inspect_app.inspector import Inspector
 from inspect_app.results import EvidenceFor, Verdict
 
-from conftest import ImageFactory, teach_two_kinds
+from conftest import ImageFactory, teach_two_kinds, tiny_config
 
 
 def _test_images(seed: int = 21) -> list[np.ndarray]:
@@ -109,6 +109,27 @@ def test_non_square_input_shape_is_exported(tmp_path):
     images = [cv2.resize(img, (256, 128)) for img in _test_images()]
     assert_same_answers(inspector.predict(images),
                         EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO).predict(images))
+
+
+def test_a_grayscale_product_standardises_exposure_on_both_paths(tmp_path, models_dir):
+    rng = np.random.default_rng(5)
+
+    def grey(image: np.ndarray) -> np.ndarray:  # a grey part at a random exposure
+        level = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32) * rng.uniform(0.5, 1.2)
+        return cv2.cvtColor(level.clip(0, 255).astype(np.uint8), cv2.COLOR_GRAY2RGB)
+
+    inspector = Inspector(tiny_config(), product="grey")
+    report = inspector.fit([grey(img) for img in ImageFactory(seed=4).goods(12)])
+    assert report.exposure_standardised and inspector.config.backbone.standardise_exposure
+    inspector.save(models_dir)
+    assert Inspector.load("grey", models_dir).model.standardise_exposure
+    manifest = export_inspector(inspector, tmp_path / "edge", GraphFormat.OPENVINO)
+    assert manifest.standardise_exposure
+    images = [grey(img) for img in _test_images()]
+    edge = EdgeInspector.load(tmp_path / "edge", Runtime.OPENVINO)
+    assert_same_answers(inspector.predict(images), edge.predict(images))
+    colour = Inspector(tiny_config(), product="colour")
+    assert not colour.fit(ImageFactory(seed=4).goods(12)).exposure_standardised
 
 
 def test_learn_good_and_threshold_reach_the_accelerated_path_without_export(fitted_inspector, models_dir):

@@ -35,10 +35,12 @@ class Backbone(nn.Module):
     channels: list[int]
     strides: list[int]
 
-    def prepare(self, images: list[np.ndarray], shape: tuple[int, int] | None = None) -> torch.Tensor:
+    def prepare(self, images: list[np.ndarray], shape: tuple[int, int] | None = None,
+                exposure: bool = False) -> torch.Tensor:
         """Resize RGB uint8 arrays to ``shape`` (height, width; default the encoder's square
-        ``image_size``) and normalise them, channels-last."""
-        pixels = prepare_pixels(images, shape or (self.image_size, self.image_size), self.mean, self.std)
+        ``image_size``) and normalise them, channels-last; ``exposure``: standardise each image's
+        grey levels first (``pre_processing.standardise_exposure``)."""
+        pixels = prepare_pixels(images, shape or (self.image_size, self.image_size), self.mean, self.std, exposure)
         return torch.from_numpy(pixels).contiguous(memory_format=torch.channels_last)
 
     def encode(self, images: torch.Tensor) -> EncodedImages:  # pragma: no cover - interface

@@ -72,7 +72,8 @@ def _cached_graph(inspector: Inspector, root: Path, graph_format: GraphFormat) -
 
 def graph_key(inspector: Inspector, graph_format: GraphFormat) -> str:
     """Changes whenever a graph constant would: every fitted tensor but the memory bank (a graph
-    input), the encoder, mode, input shape, the graph's version and the versions that write it."""
+    input), the encoder, mode, input shape and exposure, the graph's version and the versions that
+    write it."""
     assert inspector.model is not None
     digest = hashlib.sha256()
     for name, tensor in sorted(inspector.model.fitted_state().items()):
@@ -80,8 +81,8 @@ def graph_key(inspector: Inspector, graph_format: GraphFormat) -> str:
             digest.update(name.encode())
             digest.update(tensor.numpy().tobytes())
     digest.update(repr((inspector.model.encoder.fingerprint, inspector.mode, inspector.model.input_shape,
-                        inspector.model.blur_sigma, str(graph_format), GRAPH_VERSION, __version__,
-                        torch.__version__)).encode())
+                        inspector.model.standardise_exposure, inspector.model.blur_sigma, str(graph_format),
+                        GRAPH_VERSION, __version__, torch.__version__)).encode())
     return digest.hexdigest()[:24]
 
 

@@ -71,7 +71,8 @@ def export_inspector(inspector: Inspector, out: str | Path, graph_format: GraphF
             product=inspector.product or "product", profile_version=inspector.profile_version, mode=mode,
             graph_format=graph_format, input_shape=inspector.model.input_shape,
             mean=tuple(float(m) for m in encoder.mean), std=tuple(float(s) for s in encoder.std),  # type: ignore[arg-type]
-            inputs=inputs, outputs=outputs, backbone_fingerprint=encoder.fingerprint, package_version=__version__)
+            inputs=inputs, outputs=outputs, backbone_fingerprint=encoder.fingerprint, package_version=__version__,
+            standardise_exposure=inspector.model.standardise_exposure)
         manifest.write(tmp)
         _replace(tmp, out)
     except BaseException:

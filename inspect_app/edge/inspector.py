@@ -136,7 +136,8 @@ class EdgeInspector(PredictsOneOrMany):
     def raw_outputs(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         """The graph's outputs for decoded images: raw anomaly maps, kind posteriors, embeddings."""
         height, width = self.manifest.input_shape
-        inputs = {PIXELS: prepare_pixels(arrays, (height, width), self.manifest.mean, self.manifest.std)}
+        inputs = {PIXELS: prepare_pixels(arrays, (height, width), self.manifest.mean, self.manifest.std,
+                                         self.manifest.standardise_exposure)}
         bank = self.memory_bank()
         if bank is not None:
             inputs[BANK] = bank

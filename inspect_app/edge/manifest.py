@@ -54,6 +54,7 @@ class EdgeManifest:
     outputs: list[str]
     backbone_fingerprint: str
     package_version: str
+    standardise_exposure: bool = False  # each image's grey levels standardised before the graph (pre_processing)
     format: int = EDGE_FORMAT
     checksums: dict[str, str] = field(default_factory=dict)
 

@@ -166,6 +166,9 @@ elif finished is not None:
         st.warning(f"Skipped: {reason}")
     if report.n_images < 10:
         st.warning(f"Only {report.n_images} good image(s): the threshold is rough; 20 or more give a reliable one.")
+    if report.exposure_standardised:
+        st.info("The good images are grayscale: each image's brightness and contrast are evened out before "
+                "inspection, so exposure changes between parts do not count as defects.")
     st.markdown("**4. Calibration**")
     metric_cols = st.columns(4)
     metric_cols[0].metric("Good scores calibrating", cal.n_normal, help=cal.holdout_method)
