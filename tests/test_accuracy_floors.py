@@ -96,5 +96,6 @@ def test_magnetic_tile_subset_default_mode(datasets_dir: Path):
         chosen += _seeded_subset([s for s in samples if s.defect_type == defect_type], TILE_TEST_PER_DEFECT, rng)
     quality = _fit_and_measure("tile", train, chosen)
     assert (quality.n_test_good, quality.n_test_defective) == (TILE_TEST_GOOD, 5 * TILE_TEST_PER_DEFECT)
-    # measured on this subset: 0.828 / 0.786, no good tile rejected, 12 of 100 defects detected
-    _check(quality, Floors(image_auroc=0.80, pixel_auroc=0.76, max_frr=4 / 40, min_detection=0.08))
+    # measured on this subset: 0.837 / 0.809, no good tile rejected, 21 of 100 defects detected (with
+    # each image's exposure standardised; 0.828 / 0.786 and 12 of 100 without)
+    _check(quality, Floors(image_auroc=0.80, pixel_auroc=0.78, max_frr=4 / 40, min_detection=0.15))
