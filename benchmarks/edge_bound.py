@@ -45,7 +45,16 @@ from inspect_app.decoders.image_image import aggregate_patches, nearest_distance
 from inspect_app.edge.graph import OPSET, InspectionGraph
 from inspect_app.inspector import Inspector
 
-from common import RESULTS, add_mode_option, add_threads_option, category_dir, run_header, set_threads, write_json
+from common import (
+    CATEGORIES,
+    RESULTS,
+    add_mode_option,
+    add_threads_option,
+    category_dir,
+    run_header,
+    set_threads,
+    write_json,
+)
 
 TOLERANCE = (1e-3, 1e-3)  # absolute, relative: the exported model's agreement with torch
 
@@ -88,7 +97,7 @@ def compiled(core: ov.Core, module: nn.Module, args: tuple[torch.Tensor, ...], n
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_mode_option(parser, "the mode fitted (image-image: the graph with the search)")
-    parser.add_argument("--category", default="bottle")
+    parser.add_argument("--category", default="bottle", choices=sorted(CATEGORIES))
     parser.add_argument("--image-size", type=int, default=256)
     parser.add_argument("--samples", type=int, default=16, help="test images timed (the first ones)")
     parser.add_argument("--rounds", type=int, default=10, help="alternated rounds over the samples")

@@ -143,6 +143,9 @@ ENTRIES = [
         "edge_speed", "--mode", "image-image", "--category", "bottle", "--image-size", "256", "--runtime", "openvino",
         "--latency-samples", "40", "--batch-size", "8", "--throughput-rounds", "4", "--threads", "2",
         "--json", "benchmarks/results/edge_speed.json")),
+    Entry("edge_bound", "Exported model without torch: speed", _script(
+        "edge_bound", "--mode", "image-image", "--category", "bottle", "--image-size", "256", "--samples", "16",
+        "--rounds", "10", "--threads", "2", "--json", "benchmarks/results/edge_bound.json")),
     Entry("edge_agreement", "Exported model without torch: the same answers", _script(
         "edge_agreement", "--mode", "image-image", "--categories", ALL_CATEGORIES, "--image-size", "256",
         "--runtime", "openvino", "--threads", "2", "--json", "benchmarks/results/edge_agreement.json")),
