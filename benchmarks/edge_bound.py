@@ -118,7 +118,7 @@ def main() -> None:
     tests = [s.path for s in category.test_samples()]
     pixels = [model.prepare([load_image(p)]) for p in tests]
     with torch.inference_mode():
-        queries = [aggregate_patches(model.encode(x).levels, model.image_image.aggregation_kernel)
+        queries = [aggregate_patches(model.encode(x).levels, model.image_image.kernel)
                    for x in pixels[:args.samples]]
     queries = [q.permute(0, 2, 3, 1).reshape(-1, q.shape[1]).contiguous() for q in queries]
 
