@@ -71,9 +71,9 @@ def _cached_graph(inspector: Inspector, root: Path, graph_format: GraphFormat) -
 
 
 def graph_key(inspector: Inspector, graph_format: GraphFormat) -> str:
-    """Changes whenever a graph constant would: every fitted tensor but the memory bank (a graph
-    input), the encoder, mode, input shape and exposure, the graph's version and the versions that
-    write it."""
+    """Changes whenever a graph constant or the manifest beside it would: every fitted tensor but the
+    memory bank (a graph input), the encoder, mode, input shape, whether exposure is standardised
+    (a manifest setting), the graph's version and the versions that write it."""
     assert inspector.model is not None
     digest = hashlib.sha256()
     for name, tensor in sorted(inspector.model.fitted_state().items()):
