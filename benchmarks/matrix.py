@@ -114,6 +114,8 @@ def main() -> None:
     parser.add_argument("--levels", type=int_list, default=[3, 5], help="encoder stages whose patches are used")
     parser.add_argument("--aggregation-kernel", type=int, default=ImageImageConfig().aggregation_kernel,
                         help="the image-image decoder's patch neighbourhood (k x k average)")
+    parser.add_argument("--coreset-ratio", type=float, default=ImageImageConfig().coreset_ratio,
+                        help="share of the good patches the memory bank keeps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--latency-samples", type=int, default=20)
     add_threads_option(parser)
@@ -122,7 +124,8 @@ def main() -> None:
     args = parser.parse_args()
     base = InspectorConfig(seed=args.seed, backbone=BackboneConfig(
         variant=args.variant, levels=tuple(args.levels), image_size=args.image_size, keep_aspect=args.keep_aspect,
-        choose_input=args.input == "auto"), image_image=ImageImageConfig(aggregation_kernel=args.aggregation_kernel))
+        choose_input=args.input == "auto"), image_image=ImageImageConfig(aggregation_kernel=args.aggregation_kernel,
+                                                             coreset_ratio=args.coreset_ratio))
     header = run_header(args, base)
     set_threads(args.threads)
     rows: list[dict[str, Any]] = []

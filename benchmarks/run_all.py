@@ -97,6 +97,9 @@ ENTRIES = [
         "--json", "benchmarks/results/matrix_auto.json")),
     Entry("matrix_fixed", "Every shared category in the default mode (issue 25)", _script(
         "matrix", "--input", "fixed", "--modes", "image-image", "--json", "benchmarks/results/matrix_fixed.json")),
+    Entry("matrix_ball_screw_608", "Every shared category in the default mode (issue 25)", _script(
+        "matrix", "--input", "fixed", "--modes", "image-image", "--categories", "ball_screw", "--image-size", "608",
+        "--keep-aspect", "--coreset-ratio", "0.0025", "--json", "benchmarks/results/matrix_ball_screw_608.json")),
     Entry("matrix_modes", "Every shared category in the default mode (issue 25)", _script(
         "matrix", "--input", "fixed", "--modes", "image-image,image-text,fused",
         "--json", "benchmarks/results/matrix_modes.json")),
