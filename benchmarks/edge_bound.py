@@ -174,7 +174,7 @@ def main() -> None:
     reference = np.array(maxima["torch"])
     assert inspector.calibration is not None
     threshold = inspector.calibration.raw_threshold
-    scores = {}
+    scores, bounds = {}, {}
     for name in ("openvino_f32", "openvino_default"):
         got = np.array(maxima[name])
         diff = np.abs(got - reference)
@@ -183,8 +183,6 @@ def main() -> None:
                         "relative_change_median": float(np.median(relative)),
                         "relative_change_max": float(relative.max()),
                         "raw_threshold_side_changed": int(np.sum((got > threshold) != (reference > threshold)))}
-    bounds = {}
-    for name in ("openvino_f32", "openvino_default"):
         bounds[name] = {
             "graph_ratio": round(ms[f"graph/{name}"] / ms["graph/torch"], 3),
             "encoder_ratio": round(ms[f"encoder/{name}"] / ms["encoder/torch"], 3),
